@@ -1,0 +1,51 @@
+"""The ``llmjp-ckpt`` command line.
+
+Each subcommand lives in ``llmjp_ckpt/commands/<name>.py`` and defines ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``; heavy imports stay inside ``run`` so that
+``--help`` is instant. A :class:`~llmjp_ckpt.errors.UserError` becomes one line on stderr and
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from llmjp_ckpt.errors import UserError
+
+# Order shown in --help: the pipeline's order.
+COMMANDS = [
+    "checkpoints",
+    "inspect",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmjp-ckpt",
+        description="Sparse autoencoders across LLM-jp-3 training checkpoints.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        mod = importlib.import_module(f"llmjp_ckpt.commands.{name.replace('-', '_')}")
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"llmjp-ckpt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

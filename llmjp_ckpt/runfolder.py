@@ -1,0 +1,93 @@
+"""The run folder: one folder per experiment, one ``manifest.json`` recording every stage.
+
+Each stage records its config (and its hash), the library versions, the checkpoints it used
+and its status. A stage whose recorded status is ``done`` with the same config hash is skipped
+when rerun; a changed config reruns it. All writes go through :mod:`llmjp_ckpt.atomic`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from llmjp_ckpt import atomic
+
+MANIFEST = "manifest.json"
+LIBRARIES = (
+    "llmjp-ckpt", "torch", "transformer-lens", "transformers", "sae-lens", "sae-dashboard",
+    "datasets", "huggingface_hub", "plotly",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the stack, for the manifest."""
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def config_hash(config: Any) -> str:
+    """A stable hash of a config (dataclass, dict or anything JSON-serialisable)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    blob = json.dumps(config, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class RunFolder:
+    """A run folder and its manifest."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic.clean_temporaries(self.root)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as a dict (an empty one for a new run)."""
+        if not self.manifest_path.exists():
+            return {"stages": {}}
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def stage(self, name: str) -> dict[str, Any] | None:
+        return self.manifest()["stages"].get(name)
+
+    def is_done(self, name: str, config: Any) -> bool:
+        """True when stage ``name`` finished with this very config."""
+        st = self.stage(name)
+        return bool(st) and st.get("status") == "done" and st.get("config_hash") == config_hash(config)
+
+    def record(self, name: str, config: Any, status: str, **extra: Any) -> None:
+        """Record a stage's status, config and the library versions."""
+        man = self.manifest()
+        cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+        man["stages"][name] = {
+            "status": status,
+            "config": cfg,
+            "config_hash": config_hash(config),
+            "versions": library_versions(),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **extra,
+        }
+        atomic.write_json(self.manifest_path, man)
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+
+def step_dir(step: int) -> str:
+    """The study's checkpoint folder name: ``iter_0000010`` for step 10."""
+    return f"iter_{int(step):07d}"
