@@ -1,0 +1,1 @@
+"""Subcommands of ``llmjp-ckpt`` (one module each)."""
