@@ -3,21 +3,32 @@
 Each subcommand lives in ``llmjp_ckpt/commands/<name>.py`` and defines ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``; heavy imports stay inside ``run`` so that
 ``--help`` is instant. A :class:`~llmjp_ckpt.errors.UserError` becomes one line on stderr and
-exit code 2.
+exit code 2; so does an ``OSError`` (set ``LLMJP_CKPT_DEBUG=1`` for its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from llmjp_ckpt.errors import UserError
 
 # Order shown in --help: the pipeline's order.
 COMMANDS = [
+    "toy",
     "checkpoints",
     "inspect",
+    "prepare-data",
+    "train",
+    "features",
+    "label",
+    "match",
+    "compare",
+    "site",
+    "upload",
+    "demo",
 ]
 
 
@@ -41,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"llmjp-ckpt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unreadable/unwritable paths, a full disk: one line, not a traceback
+        if os.environ.get("LLMJP_CKPT_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"llmjp-ckpt {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

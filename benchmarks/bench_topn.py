@@ -1,0 +1,132 @@
+"""P5: top-N examples for every latent in one streaming pass vs sae-dashboard's own collection.
+
+Both sides get the same HookedTransformer (random, LLM-jp-shaped), the same TopK SAE, the same
+token windows, every latent, and the same N top examples (+ the same number of quantile
+groups). sae-dashboard's ``SaeVisRunner`` re-runs the model over all tokens once per batch of
+``minibatch_size_features`` latents (its default 256) and computes its page data; ours runs
+the model once over all windows, then once more over only the selected windows. Run:
+
+    .venv/bin/python benchmarks/bench_topn.py [--d-sae 512] [--windows 64] [--n-top 20]
+
+Prints both wall times and the ratio; also checks that the two agree on each latent's top
+window for the latents where sae-dashboard's top example is unambiguous.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+
+def build(d_model: int, n_layers: int, d_vocab: int, d_sae: int, k: int, n_windows: int, seed: int = 0):
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(seed)
+    model = HookedTransformer(HookedTransformerConfig(
+        d_model=d_model, n_layers=n_layers, n_heads=d_model // 32, d_head=32, d_mlp=4 * d_model,
+        d_vocab=d_vocab, n_ctx=65, act_fn="silu", normalization_type="RMS",
+        positional_embedding_type="rotary", gated_mlp=True, seed=seed)).eval()
+    hook = f"blocks.{n_layers // 2}.hook_resid_post"
+    # rescale_acts_by_decoder_norm: SaeVisRunner calls fold_W_dec_norm, which TopK refuses otherwise
+    cfg = TopKSAEConfig(d_in=d_model, d_sae=d_sae, k=k, rescale_acts_by_decoder_norm=True)
+    cfg.metadata.hook_name = hook
+    sae = TopKSAE(cfg).eval()
+    tokens = torch.randint(3, d_vocab, (n_windows, 65))
+    tokens[:, 0] = 1
+    return model, sae, tokens, hook
+
+
+def run_ours(model, sae, tokens, n_top: int, n_quantile: int, batch: int):
+    from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
+
+    # sae-dashboard folds the decoder norm into the encoder first; do the same so both sides
+    # rank identical activations
+    sae = copy.deepcopy(sae)
+    sae.fold_W_dec_norm()
+    cfg = TopNConfig(n_top=n_top, n_quantile=n_quantile, n_sample=max(4 * n_quantile, 16), batch_size=batch)
+    t = time.perf_counter()
+    res = collect_topn(tokens, model_encoder(model, {"s": sae}, first_position=0), {"s": sae.cfg.d_sae}, cfg)["s"]
+    return time.perf_counter() - t, res
+
+
+def run_dashboard(model, sae, tokens, hook: str, n_top: int, n_quantile: int, batch: int):
+    from sae_dashboard.components_config import (
+        ActsHistogramConfig,
+        Column,
+        FeatureTablesConfig,
+        LogitsHistogramConfig,
+        LogitsTableConfig,
+        SequencesConfig,
+    )
+    from sae_dashboard.layout import SaeVisLayoutConfig
+    from sae_dashboard.sae_vis_data import SaeVisConfig
+    from sae_dashboard.sae_vis_runner import SaeVisRunner
+
+    layout = SaeVisLayoutConfig(columns=[
+        Column(FeatureTablesConfig()),
+        Column(ActsHistogramConfig(), LogitsTableConfig(), LogitsHistogramConfig()),
+        # buffer=None: whole windows as examples, as ours (a (5, 5) buffer would also skip
+        # maxima near the window edges)
+        Column(SequencesConfig(stack_mode="stack-none", top_acts_group_size=n_top,
+                               n_quantiles=n_quantile, buffer=None)),
+    ])
+    cfg = SaeVisConfig(hook_point=hook, features=list(range(sae.cfg.d_sae)), minibatch_size_tokens=batch,
+                       feature_centric_layout=layout, device="cpu", verbose=False)
+    sae = copy.deepcopy(sae)  # SaeVisRunner mutates the SAE (fold_W_dec_norm)
+    t = time.perf_counter()
+    data = SaeVisRunner(cfg).run(encoder=sae, model=model, tokens=tokens)
+    return time.perf_counter() - t, data
+
+
+def top_window_agreement(ours, data, tokens) -> tuple[int, int]:
+    """Latents whose top window (by max activation) is the same on both sides."""
+    agree = total = 0
+    for feat, fd in data.feature_data_dict.items():
+        groups = fd.sequence_data.seq_group_data
+        if not groups or not groups[0].seq_data:
+            continue
+        best = max(groups[0].seq_data, key=lambda s: max(s.feat_acts))
+        win = int(ours.top_windows[feat, 0])
+        if win < 0:
+            continue
+        total += 1
+        # the dashboard shows a buffer around the max token: find it inside our top window
+        seq = best.token_ids
+        row = tokens[win].tolist()
+        agree += any(row[i : i + len(seq)] == list(seq) for i in range(len(row) - len(seq) + 1))
+    return agree, total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--vocab", type=int, default=2000)
+    ap.add_argument("--d-sae", type=int, default=512)
+    ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--n-top", type=int, default=20)
+    ap.add_argument("--n-quantile", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, sae, tokens, hook = build(args.d_model, args.layers, args.vocab, args.d_sae, args.k, args.windows)
+    print(f"model d_model={args.d_model} layers={args.layers}; SAE d_sae={args.d_sae} k={args.k}; "
+          f"{args.windows} windows x 65 tokens; N={args.n_top}, quantile groups={args.n_quantile}; "
+          f"torch threads={args.threads}")
+    t_ours, ours = run_ours(model, sae, tokens, args.n_top, args.n_quantile, args.batch)
+    print(f"ours (one streaming pass + selected windows): {t_ours:.2f} s")
+    t_dash, data = run_dashboard(model, sae, tokens, hook, args.n_top, args.n_quantile, args.batch)
+    print(f"sae-dashboard SaeVisRunner.run:               {t_dash:.2f} s")
+    print(f"speed-up: {t_dash / t_ours:.1f}x  (target >= 3x)")
+    agree, total = top_window_agreement(ours, data, tokens)
+    print(f"top window agrees for {agree}/{total} latents")
+
+
+if __name__ == "__main__":
+    main()

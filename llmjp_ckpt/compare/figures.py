@@ -1,0 +1,124 @@
+"""Plotly figures of the comparison: shares over steps, Sankey flows, match similarities, mix origins.
+
+Each figure is written as self-contained HTML (plotly.js inline, works offline) and, when
+kaleido finds a browser, as PNG; a failed PNG export is logged and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import plotly.colors as px_colors
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from llmjp_ckpt import atomic
+from llmjp_ckpt.compare.lineages import MIX_ORIGINS
+
+log = logging.getLogger(__name__)
+
+SHARE_COLUMNS = ("language_paper", "language_script", "granularity")
+
+
+def shares_figure(per_ckpt: dict, sae_id: str) -> go.Figure:
+    """The study's share-over-steps plots: one row per subset, one column per class kind."""
+    subsets = list(per_ckpt)
+    fig = make_subplots(rows=len(subsets), cols=len(SHARE_COLUMNS), shared_xaxes=True,
+                        subplot_titles=[f"{c} ({s})" for s in subsets for c in SHARE_COLUMNS])
+    palette = px_colors.qualitative.Plotly + px_colors.qualitative.Dark2
+    colour: dict[str, str] = {}
+    for r, subset in enumerate(subsets, start=1):
+        steps = sorted(per_ckpt[subset], key=int)
+        for c, col in enumerate(SHARE_COLUMNS, start=1):
+            classes = sorted({k for s in steps for k in per_ckpt[subset][s][col]})
+            for k in classes:
+                first = k not in colour
+                colour.setdefault(k, palette[len(colour) % len(palette)])
+                fig.add_trace(go.Scatter(
+                    x=[int(s) for s in steps], y=[per_ckpt[subset][s][col].get(k, 0.0) for s in steps],
+                    mode="lines+markers", name=k, legendgroup=k, showlegend=first,
+                    line={"color": colour[k]},
+                ), row=r, col=c)
+    fig.update_xaxes(type="log", title_text="training step")
+    fig.update_yaxes(range=[0, 1])
+    fig.update_layout(title=f"Class shares over training steps — {html.escape(sae_id)}",
+                      height=320 * len(subsets), width=1200)
+    return fig
+
+
+def sankey_figure(flows: list[dict], column: str, sae_id: str) -> go.Figure:
+    """Flows of ``column`` classes between consecutive checkpoints, for shared features."""
+    nodes: dict[str, int] = {}
+    src, dst, val = [], [], []
+
+    def node(label: str) -> int:
+        return nodes.setdefault(label, len(nodes))
+
+    for f in flows:
+        for key, n in f[column].items():
+            a, b = key.split(" -> ")
+            src.append(node(f"{a} @{f['from']}"))
+            dst.append(node(f"{b} @{f['to']}"))
+            val.append(n)
+    fig = go.Figure(go.Sankey(node={"label": list(nodes), "pad": 12},
+                              link={"source": src, "target": dst, "value": val}))
+    fig.update_layout(title=f"{column} flows of shared features — {html.escape(sae_id)}",
+                      width=1100, height=600)
+    return fig
+
+
+def similarity_histogram(similarities: dict[str, list[float]], threshold: float, sae_id: str) -> go.Figure:
+    """Histogram of matched pairs' cosine, one trace per checkpoint pair."""
+    fig = go.Figure()
+    for name, sims in similarities.items():
+        fig.add_trace(go.Histogram(x=sims, name=name, opacity=0.6, xbins={"start": -1, "end": 1, "size": 0.02}))
+    fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"shared ≥ {threshold}")
+    fig.update_layout(barmode="overlay", title=f"Match similarity — {html.escape(sae_id)}",
+                      xaxis_title="cosine of decoder directions", yaxis_title="matched pairs",
+                      width=900, height=500)
+    return fig
+
+
+def mix_origins_figure(origins: list[dict], sae_id: str) -> go.Figure:
+    """Stacked shares of where each later checkpoint's mix features came from."""
+    names = [f"{o['from']} → {o['to']} (n={o['n_mix']})" for o in origins]
+    fig = go.Figure([go.Bar(x=names, y=[o["shares"][k] for o in origins], name=k) for k in MIX_ORIGINS])
+    fig.update_layout(barmode="stack", yaxis_title="share of mix features", yaxis_range=[0, 1],
+                      title=f"Origins of bilingual (mix) features — {html.escape(sae_id)}",
+                      width=900, height=500)
+    return fig
+
+
+def write_figures(figures: dict[str, go.Figure], out_dir: Path, png: bool = True) -> dict[str, list[str]]:
+    """Write ``name.html`` for every figure and, if a browser is found, ``name.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, list[str]] = {}
+    for name, fig in figures.items():
+        path = out_dir / f"{name}.html"
+        atomic.write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+        written[name] = [str(path)]
+    if not png or not figures:
+        return written
+    tmp = Path(tempfile.mkdtemp(prefix=atomic.TMP_PREFIX + "png.", dir=out_dir))
+    try:
+        import plotly.io as pio
+
+        names = list(figures)
+        # one browser session for all images (plotly's batch API for kaleido ≥ 1)
+        pio.write_images([figures[n] for n in names], [tmp / f"{n}.png" for n in names],
+                         width=[figures[n].layout.width or 900 for n in names],
+                         height=[figures[n].layout.height or 500 for n in names])
+        for n in names:
+            os.replace(tmp / f"{n}.png", out_dir / f"{n}.png")
+            written[n].append(str(out_dir / f"{n}.png"))
+    except Exception as exc:  # noqa: BLE001 - a PNG is never worth failing the stage
+        log.warning("PNG export skipped (%s: %s); the HTML figures are written",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written

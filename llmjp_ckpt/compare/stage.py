@@ -1,0 +1,196 @@
+"""The ``compare`` stage: match consecutive checkpoints, follow lineages, count transitions.
+
+Reads ``RUN/saes/iter_*/<sae_id>/`` and ``RUN/analysis/features.parquet``; writes
+``RUN/analysis/transitions.json``, ``RUN/analysis/lineages.json``,
+``RUN/analysis/lineages/<sae_id>.parquet``, ``RUN/analysis/matches/<sae_id>/*.csv`` and
+``RUN/analysis/figures/``. The stage is recorded in the run manifest and skipped when it is
+done with the same config and the same inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from llmjp_ckpt import atomic
+from llmjp_ckpt.compare import figures as figs
+from llmjp_ckpt.compare import lineages as lin
+from llmjp_ckpt.compare import transitions as tr
+from llmjp_ckpt.compare.decoders import SAE_WEIGHTS_FILENAME, check_comparable, load_decoder
+from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
+from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.runfolder import RunFolder, step_dir
+
+log = logging.getLogger(__name__)
+STAGE = "compare"
+STEP_DIR = re.compile(r"^iter_(\d+)$")
+
+
+@dataclass
+class CompareConfig:
+    """Settings of the compare stage (configs/compare.yaml)."""
+
+    match: MatchConfig = field(default_factory=MatchConfig)
+    related_threshold: float = 0.5  # cosine at/above which features count as related (splits, merges, mix origins)
+    language_column: str = "language_paper"  # which language label the mix-origin analysis uses
+    png: bool = True  # also export PNG figures (skipped with a log line when no browser)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.match, dict):
+            self.match = _build(MatchConfig, self.match, "match")
+        if self.language_column not in tr.LANGUAGE_COLUMNS:
+            raise UserError(f"compare language_column={self.language_column!r}; "
+                            f"expected one of {tr.LANGUAGE_COLUMNS}")
+        if not -1.0 <= self.related_threshold <= 1.0:
+            raise UserError(f"compare related_threshold={self.related_threshold}; expected a cosine")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> CompareConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: cannot read config ({exc})") from None
+        return _build(cls, data, str(path))
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
+    return cls(**data)
+
+
+def find_saes(run_dir: Path) -> dict[str, list[tuple[int, Path]]]:
+    """``{sae_id: [(step, folder), ...]}`` sorted by step, from ``RUN/saes/iter_*/<sae_id>/``."""
+    out: dict[str, list[tuple[int, Path]]] = {}
+    root = run_dir / "saes"
+    for sd in sorted(root.glob("iter_*")) if root.is_dir() else []:
+        m = STEP_DIR.match(sd.name)
+        if not m or not sd.is_dir():
+            continue
+        for sae in sorted(sd.iterdir()):
+            if (sae / SAE_WEIGHTS_FILENAME).is_file():
+                out.setdefault(sae.name, []).append((int(m.group(1)), sae))
+    if not out:
+        raise UserError(f"{root}: no SAEs found (iter_*/<sae_id>/{SAE_WEIGHTS_FILENAME}); train them first")
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _labels(df, sae_id: str, step: int, column: str) -> dict[int, str]:
+    d = df[(df["sae_id"] == sae_id) & (df["checkpoint"] == step)]
+    return dict(zip(d["feature"].tolist(), tr._labels(d, column).tolist()))
+
+
+def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg: CompareConfig) -> dict:
+    """Everything for one SAE family across its checkpoints; returns its JSON part and figures."""
+    steps = [s for s, _ in series]
+    fam_df = df[df["sae_id"] == sae_id]
+    out: dict[str, Any] = {"checkpoints": steps, "per_checkpoint": tr.per_checkpoint(fam_df), "pairs": []}
+    if len(steps) < 2:
+        out["note"] = f"only one checkpoint (step {steps[0]}): nothing to compare"
+        return out
+    decoders = [load_decoder(p) for _, p in series]
+    for d in decoders[1:]:
+        check_comparable(decoders[0], d)
+    matches = []
+    for t in range(len(steps) - 1):
+        a, b = steps[t], steps[t + 1]
+        log.info("%s: matching step %d → %d", sae_id, a, b)
+        m = match_decoders(decoders[t], decoders[t + 1], cfg.match)
+        matches.append(m)
+        write_matches_csv(m, run.path("analysis", "matches", sae_id, f"{step_dir(a)}__{step_dir(b)}.csv"))
+        shared = np.flatnonzero(m.shared)
+        pairs = np.stack([shared, m.partner[shared]], axis=1)
+        sims = m.similarity[m.partner >= 0]
+        out["pairs"].append({
+            "from": a, "to": b, "method": m.method,
+            **lin.pair_events(m, cfg.related_threshold),
+            "mean_similarity": float(np.mean(sims)) if sims.size else None,
+            "similarities": [round(float(x), 4) for x in sims],
+            "flows": tr.flows(fam_df[fam_df["checkpoint"] == a], fam_df[fam_df["checkpoint"] == b], pairs),
+            "mix_origins": lin.mix_origins(m, cfg.related_threshold,
+                                           _labels(df, sae_id, a, cfg.language_column),
+                                           _labels(df, sae_id, b, cfg.language_column)),
+        })
+    chains = lin.chains(steps, decoders, matches)
+    buf = io.BytesIO()
+    chains.to_parquet(buf, index=False)
+    atomic.write_bytes(run.path("analysis", "lineages", f"{sae_id}.parquet"), buf.getvalue())
+    lengths = chains.groupby("chain").size()
+    out["lineages"] = {
+        "chains": int(lengths.size),
+        "chains_spanning_all": int((lengths == len(steps)).sum()),
+        "mean_length": float(lengths.mean()),
+        "median_drift_to_final": {
+            str(s): (None if g.dropna().empty else float(g.median()))
+            for s, g in chains.groupby("checkpoint")["drift_to_final"]
+        },
+        "index_aligned_drift": {str(s): d for s, d in zip(steps, lin.index_aligned_drift(decoders))},
+    }
+    return out
+
+
+def _figures(sae_id: str, fam: dict, cfg: CompareConfig) -> dict:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", sae_id)
+    out = {f"shares_{safe}": figs.shares_figure(fam["per_checkpoint"], sae_id)}
+    if fam["pairs"]:
+        flows = [{"from": p["from"], "to": p["to"], **p["flows"]} for p in fam["pairs"]]
+        for col in (cfg.language_column, "granularity"):
+            out[f"sankey_{col}_{safe}"] = figs.sankey_figure(flows, col, sae_id)
+        out[f"match_similarity_{safe}"] = figs.similarity_histogram(
+            {f"{p['from']}→{p['to']}": p["similarities"] for p in fam["pairs"]}, cfg.match.threshold, sae_id)
+        out[f"mix_origins_{safe}"] = figs.mix_origins_figure(
+            [{"from": p["from"], "to": p["to"], **p["mix_origins"]} for p in fam["pairs"]], sae_id)
+    return out
+
+
+def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force: bool = False) -> dict:
+    """Run the compare stage on ``run_dir``; returns the content of ``transitions.json``."""
+    cfg = config or CompareConfig()
+    run = RunFolder(run_dir)
+    series = find_saes(run.root)
+    feats_path = run.path("analysis", "features.parquet")
+    df = tr.load_features(feats_path)
+    st = feats_path.stat()
+    stage_cfg = {**dataclasses.asdict(cfg),
+                 "inputs": {k: [s for s, _ in v] for k, v in series.items()},
+                 "features_parquet": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}
+    out_path = run.path("analysis", "transitions.json")
+    if not force and run.is_done(STAGE, stage_cfg) and out_path.is_file():
+        log.info("compare: done with the same config; skipped")
+        return {**json.loads(out_path.read_text(encoding="utf-8")), "skipped": True}
+    all_steps = sorted({s for v in series.values() for s, _ in v})
+    run.record(STAGE, stage_cfg, "running", checkpoints=all_steps)
+    try:
+        result: dict[str, Any] = {"threshold": cfg.match.threshold,
+                                  "related_threshold": cfg.related_threshold,
+                                  "language_column": cfg.language_column,
+                                  "families": {}, "notes": [], "figures": {}}
+        fig_objs = {}
+        for sae_id, ser in series.items():
+            fam = _family(run, sae_id, ser, df, cfg)
+            result["families"][sae_id] = fam
+            if "note" in fam:
+                result["notes"].append(f"{sae_id}: {fam['note']}")
+            fig_objs.update(_figures(sae_id, fam, cfg))
+        result["figures"] = figs.write_figures(fig_objs, run.path("analysis", "figures"), png=cfg.png)
+        lineages = {k: v.get("lineages") for k, v in result["families"].items()}
+        atomic.write_json(run.path("analysis", "lineages.json"), lineages)
+        atomic.write_json(out_path, result)
+    except BaseException:
+        run.record(STAGE, stage_cfg, "failed", checkpoints=all_steps)
+        raise
+    run.record(STAGE, stage_cfg, "done", checkpoints=all_steps)
+    return result

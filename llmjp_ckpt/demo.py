@@ -1,0 +1,68 @@
+"""The whole pipeline on the toy world: toy -> data -> SAEs -> features -> compare -> site.
+
+Every stage records itself in ``OUT/manifest.json`` and is skipped when already done with the
+same config, so an interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from llmjp_ckpt.runfolder import RunFolder
+
+log = logging.getLogger(__name__)
+TOY_STAGE = "toy"
+
+
+def ensure_toy(run: RunFolder, quick: bool, seed: int) -> Path:
+    """Make the toy world in ``OUT/toy`` unless it is already there for this seed and size."""
+    from llmjp_ckpt.toy import make_toy
+
+    toy_dir = run.path("toy")
+    cfg = {"quick": quick, "seed": seed}
+    if run.is_done(TOY_STAGE, cfg) and (toy_dir / "toy.json").exists():
+        log.info("toy: done, skipped")
+        return toy_dir
+    run.record(TOY_STAGE, cfg, "running")
+    info = make_toy(toy_dir, quick=quick, seed=seed)
+    run.record(TOY_STAGE, cfg, "done", steps=info["steps"], layer=info["layer"], hook=info["hook"])
+    return toy_dir
+
+
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0) -> Path:
+    """Run every stage into ``out``; return the path of the site's ``index.html``."""
+    from llmjp_ckpt.compare import compare_run
+    from llmjp_ckpt.corpus import prepare_data
+    from llmjp_ckpt.features.analyze import analyze_run
+    from llmjp_ckpt.site import build_site
+    from llmjp_ckpt.training import demo_configs, train_run
+
+    run = RunFolder(out)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        timings[name] = round(now - t0, 1)
+        t0 = now
+        print(f"[demo] {name}: {timings[name]} s", flush=True)
+
+    toy_dir = ensure_toy(run, quick, seed)
+    lap("toy")
+    data_cfg, train_cfg = demo_configs(toy_dir, quick)
+    prepare_data(data_cfg, run.root)
+    lap("prepare-data")
+    train_run(train_cfg, run.root)
+    lap("train")
+    analyze_run(run.root)
+    lap("features")
+    compare_run(run.root)
+    lap("compare")
+    index = build_site(run.root)
+    lap("site")
+    (run.root / "demo_timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
+    return index

@@ -1,0 +1,150 @@
+"""The top-N store on disk: ``RUN/features/iter_{step:07d}/<sae_id>/``.
+
+``topn.safetensors`` holds the tensors (ints and floats only), ``features.json`` the small
+metadata; the folder is written whole with :func:`llmjp_ckpt.atomic.atomic_dir`, so a folder
+with ``features.json`` is complete. Examples come back in the study's format: a window is a
+list of ``[token_text, activation]`` with ``token_text`` from
+:meth:`llmjp_ckpt.tokens.TokenText.piece_text`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from llmjp_ckpt import atomic
+from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.features.topn import FeatureTopN
+from llmjp_ckpt.tokens import TokenText
+
+TENSORS = "topn.safetensors"
+META = "features.json"
+SCHEMA = 1
+_KEYS = {
+    "top_values": 2, "top_windows": 2, "top_token_acts": 3,
+    "quantile_values": 2, "quantile_windows": 2, "quantile_levels": 1, "quantile_token_acts": 3,
+    "fire_count": 1, "act_sum": 1, "max_activation": 1, "window_ids": 1, "window_tokens": 2,
+}
+Window = list[list[Any]]  # [[token_text, activation], ...]
+
+
+def save_store(out_dir: str | Path, res: FeatureTopN, tokens: Tensor, meta: dict[str, Any]) -> Path:
+    """Write one SAE's result; ``tokens [n_windows, L]`` are the windows it was computed on."""
+    wins = torch.cat([res.top_windows.reshape(-1), res.quantile_windows.reshape(-1)])
+    window_ids = torch.unique(wins[wins >= 0])
+    tensors = {
+        "top_values": res.top_values.float(), "top_windows": res.top_windows.long(),
+        "top_token_acts": res.top_token_acts.half(),
+        "quantile_values": res.quantile_values.float(),
+        "quantile_windows": res.quantile_windows.long(),
+        "quantile_levels": res.quantile_levels.float(),
+        "quantile_token_acts": res.quantile_token_acts.half(),
+        "fire_count": res.fire_count.long(), "act_sum": res.act_sum.double(),
+        "max_activation": res.max_activation.float(),
+        "window_ids": window_ids.long(), "window_tokens": tokens[window_ids].to(torch.int32),
+    }
+    info = {
+        "schema": SCHEMA, "n_tokens": res.n_tokens, "n_windows": res.n_windows,
+        "d_sae": int(res.top_values.shape[0]), "n_top": int(res.top_values.shape[1]),
+        "first_position": int(tokens.shape[1] - res.top_token_acts.shape[2]), **meta,
+    }
+    out_dir = Path(out_dir)
+    with atomic.atomic_dir(out_dir) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / TENSORS))
+        atomic.write_json(tmp / META, info)  # last: its presence marks a complete folder
+    return out_dir
+
+
+def is_complete(folder: str | Path) -> bool:
+    return (Path(folder) / META).is_file() and (Path(folder) / TENSORS).is_file()
+
+
+@dataclass
+class FeatureStore:
+    """One SAE's stored top-N examples and statistics."""
+
+    path: Path
+    meta: dict[str, Any]
+    t: dict[str, Tensor]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FeatureStore:
+        """Load and validate; any missing or malformed part is a :class:`UserError`."""
+        folder = Path(folder)
+        meta_path, tens_path = folder / META, folder / TENSORS
+        for p in (meta_path, tens_path):
+            if not p.is_file():
+                raise UserError(f"{p}: missing (expected a top-N store written by `llmjp-ckpt features`)")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{meta_path}: not valid UTF-8 JSON ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+            raise UserError(f"{meta_path}: field 'schema' is {meta.get('schema') if isinstance(meta, dict) else meta!r}, expected {SCHEMA}")
+        try:
+            t = load_file(str(tens_path))
+        except Exception as exc:  # safetensors raises its own SafetensorError (not exported)
+            raise UserError(f"{tens_path}: unreadable safetensors file ({exc})") from exc
+        for key, ndim in _KEYS.items():
+            if key not in t:
+                raise UserError(f"{tens_path}: tensor '{key}' missing")
+            if t[key].ndim != ndim:
+                raise UserError(f"{tens_path}: tensor '{key}' has {t[key].ndim} dims, expected {ndim}")
+        f, n = t["top_values"].shape
+        if t["top_windows"].shape != (f, n) or t["top_token_acts"].shape[:2] != (f, n):
+            raise UserError(f"{tens_path}: top_* tensors disagree in shape (expected [{f}, {n}, ...])")
+        if len(t["window_ids"]) != len(t["window_tokens"]):
+            raise UserError(f"{tens_path}: window_ids and window_tokens differ in length")
+        used = torch.cat([t["top_windows"].reshape(-1), t["quantile_windows"].reshape(-1)])
+        used = used[used >= 0]
+        pos = torch.searchsorted(t["window_ids"], used).clamp(max=max(len(t["window_ids"]) - 1, 0))
+        if len(used) and (len(t["window_ids"]) == 0 or not torch.equal(t["window_ids"][pos], used)):
+            raise UserError(f"{tens_path}: example windows refer to ids absent from window_ids")
+        return cls(folder, meta, t)
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.t["top_values"].shape[0])
+
+    @property
+    def frequency(self) -> Tensor:
+        return self.t["fire_count"].double() / max(int(self.meta["n_tokens"]), 1)
+
+    @property
+    def mean_activation(self) -> Tensor:
+        c = self.t["fire_count"]
+        return torch.where(c > 0, self.t["act_sum"] / c.clamp(min=1), 0.0)
+
+    def _window_tokens(self, window_id: int) -> Tensor:
+        i = int(torch.searchsorted(self.t["window_ids"], torch.tensor(window_id)))
+        return self.t["window_tokens"][i, int(self.meta["first_position"]):]
+
+    def examples(self, feature: int, tt: TokenText | None = None, kind: str = "top",
+                 round_to: int | None = 4) -> list[Window]:
+        """A latent's examples in the study's format (empty list for a dead latent).
+
+        ``kind`` is ``top`` (descending) or ``quantile``. Without a tokenizer, token text is
+        ``<id N>``.
+        """
+        if not 0 <= feature < self.d_sae:
+            raise UserError(f"feature {feature}: expected 0 <= feature < {self.d_sae}")
+        if kind not in ("top", "quantile"):
+            raise UserError(f"examples kind {kind!r}: expected 'top' or 'quantile'")
+        wins = self.t[f"{kind}_windows"][feature]
+        acts = self.t[f"{kind}_token_acts"][feature].float()
+        out: list[Window] = []
+        for j, w in enumerate(wins.tolist()):
+            if w < 0:
+                continue
+            ids = self._window_tokens(w).tolist()
+            vals = acts[j].tolist()
+            texts = [tt.piece_text(i) if tt else f"<id {i}>" for i in ids]
+            out.append([[s, round(v, round_to) if round_to is not None else v]
+                        for s, v in zip(texts, vals)])
+        return out

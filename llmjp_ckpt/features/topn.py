@@ -1,0 +1,281 @@
+"""True top-N activating windows for every SAE latent, in one streaming pass plus one cheap one.
+
+Pass 1 streams every window once: per batch it reduces the SAE activations to one value per
+(window, latent) — the window's max — and merges them into running per-latent buffers of the
+N best windows (a stable sort of ``[buffer | batch]``, so ties keep the earlier window), a
+uniform random sample of firing windows (a second buffer keyed by random numbers: reservoir
+sampling as a top-k) and firing counts and sums. Memory is O(latents × N), independent of the
+number of tokens. Pass 2 re-encodes only the selected windows to read their per-token values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from llmjp_ckpt.errors import UserError
+
+# tokens [B, L] (BOS first) -> {name: activations [B, T, d_sae]} for the positions studied
+EncodeFn = Callable[[Tensor], dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class TopNConfig:
+    """How many examples to keep per latent."""
+
+    n_top: int = 50  # the study's 50 examples per feature
+    n_quantile: int = 5  # extra examples spread over the firing windows' activation ranks
+    n_sample: int = 64  # reservoir of firing windows the quantile examples are drawn from
+    batch_size: int = 32  # windows per forward pass
+    seed: int = 0  # reservoir sampling seed
+
+    def __post_init__(self) -> None:
+        for name in ("n_top", "n_sample", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"top-N config: {name}={getattr(self, name)}, expected >= 1")
+        if not 0 <= self.n_quantile <= self.n_sample:
+            raise UserError(f"top-N config: n_quantile={self.n_quantile}, expected 0..n_sample")
+
+
+@dataclass
+class FeatureTopN:
+    """The result for one SAE. Window ids index the token windows that were streamed."""
+
+    top_values: Tensor  # [F, N] float32: window max, descending; 0 where no example
+    top_windows: Tensor  # [F, N] int64: window id, -1 where no example
+    top_token_acts: Tensor  # [F, N, T] float16: per-token activation of those windows
+    quantile_values: Tensor  # [F, Q] float32
+    quantile_windows: Tensor  # [F, Q] int64, -1 where none
+    quantile_levels: Tensor  # [Q] float32: rank fraction among firing windows (0 = top)
+    quantile_token_acts: Tensor  # [F, Q, T] float16
+    fire_count: Tensor  # [F] int64: tokens where the latent is > 0
+    act_sum: Tensor  # [F] float64: sum of activations
+    max_activation: Tensor  # [F] float32
+    n_tokens: int
+    n_windows: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def frequency(self) -> Tensor:
+        """Firing fraction over all studied tokens."""
+        return self.fire_count.double() / max(self.n_tokens, 1)
+
+    @property
+    def mean_activation(self) -> Tensor:
+        """Mean activation over the tokens where the latent fires (0 for a dead latent)."""
+        return torch.where(self.fire_count > 0, self.act_sum / self.fire_count.clamp(min=1), 0.0)
+
+
+class TopNCollector:
+    """Running per-latent buffers for one SAE (see the module docstring)."""
+
+    def __init__(self, d_sae: int, cfg: TopNConfig):
+        self.cfg, self.d_sae = cfg, d_sae
+        n, s = cfg.n_top, cfg.n_sample
+        self.top_values = torch.full((d_sae, n), float("-inf"))
+        self.top_windows = torch.full((d_sae, n), -1, dtype=torch.long)
+        self.sample_keys = torch.full((d_sae, s), float("-inf"))
+        self.sample_values = torch.zeros(d_sae, s)
+        self.sample_windows = torch.full((d_sae, s), -1, dtype=torch.long)
+        self.fire_count = torch.zeros(d_sae, dtype=torch.long)
+        self.act_sum = torch.zeros(d_sae, dtype=torch.float64)
+        self.max_activation = torch.zeros(d_sae)
+        self.n_tokens = 0
+        self.n_windows = 0
+        self.n_positions: int | None = None
+        self._gen = torch.Generator().manual_seed(cfg.seed)
+        self._slots: tuple[Tensor, Tensor, Tensor] | None = None
+        self.top_token_acts: Tensor | None = None
+        self.quantile_token_acts: Tensor | None = None
+
+    # --- pass 1 -------------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, acts: Tensor, window_ids: Tensor) -> None:
+        """Merge a batch ``acts [B, T, F]`` of windows ``window_ids [B]`` into the buffers."""
+        if acts.ndim != 3 or acts.shape[2] != self.d_sae or acts.shape[0] != len(window_ids):
+            raise ValueError(f"acts {tuple(acts.shape)} do not match {len(window_ids)} windows × d_sae {self.d_sae}")
+        acts = acts.detach().float()
+        self._to(acts.device)
+        window_ids = window_ids.long().to(acts.device)
+        self.n_positions = acts.shape[1]
+        self.n_tokens += acts.shape[0] * acts.shape[1]
+        self.n_windows += acts.shape[0]
+        flat = acts.reshape(-1, self.d_sae)
+        ones = torch.ones(1, flat.shape[0], device=flat.device)
+        # per-latent sums as a matrix-vector product: far faster than reducing over two dims
+        if float(flat.amin()) < 0:  # TopK / ReLU / JumpReLU codes are >= 0: skip the copy then
+            flat = flat.clamp(min=0)
+        # SAE codes are sparse: counting the nonzero entries beats reducing a dense mask
+        self.fire_count += torch.bincount(flat.nonzero()[:, 1], minlength=self.d_sae)
+        self.act_sum += (ones @ flat).squeeze(0).double()
+        wmax = acts.amax(1).T.contiguous()  # [F, B]
+        self.max_activation = torch.maximum(self.max_activation, wmax.amax(1))
+        # top-N: only latents whose batch max beats their current N-th best can change; for those,
+        # a stable descending sort of [buffer | batch] keeps the earlier window on ties
+        rows = (wmax.amax(1) > self.top_values[:, -1]).nonzero().squeeze(1)
+        if len(rows):
+            b_ids = window_ids.expand(len(rows), -1)
+            vals = torch.cat([self.top_values[rows], wmax[rows]], 1)
+            order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, : self.cfg.n_top]
+            self.top_values[rows] = vals.gather(1, order)
+            self.top_windows[rows] = torch.cat([self.top_windows[rows], b_ids], 1).gather(1, order)
+        # reservoir: keep the firing windows with the largest random keys (a uniform sample)
+        keys = torch.rand(wmax.shape, generator=self._gen, device=wmax.device).masked_fill_(wmax <= 0, float("-inf"))
+        rows = (keys.amax(1) > self.sample_keys[:, -1]).nonzero().squeeze(1)  # buffers sorted desc
+        if len(rows):
+            b_ids = window_ids.expand(len(rows), -1)
+            k = torch.cat([self.sample_keys[rows], keys[rows]], 1)
+            best = torch.topk(k, self.cfg.n_sample, 1).indices  # sorted: column -1 stays the min
+            self.sample_keys[rows] = k.gather(1, best)
+            self.sample_values[rows] = torch.cat([self.sample_values[rows], wmax[rows]], 1).gather(1, best)
+            self.sample_windows[rows] = torch.cat([self.sample_windows[rows], b_ids], 1).gather(1, best)
+
+    _BUFFERS = ("top_values", "top_windows", "sample_keys", "sample_values", "sample_windows",
+                "fire_count", "act_sum", "max_activation")
+
+    def _to(self, device: torch.device) -> None:
+        """Keep the running buffers where the activations are (CPU or an accelerator)."""
+        if self.top_values.device == device:
+            return
+        for name in self._BUFFERS:
+            setattr(self, name, getattr(self, name).to(device))
+        self._gen = torch.Generator(device=device).manual_seed(self.cfg.seed)
+
+    def finish_pass1(self) -> None:
+        """Drop non-firing entries, pick the quantile examples, and plan pass 2 (on the CPU)."""
+        if self.n_windows == 0:
+            raise UserError("no token windows to collect top-N examples from (empty split?)")
+        self._to(torch.device("cpu"))
+        empty = ~(self.top_values > 0)
+        self.top_windows[empty] = -1
+        self.top_values[empty] = 0.0
+        # quantile examples: sort the sample by value, take ranks at evenly spaced fractions
+        valid = self.sample_keys > float("-inf")
+        svals = torch.where(valid, self.sample_values, float("-inf"))
+        order = torch.sort(svals, dim=1, descending=True, stable=True).indices
+        svals, swins = svals.gather(1, order), self.sample_windows.gather(1, order)
+        m = valid.sum(1, keepdim=True)  # [F, 1]
+        q = self.cfg.n_quantile
+        self.quantile_levels = (torch.arange(q, dtype=torch.float32) + 1) / (q + 1)
+        ranks = (self.quantile_levels[None] * m).long().clamp(max=(m - 1).clamp(min=0))
+        self.quantile_values = torch.where(m > 0, svals.gather(1, ranks), 0.0)
+        self.quantile_windows = torch.where(m > 0, swins.gather(1, ranks), -1)
+        # pass-2 plan: every (latent, slot) that needs per-token values, sorted by window
+        wins = torch.cat([self.top_windows, self.quantile_windows], 1)  # [F, N+Q]
+        flat = wins.reshape(-1)
+        keep = (flat >= 0).nonzero().squeeze(1)
+        order = torch.sort(flat[keep], stable=True).indices
+        slot = keep[order]
+        self._slots = (flat[slot], slot // wins.shape[1], slot % wins.shape[1])
+        t = self.n_positions or 0
+        self.top_token_acts = torch.zeros(self.d_sae, self.cfg.n_top, t, dtype=torch.float16)
+        self.quantile_token_acts = torch.zeros(self.d_sae, q, t, dtype=torch.float16)
+
+    def selected_windows(self) -> Tensor:
+        """Sorted unique window ids that pass 2 must re-encode."""
+        assert self._slots is not None, "call finish_pass1() first"
+        return torch.unique(self._slots[0])
+
+    # --- pass 2 -------------------------------------------------------------------------
+    @torch.no_grad()
+    def gather(self, acts: Tensor, window_ids: Tensor) -> None:
+        """Store per-token values for the slots whose window is in this (sorted) batch."""
+        assert self._slots is not None and self.top_token_acts is not None
+        assert self.quantile_token_acts is not None
+        slot_win, slot_feat, slot_col = self._slots
+        window_ids = window_ids.long().cpu()
+        lo = torch.searchsorted(slot_win, window_ids[0], side="left")
+        hi = torch.searchsorted(slot_win, window_ids[-1], side="right")
+        if hi <= lo:
+            return
+        w, f, c = slot_win[lo:hi], slot_feat[lo:hi], slot_col[lo:hi]
+        pos = torch.searchsorted(window_ids, w)
+        if not torch.equal(window_ids[pos.clamp(max=len(window_ids) - 1)], w):
+            raise ValueError("pass-2 batch is missing selected windows (batches must be contiguous)")
+        dev = acts.device
+        vals = acts.detach()[pos.to(dev), :, f.to(dev)].to(torch.float16).cpu()  # [S, T]
+        n = self.cfg.n_top
+        top = c < n
+        self.top_token_acts[f[top], c[top]] = vals[top]
+        self.quantile_token_acts[f[~top], c[~top] - n] = vals[~top]
+
+    def result(self) -> FeatureTopN:
+        assert self.top_token_acts is not None and self.quantile_token_acts is not None
+        return FeatureTopN(
+            top_values=self.top_values, top_windows=self.top_windows,
+            top_token_acts=self.top_token_acts,
+            quantile_values=self.quantile_values, quantile_windows=self.quantile_windows,
+            quantile_levels=self.quantile_levels, quantile_token_acts=self.quantile_token_acts,
+            fire_count=self.fire_count, act_sum=self.act_sum, max_activation=self.max_activation,
+            n_tokens=self.n_tokens, n_windows=self.n_windows,
+        )
+
+
+def _batches(ids: Tensor, size: int) -> Iterator[Tensor]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def collect_topn(
+    tokens: Tensor, encode: EncodeFn, d_sae: dict[str, int], cfg: TopNConfig = TopNConfig(),
+    desc: str = "top-N",
+) -> dict[str, FeatureTopN]:
+    """Top-N for every latent of every SAE in ``d_sae`` over ``tokens [n_windows, L]``.
+
+    ``encode`` runs the model once per batch and returns each SAE's activations, so several
+    SAEs on the same checkpoint share one forward pass.
+    """
+    if tokens.ndim != 2 or len(tokens) == 0:
+        raise UserError(f"token windows: shape {tuple(tokens.shape)}, expected [n_windows > 0, length]")
+    collectors = {name: TopNCollector(d, cfg) for name, d in d_sae.items()}
+    all_ids = torch.arange(len(tokens))
+    for ids in tqdm(list(_batches(all_ids, cfg.batch_size)), desc=f"{desc} pass 1", leave=False):
+        acts = encode(tokens[ids])
+        for name, col in collectors.items():
+            col.update(acts[name], ids)
+    for col in collectors.values():
+        col.finish_pass1()
+    union = torch.unique(torch.cat([c.selected_windows() for c in collectors.values()]))
+    for ids in tqdm(list(_batches(union, cfg.batch_size)), desc=f"{desc} pass 2", leave=False):
+        acts = encode(tokens[ids])
+        for name, col in collectors.items():
+            col.gather(acts[name], ids)
+    return {name: col.result() for name, col in collectors.items()}
+
+
+def model_encoder(model: torch.nn.Module, saes: dict[str, torch.nn.Module],
+                  first_position: int = 1) -> EncodeFn:
+    """An :data:`EncodeFn` from a HookedTransformer and SAELens SAEs (their ``cfg.metadata.hook_name``).
+
+    The model stops after the deepest hooked block; positions before ``first_position`` (BOS)
+    are not studied.
+    """
+    hooks = {name: sae.cfg.metadata.hook_name for name, sae in saes.items()}
+    if any(h is None for h in hooks.values()):
+        raise UserError(f"SAE without a hook name in cfg.json metadata: {sorted(k for k, h in hooks.items() if h is None)}")
+    layers = [_layer_of(h) for h in hooks.values()]
+    stop = max(layers) + 1 if all(x is not None for x in layers) else None
+    wanted = set(hooks.values())
+
+    @torch.no_grad()
+    def encode(toks: Tensor) -> dict[str, Tensor]:
+        device = next(model.parameters()).device
+        _, cache = model.run_with_cache(
+            toks.to(device), stop_at_layer=stop, names_filter=lambda n: n in wanted,
+        )
+        return {name: sae.encode(cache[h][:, first_position:]) for name, (sae, h) in
+                ((n, (saes[n], hooks[n])) for n in saes)}
+
+    return encode
+
+
+def _layer_of(hook: str) -> int | None:
+    parts = hook.split(".")
+    if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+

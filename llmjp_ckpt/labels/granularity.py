@@ -1,0 +1,420 @@
+"""Granularity of a feature — token / synonym / semantic / uninterpretable — with a confidence.
+
+The default backend (:class:`RuleBackend`) reads only the feature's examples. Per example it
+takes the max-activating token (first on ties) and the whole word around it, then measures:
+
+* how concentrated the max tokens are (share of the top one or two surface forms after NFKC,
+  casefold and stripping ``▁``/space; entropy) — one or two forms → ``token``;
+* whether distinct words are *variants of one word*: spelling (British/American), inflection,
+  katakana loanword ↔ English word by sound, or — when a hook is given — close in the model's
+  own embedding space or paired in a bilingual lexicon → ``synonym``;
+* whether diverse max tokens still share one shape (all katakana, all digits, all capitalised
+  Latin words, ...) and one script → ``semantic``; otherwise ``uninterpretable``.
+
+The few thresholds live in ``granularity_params.json`` beside this module (fitted on part of
+the authors' labelled features; ``docs/labels-eval.md`` gives the split and the figures).
+:class:`LLMJudgeBackend` asks an OpenAI-compatible chat endpoint instead (client imported
+lazily; never needed by tests).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Protocol
+
+from llmjp_ckpt.labels import lexical
+from llmjp_ckpt.labels.dictionary import default_dictionary
+from llmjp_ckpt.labels.language import script_scores
+
+LABELS = ("token", "synonym", "semantic", "uninterpretable")
+PARAMS_FILE = Path(__file__).with_name("granularity_params.json")
+
+# An optional hook: token text -> vector (e.g. rows of the model's embedding matrix).
+Embedder = Callable[[str], Sequence[float] | None]
+
+
+class Dictionary(Protocol):
+    """A bilingual dictionary: do two surface forms translate or gloss one another?"""
+
+    def related(self, a: str, b: str) -> bool: ...
+
+
+# ------------------------------------------------------------------------------ features
+@dataclass(frozen=True)
+class TokenStats:
+    """Interpretable statistics of a feature's max-activating tokens."""
+
+    n: int  # examples
+    p1: float  # share of the most common surface form
+    p2: float  # share of the two most common surface forms
+    entropy: float  # bits, over surface forms
+    distinct: int  # distinct surface forms
+    cluster: float  # share of the largest cluster of related words (variants/translations)
+    variant: float  # share of that cluster outside its most common form: evidence of synonymy
+    shape: float  # share of the most common shape class (katakana, digits, Capitalised, ...)
+    script_mix: float  # minority script's share of the script-rule vote (0 = one language)
+    top_forms: tuple[tuple[str, int], ...] = ()
+
+
+def _max_index(window: Sequence) -> int:
+    return max(range(len(window)), key=lambda j: float(window[j][1]))
+
+
+def _word_at(window: Sequence, i: int) -> str:
+    """The whole Latin word the piece ``i`` belongs to (SentencePiece: a space starts a word)."""
+    def piece(j: int) -> str:
+        return str(window[j][0])
+
+    def letters(t: str) -> bool:
+        return bool(re.fullmatch(r" ?[A-Za-z]+", t))
+
+    if not letters(piece(i)):
+        return piece(i)
+    lo = i
+    while lo > 0 and not piece(lo).startswith(" ") and letters(piece(lo - 1)):
+        lo -= 1
+    hi = i
+    while hi + 1 < len(window) and letters(piece(hi + 1)) and not piece(hi + 1).startswith(" "):
+        hi += 1
+    return "".join(piece(j) for j in range(lo, hi + 1))
+
+
+def shape_class(token: str) -> str:
+    """A coarse class of a token's form, for 'diverse but of one kind' (semantic) features."""
+    if lexical.is_byte_piece(token) or not token.strip():
+        return "space"
+    t = unicodedata.normalize("NFKC", token)
+    s = t.strip()
+    if s.isdigit():
+        return "digit"
+    if all(unicodedata.category(c)[0] in "PSZC" for c in s):
+        return "punct"
+    if all(0x3041 <= ord(c) <= 0x309F for c in s):
+        return "hiragana"
+    if all(0x30A0 <= ord(c) <= 0x30FF for c in s):
+        return "katakana"
+    if all(0x4E00 <= ord(c) <= 0x9FFF or 0x3400 <= ord(c) <= 0x4DBF or c == "々" for c in s):
+        return "kanji"
+    if re.fullmatch(r"[A-Za-z]+", s):
+        lead = "word" if t[:1].isspace() else "piece"
+        case = "upper" if s.isupper() and len(s) > 1 else "cap" if s[0].isupper() else "lower"
+        return f"latin-{lead}-{case}"
+    if any(0x3041 <= ord(c) <= 0x9FFF for c in s):
+        return "ja-mixed"
+    return "other"
+
+
+def token_stats(
+    examples: Sequence[Sequence],
+    *,
+    embed: Embedder | None = None,
+    embed_threshold: float = 0.6,
+    lexicon: Mapping[str, set[str]] | None = None,
+    dictionary: Dictionary | None = None,
+) -> TokenStats:
+    """Statistics of ``examples`` (a list of windows of ``[token_text, activation]`` pairs)."""
+    windows = [w for w in examples if len(w) > 0]
+    n = len(windows)
+    if n == 0:
+        return TokenStats(0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0)
+    pieces, words = [], []
+    for w in windows:
+        i = _max_index(w)
+        pieces.append(str(w[i][0]))
+        words.append(_word_at(w, i))
+    forms = Counter(lexical.surface(p) for p in pieces)
+    top = forms.most_common()
+    p1 = top[0][1] / n
+    p2 = sum(c for _, c in top[:2]) / n
+    entropy = -sum(c / n * math.log2(c / n) for _, c in top)
+    shapes = Counter(shape_class(p) for p in pieces)
+    shape = shapes.most_common(1)[0][1] / n
+
+    # Related forms: union-find over distinct max-token forms, each also known by the word it
+    # most often sits in (``apped`` → ``capped``), so inflections split across pieces join.
+    rep: dict[str, Counter] = {}
+    for p, w in zip(pieces, words):
+        rep.setdefault(lexical.surface(p), Counter())[lexical.surface(w)] += 1
+    names = [f for f, _ in top if f]
+    parent = {f: f for f in names}
+
+    def find(f: str) -> str:
+        while parent[f] != f:
+            parent[f] = parent[parent[f]]
+            f = parent[f]
+        return f
+
+    alias = {f: (f, rep[f].most_common(1)[0][0]) for f in names}
+    for a, b in _related_pairs(alias, embed, embed_threshold, lexicon, dictionary):
+        parent[find(a)] = find(b)
+    clusters: dict[str, list[int]] = {}
+    for f in names:
+        clusters.setdefault(find(f), []).append(forms[f])
+    best = max(clusters.values(), key=sum, default=[0])
+    cluster = sum(best) / n
+    variant = (sum(best) - max(best)) / n
+
+    votes = script_scores(windows)
+    tot = votes["en"] + votes["ja"]
+    script_mix = min(votes["en"], votes["ja"]) / tot if tot else 0.0
+    return TokenStats(n, p1, p2, entropy, len(top), cluster, variant, shape, script_mix,
+                      tuple(top[:5]))
+
+
+def _related_pairs(
+    alias: dict[str, tuple[str, str]],
+    embed: Embedder | None,
+    thr: float,
+    lexicon: Mapping[str, set[str]] | None,
+    dictionary: Dictionary | None = None,
+) -> list[tuple[str, str]]:
+    """Pairs of forms that are variants or translations of one word (module docstring).
+
+    A form is known by itself and by the word it most often sits in; two forms relate when
+    any of these names share a variant key (or one key extends the other, both ≥ 5 letters),
+    sound alike as katakana loan and English word, pair in ``lexicon`` or ``dictionary``
+    (e.g. JMdict: translations, words glossing one sense), or — with ``embed`` — have cosine
+    similarity ≥ ``thr``.
+    """
+    pairs: list[tuple[str, str]] = []
+    by_key: dict[str, str] = {}
+    latin: list[tuple[str, str, str]] = []  # (key, name, form)
+    kata: list[tuple[str, str]] = []  # (name, form)
+    for f, names in alias.items():
+        for x in set(names):
+            if lexical.is_latin_word(x):
+                k = lexical.variant_key(x)
+                if k in by_key and by_key[k] != f:
+                    pairs.append((by_key[k], f))
+                by_key.setdefault(k, f)
+                latin.append((k, x, f))
+            elif lexical.is_katakana(x):
+                kata.append((x, f))
+            if lexicon:
+                for y in lexicon.get(x, ()):
+                    for g, gn in alias.items():
+                        if g != f and y in gn:
+                            pairs.append((f, g))
+    latin.sort()
+    for (k1, _, f1), (k2, _, f2) in itertools.pairwise(latin):
+        if f1 != f2 and len(k1) >= 5 and k2.startswith(k1):
+            pairs.append((f1, f2))
+    for x, f in kata:
+        for _, y, g in latin:
+            if f != g and lexical.loan_match(x, y):
+                pairs.append((f, g))
+    if dictionary is not None:
+        named = [(f, x) for f, names in alias.items() for x in set(names)]
+        for i, (f, x) in enumerate(named):
+            for g, y in named[i + 1 :]:
+                if f != g and dictionary.related(x, y):
+                    pairs.append((f, g))
+    if embed is not None:
+        vecs = {f: embed(f) for f in alias}
+        forms = [f for f in alias if vecs[f] is not None]
+        for i, a in enumerate(forms):
+            for b in forms[i + 1 :]:
+                va, vb = vecs[a], vecs[b]
+                dot = sum(p * q for p, q in zip(va, vb))
+                na = math.sqrt(sum(p * p for p in va))
+                nb = math.sqrt(sum(q * q for q in vb))
+                if na > 0 and nb > 0 and dot / (na * nb) >= thr:
+                    pairs.append((a, b))
+    return pairs
+
+
+def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[float]]) -> Embedder:
+    """An ``embed`` hook from a SentencePiece vocabulary and an embedding matrix.
+
+    ``weights[i]`` is the row of token id ``i`` — e.g. ``model.W_E`` of the *final* checkpoint
+    (early checkpoints' embeddings are close to their random start). A form is looked up as
+    ``▁form``, ``form`` and their capitalised spellings; forms that are no single piece give
+    ``None`` and simply add no relation.
+    """
+    def embed(form: str) -> Sequence[float] | None:
+        for piece in ("\u2581" + form, form, "\u2581" + form.capitalize(), form.capitalize()):
+            i = vocab.get(piece)
+            if i is not None and 0 <= i < len(weights):
+                return [float(x) for x in weights[i]]
+        return None
+
+    return embed
+
+
+# ------------------------------------------------------------------------------- backends
+class Backend(Protocol):
+    """Anything that labels a feature's examples."""
+
+    def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]: ...
+
+
+@dataclass
+class RuleParams:
+    """Thresholds of :class:`RuleBackend` (fitted values in ``granularity_params.json``)."""
+
+    syn_variant: float = 0.2  # synonym: variant share ≥ this ...
+    syn_cluster: float = 0.6  # ... within a related-word cluster covering ≥ this
+    token_p1: float = 0.8  # token: the top surface form covers ≥ this ...
+    token_p2: float = 0.9  # ... or the top two cover ≥ this ...
+    token_pair_p1: float = 0.4  # ... with the top one ≥ this (two unrelated words, one feature)
+    sem_shape: float = 0.6  # semantic: one shape class covers ≥ this ...
+    sem_mix: float = 0.2  # ... and the minority script has < this of the vote
+    min_examples: int = 3  # fewer examples: only 'token' if all agree, else uninterpretable
+
+    @classmethod
+    def load(cls, path: str | Path = PARAMS_FILE) -> RuleParams:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        params = data.get("params", data)
+        known = {f.name for f in fields(cls)}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown parameter(s) {sorted(unknown)}")
+        return cls(**params)
+
+
+@dataclass
+class RuleBackend:
+    """Interpretable rules on :func:`token_stats` (no model needed; hooks for one)."""
+
+    params: RuleParams = field(default_factory=RuleParams.load)
+    embed: Embedder | None = None
+    lexicon: Mapping[str, set[str]] | None = None
+    dictionary: Dictionary | None = None  # None: JMdict when ``jamdict-data`` is installed
+    use_dictionary: bool = True  # False: spelling, inflection and loanword rules only
+
+    def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
+        d = self.dictionary or (default_dictionary() if self.use_dictionary else None)
+        st = token_stats(examples, embed=self.embed, lexicon=self.lexicon, dictionary=d)
+        return decide(st, self.params)
+
+
+def decide(st: TokenStats, p: RuleParams) -> tuple[str, float]:
+    """The rule cascade; the confidence is the margin past the deciding threshold, in 0.5–1
+    (0.5 on the threshold, 1.0 at the far end of the statistic's range)."""
+    def conf(x: float, thr: float) -> float:
+        return round(0.5 + 0.5 * min(1.0, max(0.0, x - thr) / max(1 - thr, 1e-9)), 3)
+
+    if st.n == 0:
+        return "uninterpretable", 1.0
+    if st.n < p.min_examples:
+        return ("token", 0.5) if st.p1 == 1.0 else ("uninterpretable", 0.5)
+    if st.variant >= p.syn_variant and st.cluster >= p.syn_cluster:
+        return "synonym", conf(st.variant, p.syn_variant)
+    if st.p1 >= p.token_p1:
+        return "token", conf(st.p1, p.token_p1)
+    if st.p2 >= p.token_p2 and st.p1 >= p.token_pair_p1:
+        return "token", conf(st.p2, p.token_p2)
+    if st.shape >= p.sem_shape and st.script_mix < p.sem_mix:
+        return "semantic", conf(st.shape, p.sem_shape)
+    # Uninterpretable: as sure as the nearest other decision is far.
+    to_token = (p.token_p2 - st.p2) / p.token_p2
+    if st.shape >= p.sem_shape:
+        to_semantic = (st.script_mix - p.sem_mix) / max(1 - p.sem_mix, 1e-9)
+    else:
+        to_semantic = (p.sem_shape - st.shape) / p.sem_shape
+    return "uninterpretable", round(0.5 + 0.5 * max(0.0, min(1.0, to_token, to_semantic)), 3)
+
+
+# ------------------------------------------------------------------------------ LLM judge
+@dataclass
+class LLMJudgeConfig:
+    """An OpenAI-compatible chat endpoint that labels features (e.g. a local vLLM server)."""
+
+    base_url: str = "http://localhost:8000/v1"  # endpoint root, ending in /v1
+    model: str = "llm-judge"  # model name the server knows
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
+    max_examples: int = 20  # examples shown per feature
+    context: int = 8  # tokens either side of the max token
+    temperature: float = 0.0
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_examples < 1 or self.context < 0:
+            raise ValueError("LLMJudgeConfig: max_examples must be ≥ 1 and context ≥ 0")
+
+
+JUDGE_PROMPT = """You label features of a sparse autoencoder on a Japanese-English language model.
+Each example shows the text around the token where the feature fires most, marked [[like this]].
+Answer with one JSON object {"label": L, "confidence": C} where L is one of
+"token" (one token or word form), "synonym" (variants or translations of one word: spelling,
+inflection, Japanese/English), "semantic" (different words sharing a meaning or topic),
+"uninterpretable" (no common pattern), and C is your confidence in [0, 1].
+
+Examples:
+"""
+
+
+@dataclass
+class LLMJudgeBackend:
+    """Asks an LLM judge; the ``openai`` client is imported only when a feature is classified."""
+
+    config: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
+    client: object | None = None  # injected in tests; built lazily otherwise
+
+    def prompt(self, examples: Sequence[Sequence]) -> str:
+        lines = []
+        for w in list(examples)[: self.config.max_examples]:
+            if not w:
+                continue
+            i = _max_index(w)
+            lo, hi = max(0, i - self.config.context), min(len(w), i + self.config.context + 1)
+            text = "".join(f"[[{w[j][0]}]]" if j == i else str(w[j][0]) for j in range(lo, hi))
+            lines.append("- " + text.replace("\n", "\\n"))
+        return JUDGE_PROMPT + "\n".join(lines)
+
+    def _client(self):
+        if self.client is None:
+            from openai import OpenAI  # lazy: optional dependency
+
+            self.client = OpenAI(base_url=self.config.base_url,
+                                 api_key=os.environ.get(self.config.api_key_env, "none"),
+                                 timeout=self.config.timeout_s)
+        return self.client
+
+    def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
+        resp = self._client().chat.completions.create(  # type: ignore[attr-defined]
+            model=self.config.model,
+            temperature=self.config.temperature,
+            messages=[{"role": "user", "content": self.prompt(examples)}],
+        )
+        return parse_judge_answer(resp.choices[0].message.content or "")
+
+
+def parse_judge_answer(text: str) -> tuple[str, float]:
+    """Read ``{"label": ..., "confidence": ...}`` from a judge's reply; unknown → uninterpretable."""
+    m = re.search(r"\{.*?\}", text, flags=re.DOTALL)
+    try:
+        obj = json.loads(m.group(0)) if m else {}
+    except json.JSONDecodeError:
+        obj = {}
+    label = obj.get("label") if isinstance(obj, dict) else None
+    if label not in LABELS:
+        return "uninterpretable", 0.0
+    try:
+        c = float(obj.get("confidence", 0.5))
+    except (TypeError, ValueError):
+        c = 0.5
+    return label, min(1.0, max(0.0, c))
+
+
+# ------------------------------------------------------------------------------------ API
+_DEFAULT: RuleBackend | None = None
+
+
+def classify(examples: Sequence[Sequence], backend: Backend | None = None) -> tuple[str, float]:
+    """Label a feature's examples: ``(label, confidence)``, label one of :data:`LABELS`."""
+    global _DEFAULT
+    if backend is None:
+        if _DEFAULT is None:
+            _DEFAULT = RuleBackend()
+        backend = _DEFAULT
+    return backend.classify(examples)

@@ -1,0 +1,5 @@
+"""Static HTML: sae-dashboard feature pages and the cross-checkpoint site under ``RUN/dashboards/``."""
+
+from llmjp_ckpt.site.pages import SiteConfig, build_site
+
+__all__ = ["SiteConfig", "build_site"]

@@ -1,0 +1,192 @@
+"""The training config (``configs/{paper,grid,demo}/*.yaml``): ours + SAELens runner fields.
+
+``runner:`` holds any :class:`sae_lens.MultiSAETrainingRunnerConfig` field by name (the same
+names as ``LanguageModelSAERunnerConfig``) except those this package sets itself
+(:data:`RESERVED`); ``saes:`` is the grid of SAEs trained from one activation pass per
+learning rate; ``sae_options:`` holds extra fields of the TopK training SAE config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmjp_ckpt.data_config import build, read_yaml
+from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.normalization import MODES
+
+# Runner fields set from our own fields; giving them under runner: is an error.
+RESERVED = {
+    "saes", "hook_names", "hook_head_indices", "model_name", "model_class_name", "dataset_path",
+    "context_size", "seqpos_slice", "disable_concat_sequences", "output_path", "checkpoint_path",
+    "resume_from_checkpoint", "lr", "evaluator", "streaming", "device", "dtype",
+    "model_from_pretrained_kwargs",
+}
+# Defaults we choose where SAELens' would not suit (wandb only when asked; resumable checkpoints).
+RUNNER_DEFAULTS: dict[str, Any] = {
+    "logger": {"log_to_wandb": False},
+    "n_checkpoints": 4,
+    "save_final_checkpoint": False,
+    "prepend_bos": True,
+    "sequence_separator_token": None,
+}
+
+
+@dataclass
+class ModelSpec:
+    """Which model and which checkpoints."""
+
+    source: str
+    """Registered model name, a folder of ``iter_XXXXXXX`` checkpoints, or one HF checkpoint folder."""
+    steps: list[int] | None = None
+    """Checkpoint steps; ``None`` for a single checkpoint folder."""
+    checkpoint_root: str | None = None
+    """Local root of a registered model's ``iter_XXXXXXX`` folders (overrides the registry)."""
+    device: str = "cpu"
+    """Device of the model and the SAEs."""
+    dtype: str = "float32"
+    """Model and SAE dtype."""
+
+
+@dataclass
+class SaeGrid:
+    """The SAEs trained for every checkpoint: the product of these lists."""
+
+    expansion: list[int] = field(default_factory=lambda: [16])
+    k: list[int] = field(default_factory=lambda: [32])
+    lr: list[float] = field(default_factory=lambda: [1e-3])
+    normalisation: list[str] = field(default_factory=lambda: ["scalar"])
+
+
+@dataclass
+class MetricsSpec:
+    """Evaluation on the val split."""
+
+    max_windows: int = 1024
+    """Val windows evaluated (64 tokens each)."""
+    batch_windows: int = 32
+    """Windows per model forward."""
+    dense_threshold: float = 0.1
+    """A latent firing on more than this fraction of tokens counts as dense."""
+    ce: bool = True
+    """CE/KL with the SAE spliced in (SAELens' get_recons_loss)."""
+
+
+@dataclass
+class SaeSpec:
+    """One SAE of the grid."""
+
+    expansion: int
+    k: int
+    lr: float
+    normalisation: str
+
+    @property
+    def sae_id(self) -> str:
+        return f"x{self.expansion}_k{self.k}_lr{self.lr:g}_{self.normalisation}"
+
+
+@dataclass
+class TrainConfig:
+    """A training run: model checkpoints, hook, SAE grid, SAELens runner fields, metrics."""
+
+    model: ModelSpec
+    hook_layer: int = 12
+    """1-based layer: the output of that block (``blocks.{layer-1}.hook_resid_post``)."""
+    saes: SaeGrid = field(default_factory=SaeGrid)
+    sae_options: dict[str, Any] = field(default_factory=dict)
+    """Extra fields of the TopK training SAE config (e.g. aux_loss_coefficient)."""
+    runner: dict[str, Any] = field(default_factory=dict)
+    """MultiSAETrainingRunnerConfig fields (see RESERVED for those set here)."""
+    data: str = "data"
+    """Prepared splits: a folder relative to RUN (or absolute) holding train/ and val/."""
+    warm_start: bool = False
+    """Initialise each checkpoint's SAE from the previous checkpoint's (SAE-Track style)."""
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    max_saes_per_pass: int | None = None
+    """SAEs trained from one activation pass (MultiSAE); ``None``: all SAEs sharing a learning rate."""
+
+    def __post_init__(self) -> None:
+        if self.hook_layer < 1:
+            raise UserError(f"hook_layer={self.hook_layer}: expected a 1-based layer >= 1")
+        g = self.saes
+        for name in ("expansion", "k", "lr", "normalisation"):
+            if not getattr(g, name):
+                raise UserError(f"saes.{name}: expected a non-empty list")
+        for lr in g.lr:
+            if not isinstance(lr, (int, float)) or lr <= 0:
+                raise UserError(f"saes.lr={lr!r}: expected a learning rate > 0")
+        for k in g.k:
+            if not isinstance(k, int) or k < 1:
+                raise UserError(f"saes.k={k!r}: expected an integer >= 1")
+        for e in g.expansion:
+            if not isinstance(e, int) or e < 1:
+                raise UserError(f"saes.expansion={e!r}: expected an integer >= 1")
+        for n in g.normalisation:
+            if n not in MODES:
+                raise UserError(f"saes.normalisation={n!r}: expected one of {', '.join(MODES)}")
+        if self.model.steps is not None and (not self.model.steps or any(not isinstance(s, int) or s < 0 for s in self.model.steps)):
+            raise UserError(f"model.steps={self.model.steps!r}: expected a non-empty list of non-negative ints")
+        if self.max_saes_per_pass is not None and self.max_saes_per_pass < 1:
+            raise UserError(f"max_saes_per_pass={self.max_saes_per_pass}: expected >= 1 or null")
+        self._check_runner()
+        self._check_sae_options()
+
+    def _check_runner(self) -> None:
+        from sae_lens import MultiSAETrainingRunnerConfig
+
+        names = {f.name for f in dataclasses.fields(MultiSAETrainingRunnerConfig)}
+        for key in self.runner:
+            if key in RESERVED:
+                raise UserError(f"runner.{key}: set by llmjp-ckpt from the config's own fields: remove it")
+            if key not in names:
+                raise UserError(f"runner: unknown field {key!r}: expected a MultiSAETrainingRunnerConfig field")
+        fields = self.runner_fields()
+        rows = fields.get("n_batches_in_buffer", 20) * 64
+        batch = fields.get("train_batch_size_tokens", 4096)
+        if rows < batch:
+            raise UserError(
+                f"runner.n_batches_in_buffer={fields.get('n_batches_in_buffer', 20)}: SAELens' mixing buffer holds "
+                f"n_batches_in_buffer x 64 trained positions = {rows} activations, fewer than train_batch_size_tokens={batch}: "
+                f"expected >= {-(-batch // 64)}"
+            )
+        tokens = self.runner.get("training_tokens", 0)
+        if not isinstance(tokens, int) or tokens <= 0:
+            raise UserError(f"runner.training_tokens={tokens!r}: expected a positive integer")
+
+    def _check_sae_options(self) -> None:
+        from llmjp_ckpt.normalization import TokenNormTopKTrainingSAEConfig
+
+        names = {f.name for f in dataclasses.fields(TokenNormTopKTrainingSAEConfig)} - {"d_in", "d_sae", "k", "token_norm", "metadata"}
+        for key in self.sae_options:
+            if key not in names:
+                raise UserError(f"sae_options: unknown field {key!r}: expected one of {', '.join(sorted(names))}")
+
+    def specs(self) -> list[SaeSpec]:
+        g = self.saes
+        return [SaeSpec(e, k, float(lr), n) for e, k, lr, n in itertools.product(g.expansion, g.k, g.lr, g.normalisation)]
+
+    def runner_fields(self) -> dict[str, Any]:
+        """Runner fields with our defaults filled in (``logger`` as a dict)."""
+        out = {**RUNNER_DEFAULTS, **self.runner}
+        out["logger"] = {**RUNNER_DEFAULTS["logger"], **self.runner.get("logger", {})}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "train config") -> TrainConfig:
+        data = dict(data)
+        if "model" not in data or not isinstance(data["model"], dict):
+            raise UserError(f"{where}: model: expected a mapping with at least 'source'")
+        data["model"] = build(ModelSpec, data["model"], f"{where}: model")
+        if "saes" in data:
+            data["saes"] = build(SaeGrid, data["saes"] or {}, f"{where}: saes")
+        if "metrics" in data:
+            data["metrics"] = build(MetricsSpec, data["metrics"] or {}, f"{where}: metrics")
+        return build(cls, data, where)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(read_yaml(path), str(path))

@@ -1,0 +1,55 @@
+"""Tiny builders for the compare tests: SAE folders written with safetensors, planted pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+HOOK = "blocks.0.hook_resid_post"
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def write_sae(folder: Path, W_dec: torch.Tensor, hook: str = HOOK, log_sparsity: torch.Tensor | None = None,
+              hook_in_metadata: bool = True) -> Path:
+    """A SAELens-format folder holding ``W_dec`` (and a matching encoder, biases, cfg.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    d_sae, d_in = W_dec.shape
+    W_dec = W_dec.float().contiguous()
+    save_file({"W_dec": W_dec, "W_enc": W_dec.T.contiguous(), "b_enc": torch.zeros(d_sae),
+               "b_dec": torch.zeros(d_in)}, str(folder / "sae_weights.safetensors"))
+    cfg: dict = {"architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": 4}
+    if hook_in_metadata:
+        cfg["metadata"] = {"hook_name": hook}
+    else:
+        cfg["hook_name"] = hook
+    (folder / "cfg.json").write_text(json.dumps(cfg), encoding="utf-8")
+    if log_sparsity is not None:
+        save_file({"sparsity": log_sparsity.float()}, str(folder / "sparsity.safetensors"))
+    return folder
+
+
+def planted(n: int, d: int, frac: float = 0.6, cos: float = 0.9, seed: int = 0):
+    """A (n × d unit rows) and B: a permutation of ``frac`` of A at cosine ``cos``, the rest fresh.
+
+    Returns ``(A, B, truth)`` with ``truth[i]`` = the B row planted from A row ``i``, or -1.
+    """
+    g = torch.Generator().manual_seed(seed)
+    A = unit(torch.randn(n, d, generator=g))
+    m = int(round(frac * n))
+    src = torch.randperm(n, generator=g)[:m]
+    noise = torch.randn(m, d, generator=g)
+    noise = unit(noise - (noise * A[src]).sum(1, keepdim=True) * A[src])  # orthogonal to the source
+    B = torch.cat([cos * A[src] + (1 - cos**2) ** 0.5 * noise, unit(torch.randn(n - m, d, generator=g))])
+    perm = torch.randperm(n, generator=g)
+    B = B[perm]
+    where = torch.argsort(perm).numpy()  # row r of the unpermuted B sits at where[r]
+    truth = np.full(n, -1, dtype=np.int64)
+    truth[src.numpy()] = where[:m]
+    return A, B, truth
