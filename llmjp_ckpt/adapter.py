@@ -284,9 +284,8 @@ def _install() -> None:
             p.requires_grad = False
         state_dict = loading.convert_llama_weights(hf_model, cfg)
         # The state dict's tensors may share storage with hf_model; TL copies them into its own
-        # parameters, after which nothing holds the HF model.
+        # parameters, after which nothing holds the HF model (load_model collects it).
         del hf_model
-        gc.collect()
         return state_dict
 
     loading.get_pretrained_model_config = get_pretrained_model_config
