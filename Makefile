@@ -17,7 +17,7 @@ setup: $(STAMP)
 	# d3 v6 for the sae-dashboard pages, from the npm registry into a gitignored folder (never committed).
 	test -f .vendor/d3/package/dist/d3.min.js || (mkdir -p .vendor/d3 && cd .vendor/d3 && npm pack -q d3@6.7.0 && tar xzf d3-6.7.0.tgz) || echo 'npm unavailable: sae-dashboard pages will be skipped'
 	# Debian's chromium (browser tests, PNG export) and a Japanese font for its screenshots.
-	command -v chromium || (command -v apt-get >/dev/null && apt-get update && apt-get install -y chromium fonts-ipafont-gothic) || echo 'apt unavailable: browser tests will be skipped'
+	(command -v chromium && fc-list :lang=ja | grep -q .) || (command -v apt-get >/dev/null && apt-get update && apt-get install -y chromium fonts-ipafont-gothic) || echo 'apt unavailable: browser tests will be skipped'
 
 demo: setup
 	$(VENV)/bin/llmjp-ckpt demo $(ARGS)

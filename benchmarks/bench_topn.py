@@ -101,6 +101,28 @@ def top_window_agreement(ours, data, tokens) -> tuple[int, int]:
     return agree, total
 
 
+def scale_check(d_sae: int = 32768, batch: int = 32, n_batches: int = 40) -> None:
+    """Bookkeeping cost and memory at the real width, on synthetic TopK codes (64 per token)."""
+    import resource
+
+    from llmjp_ckpt.features.topn import TopNCollector, TopNConfig
+
+    col = TopNCollector(d_sae, TopNConfig(n_top=50, n_quantile=5, n_sample=64, batch_size=batch))
+    g = torch.Generator().manual_seed(0)
+    times = []
+    for i in range(n_batches):
+        acts = torch.zeros(batch, 64, d_sae)
+        acts.scatter_(2, torch.randint(0, d_sae, (batch, 64, 64), generator=g),
+                      torch.rand(batch, 64, 64, generator=g))
+        t = time.perf_counter()
+        col.update(acts, torch.arange(i * batch, (i + 1) * batch))
+        times.append(time.perf_counter() - t)
+    per = sorted(times[-8:])[4]
+    print(f"scale: {d_sae} latents, batches of {batch} x 64 tokens: {per * 1000:.0f} ms per batch "
+          f"(median of the last 8 of {n_batches}); peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d-model", type=int, default=128)
@@ -113,8 +135,12 @@ def main() -> None:
     ap.add_argument("--n-quantile", type=int, default=5)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scale", action="store_true", help="only the 32,768-latent bookkeeping check")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.scale:
+        scale_check()
+        return
     model, sae, tokens, hook = build(args.d_model, args.layers, args.vocab, args.d_sae, args.k, args.windows)
     print(f"model d_model={args.d_model} layers={args.layers}; SAE d_sae={args.d_sae} k={args.k}; "
           f"{args.windows} windows x 65 tokens; N={args.n_top}, quantile groups={args.n_quantile}; "

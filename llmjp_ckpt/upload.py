@@ -30,6 +30,9 @@ from llmjp_ckpt.errors import UserError
 log = logging.getLogger(__name__)
 SAELENS_FILES = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "runner_cfg.json")
 REQUIRED = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "metrics.json")
+_SHOWN = {"checkpoint_step", "d_sae", "k", "step"}  # already columns of the metrics table
+_PREFERRED = ("explained_variance", "fvu", "mse", "cosine", "l0", "dead_fraction", "dense_fraction",
+              "ce_loss_score", "kl_div_score")
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "configs" / "pretrained_saes.yaml"
 
 
@@ -100,7 +103,9 @@ def _fmt(v: Any) -> str:
 def model_card(saes: list[SAEFolder], repo_id: str) -> str:
     """README.md for the repo: model, steps, hook, normalisation, metrics, how to load."""
     hooks = sorted({str(s.cfg.get("metadata", {}).get("hook_name")) for s in saes})
-    keys = sorted({k for s in saes for k, v in s.metrics.items() if isinstance(v, (int, float, str))})
+    numeric = {k for s in saes for k, v in s.metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)} - _SHOWN
+    keys = [k for k in _PREFERRED if k in numeric] + sorted(numeric - set(_PREFERRED))
     head = ["checkpoint step", "SAE id", "normalisation", "d_sae", "k", *keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in sorted(saes, key=lambda s: (s.step, s.sae_id)):
@@ -126,8 +131,8 @@ def model_card(saes: list[SAEFolder], repo_id: str) -> str:
         "",
         f'sae = SAE.from_pretrained("{repo_id}", "{example}")',
         "```", "",
-        ("Without `llmjp_ckpt` installed, SAEs with normalisation `none` still load as plain TopK "
-         "SAEs once their `cfg.json` architecture is `topk`."), "",
+        ("SAEs whose `cfg.json` architecture is `topk_token_norm` (per-token normalised input) need "
+         "`import llmjp_ckpt` first, which registers that architecture with SAELens."), "",
     ])
 
 

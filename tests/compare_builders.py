@@ -42,7 +42,7 @@ def planted(n: int, d: int, frac: float = 0.6, cos: float = 0.9, seed: int = 0):
     """
     g = torch.Generator().manual_seed(seed)
     A = unit(torch.randn(n, d, generator=g))
-    m = int(round(frac * n))
+    m = round(frac * n)
     src = torch.randperm(n, generator=g)[:m]
     noise = torch.randn(m, d, generator=g)
     noise = unit(noise - (noise * A[src]).sum(1, keepdim=True) * A[src])  # orthogonal to the source

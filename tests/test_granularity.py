@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from llmjp_ckpt.labels import lexical
+from llmjp_ckpt.labels import dictionary, lexical
 from llmjp_ckpt.labels.agreement import agreement, cohen_kappa, confusion, recall_per_class
-from llmjp_ckpt.labels.evaluate import evaluate, in_fit_part
+from llmjp_ckpt.labels.evaluate import GRID, evaluate, in_fit_part
 from llmjp_ckpt.labels.granularity import (
     LABELS,
     PARAMS_FILE,
@@ -101,10 +101,12 @@ def test_bad_input_is_handled_neutrally():
 
 def test_embedding_and_lexicon_hooks_find_translations():
     ex = build_examples([" grid"] * 5 + ["格子"] * 5)
-    assert RuleBackend().classify(ex)[0] == "token"  # unrelated forms without a model
+    # unrelated forms without a model or dictionary
+    assert RuleBackend(use_dictionary=False).classify(ex)[0] == "token"
     vec = {"grid": [1.0, 0.0], "格子": [0.9, 0.1]}
     assert RuleBackend(embed=lambda t: vec.get(t)).classify(ex)[0] == "synonym"
-    assert RuleBackend(lexicon={"格子": {"grid", "lattice"}}).classify(ex)[0] == "synonym"
+    assert RuleBackend(lexicon={"格子": {"grid", "lattice"}}, use_dictionary=False
+                       ).classify(ex)[0] == "synonym"
 
 
 def test_embedder_from_vocab_looks_up_sentencepiece_rows():
@@ -117,7 +119,7 @@ def test_embedder_from_vocab_looks_up_sentencepiece_rows():
     ex = build_examples([" grid"] * 5 + ["格子"] * 5)
     assert RuleBackend(embed=embed).classify(ex)[0] == "synonym"
     ex = build_examples([" grid"] * 5 + [" Tokyo"] * 5)
-    assert RuleBackend(embed=embed).classify(ex)[0] == "token"
+    assert RuleBackend(embed=embed, use_dictionary=False).classify(ex)[0] == "token"
 
 
 def test_params_file_is_json_and_complete():
@@ -183,14 +185,21 @@ def test_agreement_shares_by_group():
 
 
 # ------------------------------------------------------------- the authors' labels (shared)
-def test_classifier_meets_target_on_peer_file(capsys):
+@pytest.mark.parametrize("with_dictionary", [True, False])
+def test_classifier_meets_target_on_peer_file(capsys, with_dictionary):
     recs = peer_records()
+    dic = None
+    if with_dictionary:
+        dic = dictionary.default_dictionary()
+        if dic is None:
+            pytest.skip("jamdict-data not installed")
     params = RuleParams.load()
-    allp = evaluate(recs, params)
-    held = evaluate([r for r in recs if not in_fit_part(r)], params)
+    allp = evaluate(recs, params, dic)
+    held = evaluate([r for r in recs if not in_fit_part(r)], params, dic)
     with capsys.disabled():
-        print(f"\npeer file: kappa all {allp.kappa:.3f}, held-out {held.kappa:.3f}; "
-              f"largest share gap {100 * allp.max_share_gap():.1f} points")
+        print(f"\npeer file (dictionary {'on' if dic else 'off'}): kappa all {allp.kappa:.3f}, "
+              f"held-out {held.kappa:.3f}; largest share gap {100 * allp.max_share_gap():.1f} "
+              f"points")
     assert allp.kappa >= 0.75
     assert held.kappa >= 0.75
     assert allp.max_share_gap() <= 0.07
@@ -206,3 +215,89 @@ def test_peer_stats_spot_checks():
     st = token_stats(recs[(100000, 64)].examples)  # インチ / inch
     assert st.variant >= 0.3
     assert classify(recs[(100000, 64)].examples)[0] == "synonym"
+
+
+# ------------------------------------------------------------------- bilingual dictionary
+class FakeDictionary:
+    """Related pairs given by hand (what JMdict would say), for tests without the package."""
+
+    def __init__(self, *pairs):
+        self.pairs = {frozenset(lexical.surface(x) for x in p) for p in pairs}
+
+    def related(self, a, b):
+        return frozenset((lexical.surface(a), lexical.surface(b))) in self.pairs
+
+
+def test_dictionary_hook_relates_translations_and_function_word_sets():
+    rb = lambda d: RuleBackend(dictionary=d, use_dictionary=False)  # noqa: E731
+    # a translation pair: two unrelated forms without the dictionary, one word with it
+    ex = build_examples([" grid"] * 5 + ["格子"] * 5)
+    assert rb(FakeDictionary(("grid", "格子"))).classify(ex)[0] == "synonym"
+    # a dominant form with a few same-meaning words: synonym at a lower variant share than
+    # form variants need (meaning vs spelling)
+    ex = build_examples([" in"] * 17 + [" at"] * 2 + [" on"])
+    assert RuleBackend(use_dictionary=False).classify(ex)[0] == "token"
+    assert rb(FakeDictionary(("in", "at"), ("in", "on"))).classify(ex)[0] == "synonym"
+    ex = build_examples([" woman"] * 18 + [" women"] * 2)  # a form variant at 10 %: token
+    assert RuleBackend(use_dictionary=False).classify(ex)[0] == "token"
+
+
+def test_dictionary_relations_do_not_chain():
+    # a ~ b and b ~ c, but a and c unrelated: the star around b covers b's neighbours only
+    ex = build_examples([" into"] * 4 + [" through"] * 3 + [" across"] * 3)
+    d = FakeDictionary(("into", "through"), ("through", "across"))
+    st = token_stats(ex, dictionary=d)
+    assert st.cluster == pytest.approx(1.0)  # through's star: all three
+    d = FakeDictionary(("into", "through"), ("across", "over"))
+    st = token_stats(build_examples([" into"] * 4 + [" through"] * 3 + [" across"] * 3), dictionary=d)
+    assert st.cluster == pytest.approx(0.7) and st.form_variant == 0.0
+    d = FakeDictionary(("a1", "b1"), ("b1", "c1"))
+    ex = build_examples([" a1"] * 4 + [" c1"] * 4 + [" b1"] * 2)
+    assert token_stats(ex, dictionary=d).cluster == pytest.approx(1.0)
+    ex = build_examples([" a1"] * 4 + [" c1"] * 4 + [" x1"] * 2)  # no b1: a1 and c1 stay apart
+    assert token_stats(ex, dictionary=d).cluster == pytest.approx(0.4)
+
+
+def test_graceful_fallback_without_jamdict_data(monkeypatch, caplog):
+    monkeypatch.setattr(dictionary, "db_path", lambda: None)
+    monkeypatch.setattr(dictionary, "_DEFAULT", None)
+    monkeypatch.setattr(dictionary, "_LOOKED", False)
+    with caplog.at_level("WARNING", logger="llmjp_ckpt.labels.dictionary"):
+        assert dictionary.default_dictionary() is None
+    assert "jamdict-data is not installed" in caplog.text
+    ex = build_examples([" grid"] * 5 + ["格子"] * 5)
+    assert RuleBackend().classify(ex)[0] == "token"  # runs, on form rules only
+    assert RuleBackend().classify(build_examples(["ダーク"] * 5 + [" dark"] * 5))[0] == "synonym"
+
+
+def test_synonym_thresholds_are_not_fitted():
+    assert not {"syn_variant", "syn_meaning", "syn_cluster"} & set(GRID)
+
+
+@pytest.fixture(scope="module")
+def jmdict():
+    d = dictionary.default_dictionary()
+    if d is None:
+        pytest.skip("jamdict-data not installed")
+    return d
+
+
+@pytest.mark.parametrize("a,b", [
+    ("格子", "grid"), ("grid", "lattice"), (" in", " at"), ("at", "on"), ("パネル", "panel"),
+    ("host", "presenter"), ("albums", "collection"), ("女性", "woman"),
+])
+def test_jmdict_relates_translations_and_shared_senses(jmdict, a, b):
+    assert jmdict.related(a, b) and jmdict.related(b, a)
+
+
+@pytest.mark.parametrize("a,b", [
+    ("格子", "panel"), ("dark", "light"), ("of", "the"), ("本名", "name"), ("に", "two"),
+    ("english", "french"), ("Tokyo", "東京都"), ("<0x0A>", "\n"),
+])
+def test_jmdict_keeps_unrelated_words_apart(jmdict, a, b):
+    assert not jmdict.related(a, b)
+
+
+def test_jmdict_translation_feature_is_synonym(jmdict):
+    ex = build_examples([" grid"] * 5 + ["格子"] * 3 + [" lattice"] * 2)
+    assert RuleBackend(dictionary=jmdict).classify(ex)[0] == "synonym"

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.site import SiteConfig, build_site, escape
 from llmjp_ckpt.site.feature_pages import redecode_sequences, single_token_text
-from llmjp_ckpt.site.pages import load_lineages, select_features
+from llmjp_ckpt.site.inputs import load_lineages, select_features
 from llmjp_ckpt.tokens import TokenText
 from tests.site_builders import PAYLOAD_PIECES, PAYLOAD_TEXT
 
@@ -151,6 +152,9 @@ def test_sae_dashboard_pages_offline_and_escaped(built):
     links = re.findall(r'href="\.\./(features/[^"]+)"', "".join(
         p.read_text(encoding="utf-8") for p in (index.parent / "browser").glob("*.html")))
     assert links and all((index.parent / link).is_file() for link in links)
+    lin = re.findall(r'href="\.\./(lineages/[^"]+)"', "".join(
+        p.read_text(encoding="utf-8") for p in (index.parent / "browser").glob("*.html")))
+    assert lin and all((index.parent / link).is_file() for link in lin)
 
 
 def test_manifest_stage_skip_and_rerun(built, tmp_path):
@@ -193,3 +197,55 @@ def test_assets_from_installed_packages(tmp_path):
     assert assets.plotly_js().name == "plotly.min.js"
     out = assets.copy_assets(tmp_path, need_d3=False)
     assert out["plotly.min.js"].read_bytes() == assets.plotly_js().read_bytes()
+
+
+def test_site_config_yaml(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    cfg = SiteConfig.from_yaml(repo / "configs" / "site.yaml")
+    assert cfg == SiteConfig()  # the shipped file documents the defaults
+    bad = tmp_path / "site.yaml"
+    bad.write_text("n_frequent: 3\ncolour: red\n", encoding="utf-8")
+    with pytest.raises(UserError, match="colour"):
+        SiteConfig.from_yaml(bad)
+    with pytest.raises(UserError, match="n_examples=-1"):
+        SiteConfig(n_examples=-1)
+
+
+def test_feature_pages_dead_feature_and_payload_pieces(tmp_path):
+    """A feature that never fires still gets a valid page; payload pieces stay data."""
+    from llmjp_ckpt.site.feature_pages import write_feature_pages
+    from tests.feature_builders import build_model, build_sae, build_windows
+
+    torch.set_num_threads(1)
+    pieces = ["<unk>", "<s>", "</s>", *PAYLOADS] + [f"\u2581w{i}" for i in range(40)]
+    tt = TokenText(tuple(pieces), bos_id=1)
+    model = build_model(d_vocab=len(pieces) + 8)
+    sae = build_sae(d_sae=16, k=2)
+    with torch.no_grad():
+        sae.b_enc[0] = -100.0  # never among the top k with a positive value
+    toks = build_windows(16, 17, d_vocab=len(pieces))
+    toks[:, 8] = 3 + torch.arange(16) % len(PAYLOADS)  # every window holds a payload piece
+    w_enc_before = sae.W_enc.clone()
+    pages = write_feature_pages(sae, model, toks, [0, 1, 2], tmp_path, tt, "assets", title="t")
+    assert sorted(pages) == [0, 1, 2]
+    assert torch.equal(sae.W_enc, w_enc_before)  # the caller's SAE is not folded
+    for page in (p.read_text(encoding="utf-8") for p in pages.values()):
+        m = parse(page)
+        assert m.tags.count("script") == 3 and not {"img", "svg"} & set(m.tags)
+        assert not {"onerror", "onload", "onmouseover"} & m.attrs
+        data = m.scripts[2]
+        assert "</script" not in data.lower() and "\u2028" not in data
+    assert "XSS1" in pages[1].read_text(encoding="utf-8") + pages[2].read_text(encoding="utf-8")
+
+
+def test_token_text_from_the_data_stage(built, tmp_path):
+    from llmjp_ckpt.runfolder import RunFolder
+    from llmjp_ckpt.site.inputs import resolve_token_text
+
+    run, tt, *_ = built
+    sp_model = run.parent / "tok" / "sp.model"
+    rf = RunFolder(tmp_path / "run")
+    with pytest.raises(UserError, match="tokenizer"):
+        resolve_token_text(rf, None)
+    rf.record("data", {"tokenizer": str(sp_model)}, "done")
+    assert resolve_token_text(rf, None).pieces == tt.pieces

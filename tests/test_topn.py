@@ -177,5 +177,41 @@ def test_analyze_run_end_to_end(tmp_path: Path) -> None:
     mtime = out.stat().st_mtime_ns
     analyze_run(run, cfg, model_loader=loader)
     assert loads == [10, 100] and out.stat().st_mtime_ns == mtime
+    # a new checkpoint's SAE makes the stage run again; the finished stores are reused
+    import shutil
+
+    shutil.copytree(run / "saes" / "iter_0000100", run / "saes" / "iter_0000200")
+    analyze_run(run, cfg, model_loader=loader)
+    assert loads == [10, 100, 10, 100, 200]
+    assert len(pd.read_parquet(out)) == 3 * 2 * 64
+    assert (run / "features" / "iter_0000200" / "scalar" / "topn.safetensors").exists()
     # the CLI reports a missing run folder's pieces as one line, exit 2
     assert cli_main(["features", "--run", str(tmp_path / "empty")]) == 2
+
+
+def test_examples_keep_byte_pieces_html_and_controls_verbatim(tmp_path: Path) -> None:
+    """Store examples are data in the study's format: nothing decoded, nothing escaped here
+    (pages escape when rendering); ids past the tokenizer are named, not dropped."""
+    from llmjp_ckpt.tokens import TokenText
+
+    tt = TokenText(("<unk>", "<s>", "</s>", "<0xE3>", "▁<script>alert(1)</script>", "a\x07b", "京都"), bos_id=1)
+    tokens = torch.tensor([[1, 3, 4, 5, 6, 9]])
+    acts = torch.ones(1, 5, 2)
+    res = collect_topn(tokens, lambda b: {"x": acts}, {"x": 2},
+                       TopNConfig(n_top=1, n_quantile=1, n_sample=1, batch_size=1))["x"]
+    save_store(tmp_path / "s", res, tokens, {})
+    ex = FeatureStore.load(tmp_path / "s").examples(0, tt)
+    assert [t for t, _ in ex[0]] == ["<0xE3>", " <script>alert(1)</script>", "a\x07b", "京都", "<pad-id 9>"]
+
+
+def test_features_config_yaml(tmp_path: Path) -> None:
+    from llmjp_ckpt.features import FeaturesConfig
+
+    repo_cfg = Path(__file__).resolve().parents[1] / "configs" / "features.yaml"
+    assert FeaturesConfig.from_yaml(repo_cfg) == FeaturesConfig()
+    bad = tmp_path / "f.yaml"
+    bad.write_text("n_top: 5\nnot_a_field: 1\n", encoding="utf-8")
+    with pytest.raises(UserError, match="not_a_field"):
+        FeaturesConfig.from_yaml(bad)
+    with pytest.raises(UserError, match="n_top=0"):
+        FeaturesConfig(n_top=0)

@@ -114,6 +114,19 @@ def test_every_planted_form_occurs_and_tokenises_as_recorded(toy_dir):
     assert checked > 500
 
 
+def test_documents_of_both_languages_hold_a_study_window(toy_dir):
+    """The study keeps documents of at least BOS + 64 tokens: nearly every toy document has one."""
+    import statistics
+
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(toy_dir / "tokenizer" / "tokenizer.model"))
+    for lang in ("ja", "en"):
+        lengths = [1 + len(sp.encode(t)) for t in corpus_texts(toy_dir, lang)]
+        assert sum(n >= 65 for n in lengths) >= 0.9 * len(lengths), (lang, sorted(lengths)[: len(lengths) // 10 + 1])
+        assert 80 <= statistics.median(lengths) <= 200, (lang, statistics.median(lengths))
+
+
 def test_tokenizer_is_llm_jp_style_and_hf_matches_sentencepiece(toy_dir):
     import sentencepiece as spm
     from transformers import AutoTokenizer

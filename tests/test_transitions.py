@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -133,12 +134,12 @@ def test_lineage_files_and_single_checkpoint_note(done_run):
 
 
 def test_figures_exist_and_work_offline(done_run):
-    root, result = done_run
+    _, result = done_run
     names = set(result["figures"])
     assert {"shares_fam", "sankey_language_paper_fam", "sankey_granularity_fam",
             "match_similarity_fam", "mix_origins_fam", "shares_solo"} <= names
     for paths in result["figures"].values():
-        html = open(paths[0], encoding="utf-8").read()
+        html = Path(paths[0]).read_text(encoding="utf-8")
         assert '<meta charset="utf-8"' in html
         assert "<script src=\"http" not in html and len(html) > 1_000_000  # plotly.js inline
 
@@ -159,7 +160,7 @@ def test_png_written_or_skipped_with_a_log_line(tmp_path, caplog):
     if len(pngs) != len(result["figures"]):
         assert "PNG export skipped" in caplog.text
     else:
-        assert all(open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in pngs)
+        assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
 def test_bad_input(tmp_path, capsys):

@@ -77,7 +77,8 @@ def load_decoder(folder: str | Path, dead_log10_frequency: float = DEAD_LOG10_FR
     d_in = cfg.get("d_in")
     if d_in is not None and int(d_in) != W_dec.shape[1]:
         raise UserError(f"{cfg_path}: d_in={d_in} but W_dec has {W_dec.shape[1]} columns")
-    n_bad = int((~torch.isfinite(W_dec)).any(dim=1).sum())
+    # one cheap reduction first; the per-row count only when something is off
+    n_bad = 0 if torch.isfinite(W_dec.sum()) else int((~torch.isfinite(W_dec)).any(dim=1).sum())
     if n_bad:
         raise UserError(f"{weights}: W_dec has NaN/inf values in {n_bad} of {W_dec.shape[0]} features")
     alive = W_dec.norm(dim=1) > 0

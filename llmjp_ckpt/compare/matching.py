@@ -11,6 +11,7 @@ matched); a pair counts as *shared* when its similarity reaches ``threshold``.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,7 +157,7 @@ def _sparse_assign(rows, cols, sims, n_a: int, n_b: int, min_sim: float, eps: fl
     assigned = np.full(n_a, -2, np.int64)  # -2 bidding, -1 unmatched, else the B feature
     assigned[deg == 0] = -1
     U = np.flatnonzero(assigned == -2)
-    while U.size:
+    while U.size > _TAIL:
         net = G[U] - price[cand[U]]
         at = np.arange(U.size)
         best = np.argmax(net, axis=1)
@@ -177,9 +178,38 @@ def _sparse_assign(rows, cols, sims, n_a: int, n_b: int, min_sim: float, eps: fl
         assigned[prev[prev >= 0]] = -2
         owner[won], price[won], assigned[U[win]] = U[win], bid[win], won
         U = np.flatnonzero(assigned == -2)
+    if U.size:
+        _auction_tail(U, cand, G, price, owner, assigned, eps)
     ok = assigned >= 0
     partner[ok] = assigned[ok]
     return partner
+
+
+_TAIL = 48  # below this many bidders one bid at a time in plain Python beats a numpy round
+
+
+def _auction_tail(U, cand, G, price, owner, assigned, eps) -> None:
+    """The last few bidders of the auction, Gauss-Seidel (one bid at a time), in place."""
+    queue = deque(U.tolist())
+    while queue:
+        i = queue.popleft()
+        js, gs = cand[i].tolist(), G[i].tolist()
+        v1 = v2 = 0.0  # the unmatched option is worth 0
+        best = -1
+        for j, g in zip(js, gs):
+            v = g - price[j]
+            if v > v1:
+                v1, v2, best = v, v1, j
+            elif v > v2:
+                v2 = v
+        if best < 0:
+            assigned[i] = -1
+            continue
+        prev = owner[best]
+        if prev >= 0:
+            assigned[prev] = -2
+            queue.append(int(prev))
+        owner[best], price[best], assigned[i] = i, price[best] + v1 - v2 + eps, best
 
 
 def _dedupe(rows, cols, sims, n_b: int):
@@ -260,7 +290,12 @@ def match_decoders(a: Decoder, b: Decoder, cfg: MatchConfig | None = None) -> Ma
         log.warning("%s: no live features (all dead); nothing matched", which)
         return MatchResult(partner, similarity, nearest, nearest_sim, mutual, empty,
                            alive_a, alive_b, cfg.threshold, "none")
-    r = match_unit(a.unit()[la].contiguous(), b.unit()[lb].contiguous(), cfg)
+    Ua, Ub = a.unit(), b.unit()
+    if la.size < n_a:
+        Ua = Ua[la].contiguous()
+    if lb.size < b.d_sae:
+        Ub = Ub[lb].contiguous()
+    r = match_unit(Ua, Ub, cfg)
     m = r["partner"] >= 0
     partner[la[m]] = lb[r["partner"][m]]
     similarity[la] = r["similarity"]

@@ -77,7 +77,7 @@ def per_checkpoint(df: pd.DataFrame) -> dict:
         for step in sorted(df["checkpoint"].unique()):
             d = sub[sub["checkpoint"] == step]
             out[name][str(int(step))] = {
-                "n": int(len(d)),
+                "n": len(d),
                 **{c: shares(d, c) for c in CLASS_COLUMNS},
                 "crosstab": crosstab(d),
             }
@@ -93,7 +93,7 @@ def flows(df_a: pd.DataFrame, df_b: pd.DataFrame, pairs: np.ndarray) -> dict:
     b = df_b.set_index("feature")
     p = pd.DataFrame(pairs.reshape(-1, 2), columns=["fa", "fb"])
     p = p[p["fa"].isin(a.index) & p["fb"].isin(b.index)]
-    out: dict = {"n_pairs": int(len(p))}
+    out: dict = {"n_pairs": len(p)}
     for c in CLASS_COLUMNS:
         la = _labels(a, c).reindex(p["fa"]).to_numpy()
         lb = _labels(b, c).reindex(p["fb"]).to_numpy()

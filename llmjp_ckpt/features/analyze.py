@@ -178,15 +178,16 @@ def feature_rows(st: fstore.FeatureStore, step: int, sae_id: str, tt: TokenText 
 
 # --- the stage ------------------------------------------------------------------------------
 def run_step(run: Path, step: int, saes: dict[str, Path], cfg: FeaturesConfig,
-             loader: ModelLoader, tokens: torch.Tensor) -> tuple[Any, dict[str, Path]]:
-    """Top-N stores for the SAEs of one checkpoint (skipping complete ones); returns the model."""
+             loader: ModelLoader, tokens: torch.Tensor, force: bool = False) -> tuple[Any, dict[str, Path]]:
+    """Top-N stores for the SAEs of one checkpoint (skipping complete ones unless ``force``);
+    returns the model."""
     from sae_lens import SAE
 
     import llmjp_ckpt  # noqa: F401  registers the token-norm SAE architecture before loading
 
     h = config_hash({**dataclasses.asdict(cfg.topn()), "n_windows": len(tokens)})
     out = {sid: run / "features" / step_dir(step) / sid for sid in saes}
-    todo = {sid: p for sid, p in saes.items() if not _store_current(out[sid], h)}
+    todo = {sid: p for sid, p in saes.items() if force or not _store_current(out[sid], h)}
     model = loader(step)
     if todo:
         loaded = {sid: SAE.load_from_disk(str(p), device=cfg.device).eval() for sid, p in todo.items()}
@@ -219,12 +220,16 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
     rf = RunFolder(run_dir)
     run = rf.root
     parquet = run / "analysis" / "features.parquet"
-    if not force and rf.is_done(STAGE, cfg) and parquet.exists():
+    all_saes = discover_saes(run)
+    # the stage is done for this config *and* these SAEs (a retrain or a new checkpoint reruns it)
+    stage_cfg = {"features": dataclasses.asdict(cfg),
+                 "saes": [f"{step_dir(st)}/{sid}" for st in sorted(all_saes) for sid in sorted(all_saes[st])],
+                 "train_config_hash": (rf.stage("train") or {}).get("config_hash")}
+    if not force and rf.is_done(STAGE, stage_cfg) and parquet.exists():
         log.info("features: already done for this config, skipped")
         return parquet
-    rf.record(STAGE, cfg, "running")
+    rf.record(STAGE, stage_cfg, "running")
     try:
-        all_saes = discover_saes(run)
         tokens = load_test_tokens(run, cfg.max_windows)
         first = next(iter(next(iter(all_saes.values())).values()))
         loader = model_loader or default_model_loader(run, cfg, first)
@@ -232,7 +237,7 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
         norms: list[dict[str, Any]] = []
         norm_tokens = tokens[: cfg.norm_windows]
         for step in tqdm(sorted(all_saes), desc="features: checkpoints"):
-            model, stores = run_step(run, step, all_saes[step], cfg, loader, tokens)
+            model, stores = run_step(run, step, all_saes[step], cfg, loader, tokens, force)
             tt = token_text or _token_text_of(model)
             for sid, folder in stores.items():
                 rows += feature_rows(fstore.FeatureStore.load(folder), step, sid, tt, cfg.label_examples)
@@ -248,9 +253,9 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
         if cfg.norm_study:
             figures += normstudy.write_norm_study(run, norms, cfg.png)
     except BaseException:
-        rf.record(STAGE, cfg, "failed")
+        rf.record(STAGE, stage_cfg, "failed")
         raise
-    rf.record(STAGE, cfg, "done", steps=sorted(all_saes), n_features=len(df),
+    rf.record(STAGE, stage_cfg, "done", steps=sorted(all_saes), n_features=len(df),
               outputs=[str(p.relative_to(run)) for p in [parquet, *figures]])
     return parquet
 

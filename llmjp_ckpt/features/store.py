@@ -121,10 +121,6 @@ class FeatureStore:
         c = self.t["fire_count"]
         return torch.where(c > 0, self.t["act_sum"] / c.clamp(min=1), 0.0)
 
-    def _window_tokens(self, window_id: int) -> Tensor:
-        i = int(torch.searchsorted(self.t["window_ids"], torch.tensor(window_id)))
-        return self.t["window_tokens"][i, int(self.meta["first_position"]):]
-
     def examples(self, feature: int, tt: TokenText | None = None, kind: str = "top",
                  round_to: int | None = 4) -> list[Window]:
         """A latent's examples in the study's format (empty list for a dead latent).
@@ -136,15 +132,30 @@ class FeatureStore:
             raise UserError(f"feature {feature}: expected 0 <= feature < {self.d_sae}")
         if kind not in ("top", "quantile"):
             raise UserError(f"examples kind {kind!r}: expected 'top' or 'quantile'")
+        table = _piece_table(tt) if tt else ()
         wins = self.t[f"{kind}_windows"][feature]
-        acts = self.t[f"{kind}_token_acts"][feature].float()
+        keep = (wins >= 0).nonzero().squeeze(1)
+        if len(keep) == 0:
+            return []
+        rows = torch.searchsorted(self.t["window_ids"], wins[keep])
+        ids_all = self.t["window_tokens"][rows, int(self.meta["first_position"]):].tolist()
+        acts_all = self.t[f"{kind}_token_acts"][feature][keep].float().tolist()
         out: list[Window] = []
-        for j, w in enumerate(wins.tolist()):
-            if w < 0:
-                continue
-            ids = self._window_tokens(w).tolist()
-            vals = acts[j].tolist()
-            texts = [tt.piece_text(i) if tt else f"<id {i}>" for i in ids]
-            out.append([[s, round(v, round_to) if round_to is not None else v]
-                        for s, v in zip(texts, vals)])
+        for ids, vals in zip(ids_all, acts_all):
+            texts = [table[i] if i < len(table) else (tt.piece_text(i) if tt else f"<id {i}>")
+                     for i in ids]
+            out.append([[t, round(v, round_to) if round_to is not None else v]
+                        for t, v in zip(texts, vals)])
         return out
+
+
+_TABLES: dict[int, tuple[TokenText, tuple[str, ...]]] = {}
+
+
+def _piece_table(tt: TokenText) -> tuple[str, ...]:
+    """``piece_text`` for every id of ``tt``, computed once per tokenizer object."""
+    hit = _TABLES.get(id(tt))
+    if hit is None or hit[0] is not tt:
+        hit = (tt, tuple(tt.piece_text(i) for i in range(len(tt))))
+        _TABLES[id(tt)] = hit
+    return hit[1]

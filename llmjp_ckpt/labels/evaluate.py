@@ -18,19 +18,21 @@ from pathlib import Path
 
 from llmjp_ckpt import atomic
 from llmjp_ckpt.labels.agreement import Agreement, agreement
+from llmjp_ckpt.labels.dictionary import default_dictionary
 from llmjp_ckpt.labels.examples import FeatureRecord, load_records
 from llmjp_ckpt.labels.granularity import (
     LABELS,
     PARAMS_FILE,
+    Dictionary,
     RuleParams,
     TokenStats,
     decide,
     token_stats,
 )
 
+# The synonym thresholds (syn_variant, syn_meaning, syn_cluster) are not searched: 9 synonym
+# features in all cannot fit them; they stay at RuleParams' defaults, set by definition.
 GRID = {
-    "syn_variant": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4],
-    "syn_cluster": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     "token_p1": [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95],
     "token_p2": [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0],
     "token_pair_p1": [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5],
@@ -70,9 +72,10 @@ def fit(stats: Sequence[TokenStats], gold: Sequence[str], groups: Sequence,
     return best
 
 
-def evaluate(records: Sequence[FeatureRecord], params: RuleParams) -> Agreement:
+def evaluate(records: Sequence[FeatureRecord], params: RuleParams,
+             dictionary: Dictionary | None = None) -> Agreement:
     """Agreement of :func:`decide` with ``params`` against the records' own granularity."""
-    stats = [token_stats(r.examples) for r in records]
+    stats = [token_stats(r.examples, dictionary=dictionary) for r in records]
     pred = [decide(s, params)[0] for s in stats]
     return agreement([r.granularity for r in records], pred, LABELS, [r.checkpoint for r in records])
 
@@ -84,22 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit-fraction", type=float, default=0.6)
     ap.add_argument("--write-params", action="store_true", help=f"write {PARAMS_FILE.name}")
     ap.add_argument("--errors", action="store_true", help="list every feature labelled differently")
+    ap.add_argument("--no-dictionary", action="store_true",
+                    help="leave JMdict out (spelling, inflection and loanword rules only)")
     args = ap.parse_args(argv)
+    dic = None if args.no_dictionary else default_dictionary()
+    print("dictionary:", "JMdict (jamdict-data)" if dic is not None else "none")
 
     records = [r for r in load_records(args.input) if r.granularity]
     fit_part = [r for r in records if in_fit_part(r, args.seed, args.fit_fraction)]
     held = [r for r in records if not in_fit_part(r, args.seed, args.fit_fraction)]
-    stats = [token_stats(r.examples) for r in fit_part]
+    stats = [token_stats(r.examples, dictionary=dic) for r in fit_part]
     params = fit(stats, [r.granularity for r in fit_part], [r.checkpoint for r in fit_part])
     print(f"fitted on {len(fit_part)} features, held out {len(held)} (seed {args.seed})")
     print("params:", asdict(params))
     for title, part in (("FIT PART", fit_part), ("HELD-OUT PART", held), ("ALL", records)):
         print()
-        print(evaluate(part, params).format(title))
+        print(evaluate(part, params, dic).format(title))
     if args.errors:
         print("\nfeatures labelled differently (checkpoint feature part: authors -> ours, top forms):")
         for r in records:
-            st = token_stats(r.examples)
+            st = token_stats(r.examples, dictionary=dic)
             label, conf = decide(st, params)
             if label != r.granularity:
                 part = "fit" if in_fit_part(r, args.seed, args.fit_fraction) else "held"
@@ -110,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             "comment": "RuleBackend thresholds fitted by llmjp_ckpt.labels.evaluate on the fit "
                        "part of the authors' labelled features; see docs/labels-eval.md",
             "fit": {"input": args.input.name, "seed": args.seed,
-                    "fit_fraction": args.fit_fraction, "n_fit": len(fit_part)},
+                    "fit_fraction": args.fit_fraction, "n_fit": len(fit_part),
+                    "dictionary": "JMdict (jamdict-data)" if dic is not None else "none"},
             "params": asdict(params),
         })
         print(f"\nwrote {PARAMS_FILE}")

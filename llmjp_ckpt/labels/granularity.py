@@ -36,6 +36,7 @@ from llmjp_ckpt.labels.dictionary import default_dictionary
 from llmjp_ckpt.labels.language import script_scores
 
 LABELS = ("token", "synonym", "semantic", "uninterpretable")
+DICT_WORDS = 3  # a max-token form is looked up in the dictionary as itself and its top words
 PARAMS_FILE = Path(__file__).with_name("granularity_params.json")
 
 # An optional hook: token text -> vector (e.g. rows of the model's embedding matrix).
@@ -63,6 +64,7 @@ class TokenStats:
     shape: float  # share of the most common shape class (katakana, digits, Capitalised, ...)
     script_mix: float  # minority script's share of the script-rule vote (0 = one language)
     top_forms: tuple[tuple[str, int], ...] = ()
+    form_variant: float = 0.0  # ``variant`` by form relations alone (spelling, inflection, loan)
 
 
 def _max_index(window: Sequence) -> int:
@@ -154,20 +156,32 @@ def token_stats(
         return f
 
     alias = {f: (f, rep[f].most_common(1)[0][0]) for f in names}
-    for a, b in _related_pairs(alias, embed, embed_threshold, lexicon, dictionary):
+    for a, b in _related_pairs(alias, embed, embed_threshold, lexicon):
         parent[find(a)] = find(b)
     clusters: dict[str, list[int]] = {}
     for f in names:
         clusters.setdefault(find(f), []).append(forms[f])
-    best = max(clusters.values(), key=sum, default=[0])
+    # Dictionary relations (meaning, not form) do not chain: a cluster joins only the clusters
+    # it is directly related to (in ~ on, on ~ from must not make in ~ from).
+    near: dict[str, set[str]] = {c: {c} for c in clusters}
+    if dictionary is not None:
+        words = {f: (f, *(w for w, _ in rep[f].most_common(DICT_WORDS))) for f in names}
+        for a, b in _dictionary_pairs(words, dictionary):
+            ca, cb = find(a), find(b)
+            near[ca].add(cb)
+            near[cb].add(ca)
+    best = max(([k for c in near[r] for k in clusters[c]] for r in clusters), key=sum,
+               default=[0])
     cluster = sum(best) / n
     variant = (sum(best) - max(best)) / n
+    own = max(clusters.values(), key=sum, default=[0])
+    form_variant = (sum(own) - max(own)) / n
 
     votes = script_scores(windows)
     tot = votes["en"] + votes["ja"]
     script_mix = min(votes["en"], votes["ja"]) / tot if tot else 0.0
     return TokenStats(n, p1, p2, entropy, len(top), cluster, variant, shape, script_mix,
-                      tuple(top[:5]))
+                      tuple(top[:5]), form_variant)
 
 
 def _related_pairs(
@@ -175,15 +189,13 @@ def _related_pairs(
     embed: Embedder | None,
     thr: float,
     lexicon: Mapping[str, set[str]] | None,
-    dictionary: Dictionary | None = None,
 ) -> list[tuple[str, str]]:
     """Pairs of forms that are variants or translations of one word (module docstring).
 
     A form is known by itself and by the word it most often sits in; two forms relate when
     any of these names share a variant key (or one key extends the other, both ≥ 5 letters),
-    sound alike as katakana loan and English word, pair in ``lexicon`` or ``dictionary``
-    (e.g. JMdict: translations, words glossing one sense), or — with ``embed`` — have cosine
-    similarity ≥ ``thr``.
+    sound alike as katakana loan and English word, pair in ``lexicon``, or — with ``embed`` —
+    have cosine similarity ≥ ``thr``.
     """
     pairs: list[tuple[str, str]] = []
     by_key: dict[str, str] = {}
@@ -212,12 +224,6 @@ def _related_pairs(
         for _, y, g in latin:
             if f != g and lexical.loan_match(x, y):
                 pairs.append((f, g))
-    if dictionary is not None:
-        named = [(f, x) for f, names in alias.items() for x in set(names)]
-        for i, (f, x) in enumerate(named):
-            for g, y in named[i + 1 :]:
-                if f != g and dictionary.related(x, y):
-                    pairs.append((f, g))
     if embed is not None:
         vecs = {f: embed(f) for f in alias}
         forms = [f for f in alias if vecs[f] is not None]
@@ -230,6 +236,14 @@ def _related_pairs(
                 if na > 0 and nb > 0 and dot / (na * nb) >= thr:
                     pairs.append((a, b))
     return pairs
+
+
+def _dictionary_pairs(alias: dict[str, tuple[str, ...]], dictionary: Dictionary,
+                      ) -> list[tuple[str, str]]:
+    """Pairs of forms whose names translate or gloss one another in ``dictionary``."""
+    named = [(f, x) for f, names in alias.items() for x in set(names)]
+    return [(f, g) for i, (f, x) in enumerate(named) for g, y in named[i + 1 :]
+            if f != g and dictionary.related(x, y)]
 
 
 def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[float]]) -> Embedder:
@@ -261,7 +275,8 @@ class Backend(Protocol):
 class RuleParams:
     """Thresholds of :class:`RuleBackend` (fitted values in ``granularity_params.json``)."""
 
-    syn_variant: float = 0.2  # synonym: variant share ≥ this ...
+    syn_variant: float = 0.2  # synonym: variant share by form relations ≥ this ...
+    syn_meaning: float = 0.1  # ... or by form and dictionary relations ≥ this (not fitted) ...
     syn_cluster: float = 0.6  # ... within a related-word cluster covering ≥ this
     token_p1: float = 0.8  # token: the top surface form covers ≥ this ...
     token_p2: float = 0.9  # ... or the top two cover ≥ this ...
@@ -307,8 +322,10 @@ def decide(st: TokenStats, p: RuleParams) -> tuple[str, float]:
         return "uninterpretable", 1.0
     if st.n < p.min_examples:
         return ("token", 0.5) if st.p1 == 1.0 else ("uninterpretable", 0.5)
-    if st.variant >= p.syn_variant and st.cluster >= p.syn_cluster:
-        return "synonym", conf(st.variant, p.syn_variant)
+    if st.cluster >= p.syn_cluster and st.form_variant >= p.syn_variant:
+        return "synonym", conf(st.form_variant, p.syn_variant)
+    if st.cluster >= p.syn_cluster and st.variant >= p.syn_meaning:
+        return "synonym", conf(st.variant, p.syn_meaning)
     if st.p1 >= p.token_p1:
         return "token", conf(st.p1, p.token_p1)
     if st.p2 >= p.token_p2 and st.p1 >= p.token_pair_p1:

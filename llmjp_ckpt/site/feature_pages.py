@@ -82,8 +82,8 @@ def redecode_sequences(js_data: Any, tt: TokenText) -> int:
     if isinstance(js_data, dict):
         for v in js_data.values():
             n += redecode_sequences(v, tt)
-    elif isinstance(js_data, list):
-        if js_data and all(isinstance(t, dict) and "tokID" in t and "tok" in t for t in js_data):
+    elif isinstance(js_data, list) and js_data and isinstance(js_data[0], (dict, list)):
+        if all(isinstance(t, dict) and "tokID" in t and "tok" in t for t in js_data):
             shown = tt.display([int(t["tokID"]) for t in js_data], hide_bos=True)
             for t, s in zip(js_data, shown):
                 t["tok"] = s.replace("\n", "\u21b5")
@@ -97,14 +97,16 @@ def finalize_page(page: str, js_data: dict[str, Any], title: str, assets_href: s
                   back_href: str | None = None) -> str:
     """Turn sae-dashboard's HTML fragment into a standalone, offline, escaped UTF-8 page."""
     raw_json = json.dumps(js_data)  # exactly what HTML.get_html embeds
-    checks = {"d3 CDN tag": _CDN_D3, "plotly CDN tag": _CDN_PLOTLY, "embedded data": raw_json,
-              **{f"tooltip sink {k}": k for k in _JS_SINKS}}
+    checks = {"d3 CDN tag": _CDN_D3, "plotly CDN tag": _CDN_PLOTLY, "embedded data": raw_json}
     missing = [name for name, s in checks.items() if s not in page]
     if missing:  # sae-dashboard changed its template: refuse rather than write an unsafe page
         raise RuntimeError(f"sae-dashboard page template changed; not found: {missing}")
-    page = page.replace(raw_json, escape.json_for_script(js_data), 1)
+    safe_json = escape.json_for_script(js_data)
+    page = page.replace(raw_json, safe_json, 1)
     for old, new in _JS_SINKS.items():
         page = page.replace(old, new)
+    if "${tok}" in page.replace(safe_json, ""):  # a token interpolated somewhere we do not escape: refuse
+        raise RuntimeError("sae-dashboard page template changed: unescaped ${tok} left in its scripts")
     page = page.replace(_CDN_D3, f'<script src="{escape.attr(assets_href)}/{D3_NAME}"></script>')
     page = page.replace(_CDN_PLOTLY, f'<script src="{escape.attr(assets_href)}/{PLOTLY_NAME}"></script>')
     page = page.replace("function setupPage(", _JS_ESCAPE_FN + "\nfunction setupPage(", 1)
@@ -162,9 +164,9 @@ def write_feature_pages(sae: Any, model: Any, tokens: torch.Tensor, features: It
             fd = data.feature_data_dict[feat]
             html_obj = fd._get_html_data_feature_centric(layout, decode_fn)
             redecode_sequences(html_obj.js_data, tt)
-            page_obj = HTML(html_data=copy.deepcopy(html_obj.html_data), js_data={
+            page_obj = HTML(html_data=html_obj.html_data, js_data={  # fresh per feature: no copies
                 "AGGDATA": data.feature_stats.aggdata,
-                "DASHBOARD_DATA": {str(feat): copy.deepcopy(html_obj.js_data)},
+                "DASHBOARD_DATA": {str(feat): html_obj.js_data},
             })
             scratch = Path(tmp) / f"feature_{feat}.html"
             page_obj.get_html(layout_columns=layout.columns, layout_height=layout.height,

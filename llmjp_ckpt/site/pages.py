@@ -2,13 +2,15 @@
 
 Pages (all static, all corpus text escaped through :mod:`llmjp_ckpt.site.escape`):
 
-- ``index.html``: the checkpoints and their SAE metrics, the transition figures (copied from
-  ``RUN/analysis/figures/``), the lineages, links to every browser page;
+- ``index.html``: the checkpoints and their SAE metrics, the tables of ``transitions.json``,
+  the figures of ``RUN/analysis/figures/`` (hard-linked or copied into ``figures/``, shown one
+  at a time in a frame), the lineages, links to every browser page;
 - ``browser/iter_XXXXXXX__<sae_id>.html``: a feature browser per checkpoint and SAE, like the
   study's demo: selected features with language, granularity, frequency, and their top
   examples with activation highlighting; filters run in a small inline script that only reads
   ``data-*`` attributes;
-- ``lineages/lineage_<n>.html``: one feature's examples across checkpoints, side by side;
+- ``lineages/lineage_<n>.html``: one feature's examples across checkpoints, side by side (chains
+  from the compare stage's ``RUN/analysis/lineages/<sae_id>.parquet``);
 - ``features/iter_XXXXXXX/<sae_id>/feature_<N>.html``: sae-dashboard pages
   (:mod:`llmjp_ckpt.site.feature_pages`), scripts from ``assets/``.
 """
@@ -16,22 +18,44 @@ Pages (all static, all corpus text escaped through :mod:`llmjp_ckpt.site.escape`
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
+import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from llmjp_ckpt import atomic
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder, step_dir
+from llmjp_ckpt.site.config import SiteConfig
 from llmjp_ckpt.site.escape import attr, text
-from llmjp_ckpt.tokens import PARTIAL, TokenText
+from llmjp_ckpt.site.inputs import (
+    Example,
+    Lineage,
+    inputs_fingerprint,
+    lineage_members,
+    load_features_table,
+    load_lineages,
+    load_metrics,
+    read_json,
+    resolve_token_text,
+    select_features,
+    store_examples,
+)
+from llmjp_ckpt.site.render import (
+    FILTER_JS,
+    browser_name,
+    feature_block,
+    feature_href,
+    fmt,
+    options,
+    page,
+    tables,
+)
+from llmjp_ckpt.tokens import TokenText
+
+__all__ = ["SITE_DIR", "STAGE", "SiteConfig", "build_site", "features_model_loader"]
 
 log = logging.getLogger(__name__)
 STAGE = "site"
@@ -39,290 +63,7 @@ SITE_DIR = "dashboards"
 ModelLoader = Callable[[int], Any]  # step -> HookedTransformer
 
 
-@dataclass(frozen=True)
-class SiteConfig:
-    """The site stage's settings (``configs/site.yaml``)."""
-
-    n_frequent: int = 40  # most frequent live features per SAE shown in the browser
-    n_labelled: int = 40  # most confidently labelled (non-"uninterpretable") features per SAE
-    max_lineages: int = 50  # lineages given a page (longest first)
-    n_examples: int = 5  # top examples shown per feature
-    context: int = 12  # tokens kept each side of an example's strongest token
-    feature_pages: bool = True  # render sae-dashboard pages (needs the model and d3)
-    max_feature_pages: int = 20  # sae-dashboard pages per SAE (~0.4 MB each)
-    dashboard_windows: int = 256  # test windows sae-dashboard computes its pages from
-    device: str = "cpu"  # where the model runs for the sae-dashboard pages
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, int) and not isinstance(v, bool) and v < 0:
-                raise UserError(f"site config: {f.name}={v}, expected >= 0")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> SiteConfig:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read YAML ({exc.__class__.__name__})") from exc
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"{path}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**raw)
-
-
-@dataclass
-class Member:
-    """One feature of one SAE at one checkpoint."""
-
-    step: int
-    sae_id: str
-    feature: int
-
-
-@dataclass
-class Lineage:
-    name: str
-    members: list[Member] = field(default_factory=list)
-
-
-# --- reading the run ------------------------------------------------------------------------
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not readable UTF-8 JSON ({exc.__class__.__name__})") from exc
-
-
-def load_metrics(saes: dict[int, dict[str, Path]]) -> dict[tuple[int, str], dict[str, Any]]:
-    """``{(step, sae_id): metrics.json}`` (empty dict where an SAE has none)."""
-    out = {}
-    for step, by_id in saes.items():
-        for sid, folder in by_id.items():
-            p = folder / "metrics.json"
-            out[(step, sid)] = read_json(p) if p.is_file() else {}
-    return out
-
-
-def load_features_table(run: Path) -> Any:
-    """``RUN/analysis/features.parquet`` as a DataFrame."""
-    import pandas as pd
-
-    from llmjp_ckpt.features import COLUMNS
-
-    path = run / "analysis" / "features.parquet"
-    if not path.is_file():
-        raise UserError(f"{path}: missing (run `llmjp-ckpt features --run {run}` first)")
-    df = pd.read_parquet(path)
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise UserError(f"{path}: column(s) {missing} missing; expected {COLUMNS}")
-    return df
-
-
-def load_lineages(run: Path, max_lineages: int | None = None) -> list[Lineage]:
-    """Lineages from the compare stage: ``RUN/analysis/lineages/<sae_id>.parquet``.
-
-    Each file is a long table (``chain``, ``checkpoint``, ``feature``, ...): one row per chain
-    member. The longest chains come first (ties: the smallest chain id), each SAE family in
-    turn, at most ``max_lineages`` in all.
-    """
-    import pandas as pd
-
-    per_family: list[list[Lineage]] = []
-    for path in sorted((run / "analysis" / "lineages").glob("*.parquet")):
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise UserError(f"{path}: unreadable parquet ({exc.__class__.__name__})") from exc
-        missing = {"chain", "checkpoint", "feature"} - set(df.columns)
-        if missing:
-            raise UserError(f"{path}: column(s) {sorted(missing)} missing; expected chain, checkpoint, feature")
-        sid = path.stem
-        sizes = df.groupby("chain").size().reset_index(name="n")
-        order = sizes.sort_values(["n", "chain"], ascending=[False, True])["chain"].tolist()
-        groups = {int(c): g for c, g in df.groupby("chain")}
-        per_family.append([
-            Lineage(f"{sid} #{int(c)}", [Member(int(s), sid, int(f)) for s, f in
-                                        zip(groups[int(c)]["checkpoint"], groups[int(c)]["feature"])])
-            for c in order[: max_lineages if max_lineages is not None else len(order)]
-        ])
-    out: list[Lineage] = []
-    for i in range(max((len(f) for f in per_family), default=0)):  # round-robin over families
-        out += [f[i] for f in per_family if i < len(f)]
-    return out[:max_lineages] if max_lineages is not None else out
-
-
-def lineage_members(lineages: list[Lineage]) -> dict[tuple[int, str], set[int]]:
-    out: dict[tuple[int, str], set[int]] = {}
-    for lin in lineages:
-        for m in lin.members:
-            out.setdefault((m.step, m.sae_id), set()).add(m.feature)
-    return out
-
-
-def select_features(df: Any, cfg: SiteConfig, members: set[int] = frozenset()) -> list[int]:
-    """Features shown for one SAE: lineage members, the most frequent, the labelled ones."""
-    live = df[df["frequency"] > 0]
-    chosen = sorted(members)
-    chosen += live.sort_values(["frequency", "feature"], ascending=[False, True])["feature"].head(cfg.n_frequent).tolist()
-    lab = live[live["granularity"].notna() & (live["granularity"] != "uninterpretable")]
-    lab = lab.sort_values(["granularity_confidence", "feature"], ascending=[False, True])
-    chosen += lab["feature"].head(cfg.n_labelled).tolist()
-    seen: set[int] = set()
-    return [int(f) for f in chosen if not (int(f) in seen or seen.add(int(f)))]
-
-
-# --- examples -------------------------------------------------------------------------------
-@dataclass
-class Example:
-    tokens: list[str]  # display text per token
-    acts: list[float]
-
-
-def store_examples(store: Any, feature: int, tt: TokenText, n: int) -> list[Example]:
-    """The top ``n`` examples of a feature from a top-N store, as display text."""
-    t, first = store.t, int(store.meta["first_position"])
-    wins = t["top_windows"][feature].tolist()
-    acts = t["top_token_acts"][feature].float()
-    out = []
-    for j, w in enumerate(wins[:n]):
-        if w < 0:
-            continue
-        row = int((t["window_ids"] == w).nonzero()[0, 0])
-        ids = t["window_tokens"][row].tolist()
-        shown = tt.display(ids, hide_bos=True)[first:]
-        out.append(Example(shown, acts[j].tolist()[: len(shown)]))
-    return out
-
-
-def render_example(ex: Example, scale: float, context: int) -> str:
-    """One window as spans, background by activation; text escaped, values in ``title``."""
-    if not ex.acts:
-        return ""
-    peak = max(range(len(ex.acts)), key=lambda i: ex.acts[i])
-    lo, hi = max(0, peak - context), min(len(ex.tokens), peak + context + 1)
-    parts = ['<div class="ex">', "&hellip;" if lo > 0 else ""]
-    for i in range(lo, hi):
-        a = float(ex.acts[i])
-        tok = ex.tokens[i].replace("\n", "\u21b5")
-        cls = "tok"
-        if tok == PARTIAL:  # part of a character shown by a later token: a thin empty box
-            tok, cls = "", "tok partial"
-        style = ""
-        if a > 0 and scale > 0:
-            style = f' style="background:rgba(255,102,0,{min(1.0, a / scale):.3f})"'
-        parts.append(f'<span class="{cls}"{style} title="{a:.3f}">{text(tok)}</span>')
-    parts.append("&hellip;" if hi < len(ex.tokens) else "")
-    parts.append("</div>")
-    return "".join(parts)
-
-
-# --- page shell -----------------------------------------------------------------------------
-CSS = """
-body{font-family:system-ui,"Noto Sans CJK JP","Noto Sans JP",sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:left}
-th{background:#f3f3f3}.ex{font-family:ui-monospace,monospace;white-space:pre-wrap;margin:.2em 0;
-padding:.2em;border-bottom:1px dotted #ddd}.tok{border-radius:2px}.partial{display:inline-block;width:.25em;height:1em}
-.feat{border:1px solid #ddd;margin:.6em 0;padding:.4em .8em}.meta{color:#555;font-size:.9em}
-.row{display:flex;gap:1em;overflow-x:auto}.col{min-width:22em;flex:1}
-iframe{width:100%;height:560px;border:1px solid #ddd}.figs{columns:3}.filters label{margin-right:1em}
-"""
-
-
-def page(title: str, body: str, root: str = ".", script: str = "") -> str:
-    nav = f'<p><a href="{attr(root)}/index.html">index</a></p>' if root != "." else ""
-    js = f"<script>{script}</script>\n" if script else ""
-    return ("<!DOCTYPE html>\n<html lang=\"ja\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{text(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{nav}"
-            f"<h1>{text(title)}</h1>\n{body}\n{js}</body>\n</html>\n")
-
-
-def fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return text(v)
-
-
-def browser_name(step: int, sae_id: str) -> str:
-    return f"{step_dir(step)}__{sae_id}.html"
-
-
-def feature_href(step: int, sae_id: str, feature: int) -> str:
-    return f"features/{step_dir(step)}/{sae_id}/feature_{int(feature)}.html"
-
-
-FILTER_JS = """
-(function(){
-  const sel = id => document.getElementById(id);
-  function apply(){
-    const lang = sel('f-lang').value, gran = sel('f-gran').value;
-    const minf = parseFloat(sel('f-freq').value || '0');
-    for (const el of document.querySelectorAll('.feat')) {
-      const ok = (!lang || el.dataset.lang === lang) && (!gran || el.dataset.gran === gran)
-        && parseFloat(el.dataset.freq) >= minf;
-      el.style.display = ok ? '' : 'none';
-    }
-  }
-  for (const id of ['f-lang','f-gran','f-freq']) sel(id).addEventListener('input', apply);
-})();
-"""
-
-
-def _options(values: list[str]) -> str:
-    return '<option value="">all</option>' + "".join(
-        f'<option value="{attr(v)}">{text(v)}</option>' for v in values)
-
-
-def feature_block(row: dict[str, Any], examples: list[Example], cfg: SiteConfig,
-                  link: str | None, heading: str) -> str:
-    scale = max((max(e.acts) for e in examples if e.acts), default=0.0)
-    lang = row.get("language_script") or ""
-    gran = row.get("granularity") or ""
-    meta = (f'frequency {fmt(row.get("frequency"))} · max {fmt(row.get("max_activation"))} · '
-            f'language {fmt(row.get("language_paper"))} (paper) / {fmt(row.get("language_script"))} '
-            f'(script) · granularity {fmt(row.get("granularity"))} '
-            f'({fmt(row.get("granularity_confidence"))})')
-    dash = f' · <a href="{attr(link)}">sae-dashboard page</a>' if link else ""
-    exs = "".join(render_example(e, scale, cfg.context) for e in examples) or "<p>no examples (dead latent)</p>"
-    return (f'<div class="feat" data-lang="{attr(lang)}" data-gran="{attr(gran)}" '
-            f'data-freq="{float(row.get("frequency") or 0.0)!r}">'
-            f'<h3>{text(heading)}</h3><div class="meta">{meta}{dash}</div>{exs}</div>')
-
-
 # --- building -------------------------------------------------------------------------------
-def inputs_fingerprint(run: Path) -> dict[str, Any]:
-    """Size and mtime of what the site reads, so a rerun notices new inputs."""
-    out = {}
-    pats = ["analysis/features.parquet", "analysis/transitions.json", "analysis/lineages/*.parquet",
-            "analysis/figures/*", "features/iter_*/*/features.json", "saes/iter_*/*/metrics.json"]
-    for pat in pats:
-        for p in sorted(run.glob(pat)):
-            if p.is_file():
-                st = p.stat()
-                out[str(p.relative_to(run))] = [st.st_size, st.st_mtime_ns]
-    return out
-
-
-def resolve_token_text(rf: RunFolder, token_text: TokenText | None, model: Any = None) -> TokenText:
-    """The run's tokenizer: given, else the data stage's ``tokenizer``, else the model's."""
-    run = rf.root
-    if token_text is not None:
-        return token_text
-    data = rf.stage("data") or {}
-    tok = (data.get("config") or {}).get("tokenizer")
-    if tok and Path(tok).exists():
-        return TokenText.load(tok)
-    if model is not None and getattr(model, "tokenizer", None) is not None:
-        return TokenText.from_hf(model.tokenizer)
-    raise UserError(f"{run / 'manifest.json'}: no tokenizer found (data stage config 'tokenizer'); "
-                    "pass one with --tokenizer")
-
-
 def _rows(df: Any) -> dict[tuple[int, str, int], dict[str, Any]]:
     return {(int(r["checkpoint"]), str(r["sae_id"]), int(r["feature"])): r
             for r in df.to_dict("records")}
@@ -337,34 +78,19 @@ def _scalar_metrics(metrics: dict[tuple[int, str], dict[str, Any]]) -> list[str]
     return keys
 
 
-def _flat_table(records: list[Any]) -> str:
-    recs = [r for r in records if isinstance(r, dict)]
-    cols: list[str] = []
-    for r in recs:
-        for k, v in r.items():
-            if isinstance(v, (int, float, str)) and k not in cols:
-                cols.append(k)
-    if not recs or not cols:
-        return ""
-    head = "".join(f"<th>{text(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in recs)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _tables(obj: Any, path: str, depth: int = 0) -> list[str]:
-    """Every list of flat records inside ``obj`` (nested dicts walked), as headed tables."""
-    if isinstance(obj, list):
-        t = _flat_table(obj)
-        return [f"<h3>{text(path)}</h3>{t}"] if t else []
-    if isinstance(obj, dict) and depth < 4:
-        return [h for k, v in obj.items() for h in _tables(v, f"{path} / {k}" if path else str(k), depth + 1)]
-    return []
-
-
 def _transitions_summary(path: Path) -> str:
     if not path.is_file():
         return "<p>No transitions.json yet (run <code>llmjp-ckpt compare</code>).</p>"
-    return "".join(_tables(read_json(path), "")) + '<p><a href="data/transitions.json">transitions.json</a></p>'
+    return "".join(tables(read_json(path), "")) + '<p><a href="data/transitions.json">transitions.json</a></p>'
+
+
+def _link_or_copy(src: Path, dst: Path) -> Path:
+    """A hard link where the filesystem allows (each figure embeds plotly.js, ~4.6 MB), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
 
 
 def _copy_inputs(run: Path, out: Path) -> list[Path]:
@@ -373,8 +99,7 @@ def _copy_inputs(run: Path, out: Path) -> list[Path]:
     src = run / "analysis" / "figures"
     for p in sorted(src.glob("*")) if src.is_dir() else []:
         if p.is_file() and p.suffix in (".html", ".png", ".svg"):
-            shutil.copyfile(p, out / "figures" / p.name)
-            figs.append(out / "figures" / p.name)
+            figs.append(_link_or_copy(p, out / "figures" / p.name))
     tj = run / "analysis" / "transitions.json"
     if tj.is_file():
         shutil.copyfile(tj, out / "data" / "transitions.json")
@@ -447,21 +172,24 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
         st = stores.get((step, sid))
         return store_examples(st, f, tt, cfg.n_examples) if st is not None and f < st.d_sae else []
 
+    lineage_of = {(m.step, m.sae_id, m.feature): f"../lineages/lineage_{i}.html"
+                  for i, lin in enumerate(lineages) for m in lin.members}
     # feature browsers
     for (step, sid), feats in selected.items():
         part = df[(df["checkpoint"] == step) & (df["sae_id"] == sid)]
         langs = sorted({str(v) for v in part["language_script"].dropna()})
         grans = sorted({str(v) for v in part["granularity"].dropna()})
-        filters = (f'<div class="filters"><label>language <select id="f-lang">{_options(langs)}</select></label>'
-                   f'<label>granularity <select id="f-gran">{_options(grans)}</select></label>'
+        filters = (f'<div class="filters"><label>language <select id="f-lang">{options(langs)}</select></label>'
+                   f'<label>granularity <select id="f-gran">{options(grans)}</select></label>'
                    '<label>min frequency <input id="f-freq" type="number" step="0.0001" value="0"></label></div>')
         note = "" if stores.get((step, sid)) else "<p>No top-N store for this SAE (run <code>llmjp-ckpt features</code>).</p>"
         blocks = []
         for f in feats:
             row = rows.get((step, sid, f), {"feature": f})
             link = links.get((step, sid, f))
-            blocks.append(feature_block(row, examples(step, sid, f), cfg,
-                                        f"../{link}" if link else None, f"feature {f}"))
+            blocks.append(feature_block(row, examples(step, sid, f), cfg.context,
+                                        f"../{link}" if link else None, f"feature {f}",
+                                        lineage_of.get((step, sid, f))))
         body = (f"<p>{len(feats)} features shown of {len(part)} (lineage members, the "
                 f"{cfg.n_frequent} most frequent, the {cfg.n_labelled} most confidently labelled).</p>"
                 + filters + note + "".join(blocks))
@@ -474,7 +202,7 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
         for m in sorted(lin.members, key=lambda m: m.step):
             row = rows.get((m.step, m.sae_id, m.feature), {"feature": m.feature})
             link = links.get((m.step, m.sae_id, m.feature))
-            block = feature_block(row, examples(m.step, m.sae_id, m.feature), cfg,
+            block = feature_block(row, examples(m.step, m.sae_id, m.feature), cfg.context,
                                   f"../{link}" if link else None,
                                   f"{step_dir(m.step)} / {m.sae_id} / feature {m.feature}")
             cols.append(f'<div class="col">{block}</div>')
@@ -553,13 +281,12 @@ def build_site(run_dir: str | Path, cfg: SiteConfig | None = None, *,
     lineages = load_lineages(run, cfg.max_lineages)
     rf.record(STAGE, record, "running")
     try:
-        model = None
-        if token_text is None and rf.stage("data") is None and model_loader is not None:
-            model = model_loader(min(saes))
-        tt = resolve_token_text(rf, token_text, model)
-        del model
-        if cfg.feature_pages and model_loader is None:
+        if model_loader is None and (cfg.feature_pages or token_text is None):
             model_loader = features_model_loader(rf, saes, cfg.device)
+        try:
+            tt = resolve_token_text(rf, token_text)
+        except UserError:  # no usable data-stage tokenizer: the model's own
+            tt = resolve_token_text(rf, None, model_loader(min(saes)) if model_loader else None)
         # Nothing below may open a RunFolder: opening one removes leftover .tmp-* folders,
         # and the site is being built in one.
         with atomic.atomic_dir(run / SITE_DIR) as tmp:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from llmjp_ckpt import atomic
 from llmjp_ckpt.toy.lexicon import BY_ID, COLOUR_OF, HOME_OF, LIKES, Concept, in_category
+from llmjp_ckpt.toy.tokenizer import DELIMITER, chunks
 
 LANGS = ("ja", "en")
 CORPUS_FILES = {"ja": "ja/ja_wiki/train_0.jsonl.gz", "en": "en/en_wiki/train_0.jsonl.gz"}
@@ -63,17 +64,21 @@ class CorpusConfig:
 
     Attributes:
         n_docs: number of documents (both languages together).
-        bilingual_share: fraction of documents in which both languages appear.
+        bilingual_share: fraction of documents in which both languages appear (documents are
+            of one length distribution whatever their kind, so this is also their token share).
         kinds: relative weights of the bilingual kinds (parallel, gloss, codeswitch).
         variant_share: probability that a Japanese form is an orthographic variant (ネコ for 猫).
-        sentences: (min, max) sentences (or sentence pairs) per document.
+        length: (min, max) target length of a document in tokens, drawn uniformly; sentences
+            (or sentence pairs) are added until the estimate reaches it, so Japanese documents
+            (about 4 tokens a sentence) get as long as English ones (about 8), like Wikipedia
+            articles: the study keeps documents of at least 65 tokens (BOS + 64).
     """
 
-    n_docs: int = 4000
-    bilingual_share: float = 0.4
-    kinds: tuple[float, float, float] = (0.4, 0.2, 0.4)
+    n_docs: int = 1800
+    bilingual_share: float = 0.5
+    kinds: tuple[float, float, float] = (0.5, 0.25, 0.25)
     variant_share: float = 0.35
-    sentences: tuple[int, int] = (8, 16)  # most documents reach one 65-token window
+    length: tuple[int, int] = (80, 180)
 
 
 @dataclass
@@ -153,25 +158,33 @@ class Generator:
         kind = "mono"
         if self.rng.random() < cfg.bilingual_share:
             kind = self.rng.choices(("parallel", "gloss", "switch"), weights=cfg.kinds)[0]
-        n = self.rng.randint(*cfg.sentences)
-        sep = "" if lang == "ja" else " "
+        target = self.rng.randint(*cfg.length)
+        sep = "" if kind != "parallel" and lang == "ja" else " "
         segments: list[Segment] = []
-        for i in range(n):
+        size = 0
+        while size < target:
             frame = self.frame()
             a, b = self.fill(frame)
             if kind == "parallel":
                 forms = {c.id: self.ja_form(c) for c in (a, b)}
                 other = "en" if lang == "ja" else "ja"
-                pair = self.sentence(frame, a, b, lang, forms=forms) + [(" ", None, None)]
-                pair += self.sentence(frame, a, b, other, forms=forms)
-                segments += ([(" ", None, None)] if i else []) + pair
+                part = self.sentence(frame, a, b, lang, forms=forms) + [(" ", None, None)]
+                part += self.sentence(frame, a, b, other, forms=forms)
             else:
                 style = {"gloss": "gloss", "switch": "switch"}.get(kind, "plain")
-                segments += ([(sep, None, None)] if i and sep else []) + self.sentence(frame, a, b, lang, style)
+                part = self.sentence(frame, a, b, lang, style)
+            segments += ([(sep, None, None)] if segments and sep else []) + part
+            size += estimate_tokens(part)
         return Doc(lang, kind, _tidy(segments))
 
     def documents(self, n: int | None = None) -> list[Doc]:
         return [self.document() for _ in range(n or self.config.n_docs)]
+
+
+def estimate_tokens(segments: list[Segment]) -> int:
+    """About how many pieces the toy tokenizer cuts ``segments`` into: one per word, form or
+    literal run (the chunks its vocabulary is built from; rare ones may split further)."""
+    return len(chunks(Doc("", "", segments).delimited(DELIMITER)))
 
 
 def _tidy(segments: list[Segment]) -> list[Segment]:

@@ -21,7 +21,7 @@ DELIMITER = "\t"
 SPECIALS = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
 
 
-def _chunks(delimited: str) -> list[str]:
+def chunks(delimited: str) -> list[str]:
     """Split one delimited text into candidate pieces: words (with their ``▁``), forms, literals."""
     s = "▁" + delimited.replace(" ", "▁")  # add_dummy_prefix + whitespace escaping, as spm does
     s = s.replace("▁" + DELIMITER, DELIMITER + "▁")  # a form keeps the space before it: ▁cat
@@ -43,7 +43,7 @@ def build_unigram(texts: Iterable[str], vocab_size: int, min_count: int = 2) -> 
     counts: Counter[str] = Counter()
     chars: set[str] = set()
     for t in texts:
-        counts.update(_chunks(t))
+        counts.update(chunks(t))
         chars.update(t.replace(DELIMITER, "").replace(" ", "▁"))
     n_fixed = len(SPECIALS) + 256
     kept = [(w, c) for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count]
