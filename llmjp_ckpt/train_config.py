@@ -41,8 +41,8 @@ class ModelSpec:
 
     source: str
     """Registered model name, a folder of ``iter_XXXXXXX`` checkpoints, or one HF checkpoint folder."""
-    steps: list[int] | None = None
-    """Checkpoint steps; ``None`` for a single checkpoint folder."""
+    steps: list[int] | str | None = None
+    """Checkpoint steps; ``"all"`` / ``"last"``: the ``iter_*`` folders found under the root; ``None``: one folder."""
     checkpoint_root: str | None = None
     """Local root of a registered model's ``iter_XXXXXXX`` folders (overrides the registry)."""
     device: str = "cpu"
@@ -128,8 +128,11 @@ class TrainConfig:
         for n in g.normalisation:
             if n not in MODES:
                 raise UserError(f"saes.normalisation={n!r}: expected one of {', '.join(MODES)}")
-        if self.model.steps is not None and (not self.model.steps or any(not isinstance(s, int) or s < 0 for s in self.model.steps)):
-            raise UserError(f"model.steps={self.model.steps!r}: expected a non-empty list of non-negative ints")
+        st = self.model.steps
+        if isinstance(st, str) and st not in ("all", "last"):
+            raise UserError(f"model.steps={st!r}: expected a list of steps, 'all' or 'last'")
+        if isinstance(st, list) and (not st or any(not isinstance(s, int) or s < 0 for s in st)):
+            raise UserError(f"model.steps={st!r}: expected a non-empty list of non-negative ints")
         if self.max_saes_per_pass is not None and self.max_saes_per_pass < 1:
             raise UserError(f"max_saes_per_pass={self.max_saes_per_pass}: expected >= 1 or null")
         self._check_runner()

@@ -59,7 +59,19 @@ def data_dir(cfg: TrainConfig, run: Path) -> Path:
 
 
 def steps_of(cfg: TrainConfig) -> list[int | None]:
-    return list(cfg.model.steps) if cfg.model.steps is not None else [None]
+    """The checkpoint steps to train: the listed ones, or those found under the root ("all" / "last")."""
+    st = cfg.model.steps
+    if st is None:
+        return [None]
+    if isinstance(st, list):
+        return list(st)
+    from llmjp_ckpt.registry import discover_steps
+
+    root = cfg.model.checkpoint_root or cfg.model.source
+    found = discover_steps(Path(root))
+    if not found:
+        raise UserError(f"model.steps={st!r}: no iter_XXXXXXX checkpoints under {root}")
+    return list(found) if st == "all" else [found[-1]]
 
 
 def sae_dir(run: Path, step: int | None, spec: SaeSpec) -> Path:

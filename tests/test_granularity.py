@@ -206,6 +206,8 @@ def test_classifier_meets_target_on_peer_file(capsys, with_dictionary):
     syn = LABELS.index("synonym")
     assert sum(row[syn] for row in allp.matrix) >= 2  # it does say 'synonym'
     assert allp.matrix[syn][syn] >= 2  # ... and is right at least twice
+    if dic is not None:  # the dictionary's gain: in/at/on and ardent/fervent/strongly too
+        assert allp.matrix[syn][syn] >= 4
 
 
 def test_peer_stats_spot_checks():
@@ -229,7 +231,9 @@ class FakeDictionary:
 
 
 def test_dictionary_hook_relates_translations_and_function_word_sets():
-    rb = lambda d: RuleBackend(dictionary=d, use_dictionary=False)  # noqa: E731
+    def rb(d):
+        return RuleBackend(dictionary=d, use_dictionary=False)
+
     # a translation pair: two unrelated forms without the dictionary, one word with it
     ex = build_examples([" grid"] * 5 + ["格子"] * 5)
     assert rb(FakeDictionary(("grid", "格子"))).classify(ex)[0] == "synonym"

@@ -160,9 +160,10 @@ def test_odd_tokens_are_accepted_and_labelled(tmp_path):
 
 
 def test_lexicon_option(tmp_path, capsys):
-    path = write_jsonl(tmp_path / "f.jsonl", [feature(1, 0, [" grid"] * 5 + ["格子"] * 5)])
+    # 松戸 ~ grid: a pair no bilingual dictionary knows (JMdict relates 格子 ~ grid by itself)
+    path = write_jsonl(tmp_path / "f.jsonl", [feature(1, 0, [" grid"] * 5 + ["松戸"] * 5)])
     lex = tmp_path / "lex.tsv"
-    lex.write_text("# grid words\n格子\tgrid\tlattice\n", encoding="utf-8")
+    lex.write_text("# grid words\n松戸\tgrid\tlattice\n", encoding="utf-8")
     out = tmp_path / "o.csv"
     assert main(["label", "--input", str(path), "--out", str(out)]) == 0
     assert read_csv(out)[0]["granularity"] == "token"

@@ -26,6 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = [10, 20]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One thread: the machine is shared, and oversubscribed threads slow tiny models badly."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("world")
@@ -325,3 +334,29 @@ def test_demo_on_the_toy_world(toy_dir, tmp_path):
         assert all(m[k] is not None for k in KEYS) and set(m["by_language"]) == {"ja", "en"}
         sae = SAE.load_from_disk(d)
         assert sae.cfg.metadata.checkpoint_step in steps and sae.cfg.token_norm == m["token_norm"]
+
+
+@pytest.mark.slow
+def test_toy_grid_through_the_grid_config_and_cli(toy_dir, tmp_path):
+    """configs/grid/toy_grid.yaml (3 expansions x 3 K x 2 lr) on the toy, via `llmjp-ckpt train --report`."""
+    import yaml
+
+    from llmjp_ckpt.cli import main
+
+    data_cfg, _ = training.demo_configs(toy_dir, quick=True)
+    run = tmp_path / "run"
+    corpus.prepare_data(data_cfg, run)
+    cfg = yaml.safe_load((REPO / "configs" / "grid" / "toy_grid.yaml").read_text())
+    cfg["model"]["checkpoint_root"] = str(toy_dir / "checkpoints")
+    cfg["hook_layer"] = json.loads((toy_dir / "toy.json").read_text())["layer"]
+    p = tmp_path / "grid.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(p), "--run", str(run), "--report"]) == 0
+    import pandas as pd
+
+    grid = pd.read_csv(run / "analysis" / "grid" / "grid.csv")
+    best = pd.read_csv(run / "analysis" / "grid" / "best.csv")
+    assert len(grid) == 18 and len(best) == 9
+    assert set(grid["checkpoint_step"]) == {json.loads((toy_dir / "toy.json").read_text())["steps"][-1]}
+    html = (run / "analysis" / "grid" / "grid_report.html").read_text()
+    assert html.count("FVU (best lr)") == 1 and "<table" in html

@@ -105,6 +105,10 @@ def write_figures(figures: dict[str, go.Figure], out_dir: Path, png: bool = True
     if not png or not figures:
         return written
     tmp = Path(tempfile.mkdtemp(prefix=atomic.TMP_PREFIX + "png.", dir=out_dir))
+    # kaleido's browser driver logs every tab at INFO; keep a pipeline's INFO log readable
+    quiet = {n: logging.getLogger(n).level for n in ("kaleido", "choreographer", "logistro")}
+    for n in quiet:
+        logging.getLogger(n).setLevel(logging.WARNING)
     try:
         import plotly.io as pio
 
@@ -121,4 +125,6 @@ def write_figures(figures: dict[str, go.Figure], out_dir: Path, png: bool = True
                     type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for n, level in quiet.items():
+            logging.getLogger(n).setLevel(level)
     return written

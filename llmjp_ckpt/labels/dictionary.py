@@ -22,7 +22,6 @@ import importlib.util
 import logging
 import re
 import sqlite3
-from functools import lru_cache
 from pathlib import Path
 
 from llmjp_ckpt.labels import lexical
@@ -60,6 +59,8 @@ class JMdictLexicon:
         self.path = Path(path)
         self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         self._en = self._english_index()
+        self._ja: dict[str, frozenset[int]] = {}  # cache of Japanese look-ups
+        self._keys: dict[str, tuple[bool, frozenset[int], frozenset[int]]] = {}  # per token
 
     def _english_index(self) -> dict[str, tuple[frozenset[int], frozenset[int]]]:
         """variant key of a single-word gloss -> (sense ids, entry ids) it glosses."""
@@ -81,29 +82,47 @@ class JMdictLexicon:
                 entries.setdefault(w, set()).add(idseq)
         return {w: (frozenset(senses[w]), frozenset(entries[w])) for w in senses}
 
-    @lru_cache(maxsize=65536)
     def _ja_entries(self, form: str) -> frozenset[int]:
-        if len(form) < 2 and all(0x3041 <= ord(c) <= 0x30FF for c in form):
-            return frozenset()  # one kana: a particle or a sound, far too ambiguous
-        rows = self._db.execute("SELECT idseq FROM Kanji WHERE text = ? UNION "
-                                "SELECT idseq FROM Kana WHERE text = ?", (form, form))
-        return frozenset(r[0] for r in rows)
+        if form not in self._ja:
+            if len(form) < 2 and all(0x3041 <= ord(c) <= 0x30FF for c in form):
+                found: frozenset[int] = frozenset()  # one kana: a particle, far too ambiguous
+            else:
+                rows = self._db.execute("SELECT idseq FROM Kanji WHERE text = ? UNION "
+                                        "SELECT idseq FROM Kana WHERE text = ?", (form, form))
+                found = frozenset(r[0] for r in rows)
+            if len(self._ja) < 1 << 17:
+                self._ja[form] = found
+            return found
+        return self._ja[form]
 
     def keys(self, form: str) -> tuple[frozenset[int], frozenset[int]]:
         """(sense ids, entry ids) of a surface form; empty when the dictionary lacks it."""
+        return self._lookup(form)[1:]
+
+    def _lookup(self, form: str) -> tuple[bool, frozenset[int], frozenset[int]]:
+        """(is an English word, sense ids, entry ids), cached per token text."""
+        hit = self._keys.get(form)
+        if hit is not None:
+            return hit
         s = lexical.surface(form)
+        none: frozenset[int] = frozenset()
         if lexical.is_latin_word(s):
-            return self._en.get(lexical.variant_key(s), (frozenset(), frozenset()))
-        if s and any(0x3041 <= ord(c) <= 0x9FFF for c in s):
-            return frozenset(), self._ja_entries(s)
-        return frozenset(), frozenset()
+            hit = (True, *self._en.get(lexical.variant_key(s), (none, none)))
+        elif s and any(0x3041 <= ord(c) <= 0x9FFF for c in s):
+            hit = (False, none, self._ja_entries(s))
+        else:
+            hit = (False, none, none)
+        if len(self._keys) < 1 << 17:
+            self._keys[form] = hit
+        return hit
 
     def related(self, a: str, b: str) -> bool:
         """True when ``a`` and ``b`` translate or gloss one another (module docstring)."""
-        (sa, ea), (sb, eb) = self.keys(a), self.keys(b)
-        if lexical.is_latin_word(lexical.surface(a)) and lexical.is_latin_word(lexical.surface(b)):
-            return bool(sa & sb)
-        return bool(ea & eb)
+        la, sa, ea = self._lookup(a)
+        lb, sb, eb = self._lookup(b)
+        if la and lb:
+            return not sa.isdisjoint(sb)
+        return not ea.isdisjoint(eb)
 
 
 _DEFAULT: JMdictLexicon | None = None

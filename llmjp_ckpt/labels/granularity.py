@@ -6,8 +6,10 @@ takes the max-activating token (first on ties) and the whole word around it, the
 * how concentrated the max tokens are (share of the top one or two surface forms after NFKC,
   casefold and stripping ``▁``/space; entropy) — one or two forms → ``token``;
 * whether distinct words are *variants of one word*: spelling (British/American), inflection,
-  katakana loanword ↔ English word by sound, or — when a hook is given — close in the model's
-  own embedding space or paired in a bilingual lexicon → ``synonym``;
+  katakana loanword ↔ English word by sound (form relations), or *words of one meaning*:
+  translations and words glossing one sense in JMdict (:mod:`.dictionary`, when the package
+  ``jamdict-data`` is installed), or — when a hook is given — close in the model's own
+  embedding space or paired in a lexicon file → ``synonym``;
 * whether diverse max tokens still share one shape (all katakana, all digits, all capitalised
   Latin words, ...) and one script → ``semantic``; otherwise ``uninterpretable``.
 
@@ -307,7 +309,9 @@ class RuleBackend:
     use_dictionary: bool = True  # False: spelling, inflection and loanword rules only
 
     def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
-        d = self.dictionary or (default_dictionary() if self.use_dictionary else None)
+        d = self.dictionary
+        if d is None and self.use_dictionary:
+            d = default_dictionary()
         st = token_stats(examples, embed=self.embed, lexicon=self.lexicon, dictionary=d)
         return decide(st, self.params)
 
