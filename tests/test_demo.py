@@ -1,0 +1,107 @@
+"""The whole demo on the quick toy world, with XSS payloads planted in the corpus.
+
+The toy is the session fixture (built once); payload sentences are added to a third of its
+documents, then ``run_demo`` runs data -> SAEs -> features -> compare -> site. The pages must
+open offline in Chromium with nothing executed and the payloads shown literally; a rerun skips
+every stage.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmjp_ckpt.demo import TOY_STAGE, run_demo
+from llmjp_ckpt.runfolder import RunFolder
+
+pytestmark = pytest.mark.slow
+
+PAYLOADS = [
+    "<script>document.title='XSS1';window.__xss=1</script>",
+    "<img src=x onerror=\"document.title='XSS2';window.__xss=2\">",
+    "</span><b onmouseover=\"window.__xss=3\">x</b>",
+    "\"onmouseover=\"window.__xss=4",
+    "</script><script>document.title='XSS5'</script>",
+]
+STAGES = ["toy", "prepare-data", "train", "features", "compare", "site"]
+
+
+def plant_payloads(corpus: Path) -> int:
+    """Put a payload after the first sentence of every third document; return how many."""
+    n = 0
+    for shard in sorted(corpus.rglob("*.jsonl.gz")):
+        docs = [json.loads(line) for line in gzip.open(shard, "rt", encoding="utf-8")]
+        for i, d in enumerate(docs):
+            if i % 3 == 0:
+                cut = max(d["text"].find("。"), d["text"].find(". "))
+                cut = cut + 1 if cut >= 0 else 0
+                d["text"] = d["text"][:cut] + " " + PAYLOADS[n % len(PAYLOADS)] + " " + d["text"][cut:]
+                n += 1
+        with gzip.open(shard, "wt", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+    return n
+
+
+@pytest.fixture(scope="module")
+def demo(toy_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    shutil.copytree(toy_dir, out / "toy")
+    assert plant_payloads(out / "toy" / "corpus") > 10
+    RunFolder(out).record(TOY_STAGE, {"quick": True, "seed": 0}, "done")  # the toy is given
+    return run_demo(out, quick=True)
+
+
+def test_every_stage_done_and_outputs_exist(demo):
+    run = demo.parents[1]
+    stages = RunFolder(run).manifest()["stages"]
+    for name in STAGES:
+        assert stages.get(name, {}).get("status") == "done", (name, stages.get(name))
+    assert (run / "analysis" / "features.parquet").exists()
+    assert (run / "analysis" / "transitions.json").exists()
+    saes = sorted((run / "saes").glob("iter_*/*/metrics.json"))
+    assert len(saes) >= 4 * 3  # every toy checkpoint x three normalisations
+
+
+def test_rerun_skips_every_stage(demo):
+    run = demo.parents[1]
+    before = RunFolder(run).manifest()["stages"]
+    assert run_demo(run, quick=True) == demo
+    after = RunFolder(run).manifest()["stages"]
+    assert {k: v["updated"] for k, v in after.items()} == {k: v["updated"] for k, v in before.items()}
+
+
+def test_no_raw_payload_in_any_page(demo):
+    site = demo.parent
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        for p in PAYLOADS:
+            assert p not in html, f"{page}: raw payload {p!r}"
+
+
+def test_browser_nothing_executes_and_text_is_literal(demo):
+    pytest.importorskip("websocket")
+    if not shutil.which("chromium"):
+        pytest.skip("chromium not installed (make setup installs Debian's chromium)")
+    from tests.test_site_browser import Browser, _offline_ok, _readable
+
+    site = demo.parent
+    pages = [demo, *sorted((site / "browser").glob("*.html"))]
+    shown = []
+    b = Browser()
+    try:
+        for page in pages:
+            res = b.open(page)
+            _offline_ok(res, page)
+            _readable(res, page)
+            assert res["xss"] is None, f"{page}: a payload ran (window.__xss={res['xss']})"
+            shown.append(res["text"])
+        b.open(pages[1])
+        b.screenshot("demo_feature_browser.png")
+    finally:
+        b.close()
+    joined = "\n".join(shown)
+    assert any(p.split("document")[0] in joined for p in PAYLOADS[:2]), "payload text not shown literally"
