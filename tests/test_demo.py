@@ -27,7 +27,7 @@ PAYLOADS = [
     "\"onmouseover=\"window.__xss=4",
     "</script><script>document.title='XSS5'</script>",
 ]
-STAGES = ["toy", "prepare-data", "train", "features", "compare", "site"]
+STAGES = ["toy", "data", "train", "features", "compare", "site"]
 
 
 def plant_payloads(corpus: Path) -> int:

@@ -60,7 +60,7 @@ class ToyConfig:
 def quick_config(steps: tuple[int, ...] | None = None) -> ToyConfig:
     """A small world for tests and a first look (well under a minute of training)."""
     return ToyConfig(
-        corpus=CorpusConfig(n_docs=480),  # ~64k tokens: docs of 80-180 tokens
+        corpus=CorpusConfig(n_docs=590),  # ~64k tokens in documents of 65-150 tokens
         shape=ModelShape(hidden=64, intermediate=192, layers=4, heads=4),
         train=TrainConfig(steps=steps or (10, 30, 100, 200), batch=16),
         n_translation=100, per_form=3,
@@ -70,7 +70,7 @@ def quick_config(steps: tuple[int, ...] | None = None) -> ToyConfig:
 def default_config(steps: tuple[int, ...] | None = None) -> ToyConfig:
     """The demo's world."""
     return ToyConfig(
-        corpus=CorpusConfig(n_docs=1800),  # ~240k tokens
+        corpus=CorpusConfig(n_docs=2220),  # ~240k tokens
         shape=ModelShape(hidden=96, intermediate=256, layers=4, heads=4),
         train=TrainConfig(steps=steps or (10, 30, 100, 300, 1000), batch=16),
     )

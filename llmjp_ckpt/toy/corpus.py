@@ -74,11 +74,11 @@ class CorpusConfig:
             articles: the study keeps documents of at least 65 tokens (BOS + 64).
     """
 
-    n_docs: int = 1800
+    n_docs: int = 2220
     bilingual_share: float = 0.5
     kinds: tuple[float, float, float] = (0.5, 0.25, 0.25)
     variant_share: float = 0.35
-    length: tuple[int, int] = (80, 180)
+    length: tuple[int, int] = (72, 136)
 
 
 @dataclass
@@ -152,9 +152,10 @@ class Generator:
         return [s for s in out if s[0]]
 
     # -- documents -----------------------------------------------------------------------
-    def document(self) -> Doc:
+    def document(self, lang: str | None = None) -> Doc:
+        """One document of major language ``lang`` (drawn at random when ``None``)."""
         cfg = self.config
-        lang = self.rng.choice(LANGS)
+        lang = lang or self.rng.choice(LANGS)
         kind = "mono"
         if self.rng.random() < cfg.bilingual_share:
             kind = self.rng.choices(("parallel", "gloss", "switch"), weights=cfg.kinds)[0]
@@ -178,7 +179,9 @@ class Generator:
         return Doc(lang, kind, _tidy(segments))
 
     def documents(self, n: int | None = None) -> list[Doc]:
-        return [self.document() for _ in range(n or self.config.n_docs)]
+        """``n`` documents, alternating ja / en so both languages get the same number (the study
+        balances its windows 50/50 and cuts the longer language to the shorter one)."""
+        return [self.document(LANGS[i % 2]) for i in range(n or self.config.n_docs)]
 
 
 def estimate_tokens(segments: list[Segment]) -> int:
