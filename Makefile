@@ -23,6 +23,7 @@ demo: setup
 	$(VENV)/bin/llmjp-ckpt demo $(ARGS)
 
 test: setup
+	$(VENV)/bin/ruff check llmjp_ckpt tests scripts benchmarks
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m slow
 

@@ -4,11 +4,11 @@ Importing the package registers LLM-jp-3 checkpoints with TransformerLens (see
 :mod:`llmjp_ckpt.adapter`).
 """
 
+from llmjp_ckpt import normalization  # noqa: F401  registers the token-norm SAE architecture
 from llmjp_ckpt.adapter import _install, load_model, load_tokenizer, study_layer_hook
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt import normalization  # noqa: F401  registers the token-norm SAE architecture
 
 _install()
 
-__all__ = ["load_model", "load_tokenizer", "study_layer_hook", "UserError"]
+__all__ = ["UserError", "load_model", "load_tokenizer", "study_layer_hook"]
 __version__ = "0.1.0"

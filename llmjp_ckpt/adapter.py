@@ -20,6 +20,7 @@ import gc
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -62,7 +63,7 @@ class Resolved:
 
 
 _LOCAL: dict[str, Path] = {}  # registered local folders, by the name TL sees
-_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llmjp_options", default={})
+_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llmjp_options", default=MappingProxyType({}))  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=1)

@@ -39,12 +39,12 @@ def build_tokenizer(out: Path, vocab_size: int = 420):
 def build_llama_config(vocab_size: int, **overrides):
     from transformers import LlamaConfig
 
-    kw = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
-        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1,
-        eos_token_id=2, pad_token_id=3,
-    )
+    kw = {
+        "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 128,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False, "bos_token_id": 1,
+        "eos_token_id": 2, "pad_token_id": 3,
+    }
     kw.update(overrides)
     return LlamaConfig(**kw)
 

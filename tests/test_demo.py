@@ -34,7 +34,8 @@ def plant_payloads(corpus: Path) -> int:
     """Put a payload after the first sentence of every third document; return how many."""
     n = 0
     for shard in sorted(corpus.rglob("*.jsonl.gz")):
-        docs = [json.loads(line) for line in gzip.open(shard, "rt", encoding="utf-8")]
+        with gzip.open(shard, "rt", encoding="utf-8") as fh:
+            docs = [json.loads(line) for line in fh]
         for i, d in enumerate(docs):
             if i % 3 == 0:
                 cut = max(d["text"].find("。"), d["text"].find(". "))

@@ -40,10 +40,9 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
 
 
 def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
-    with pytest.raises(RuntimeError):
-        with atomic.atomic_dir(tmp_path / "sae") as d:
-            (d / "cfg.json").write_text("{}")
-            raise RuntimeError("crash mid-save")
+    with pytest.raises(RuntimeError), atomic.atomic_dir(tmp_path / "sae") as d:
+        (d / "cfg.json").write_text("{}")
+        raise RuntimeError("crash mid-save")
     assert list(tmp_path.iterdir()) == []
     with atomic.atomic_dir(tmp_path / "sae") as d:
         (d / "cfg.json").write_text("{}")

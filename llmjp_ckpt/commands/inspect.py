@@ -18,10 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
-    from llmjp_ckpt.adapter import load_hf_model, load_model, resolve, Resolved, registry
-    from pathlib import Path
+    from llmjp_ckpt.adapter import Resolved, load_hf_model, load_model, registry, resolve
 
     model = load_model(args.source, args.step, checkpoint_root=args.checkpoint_root, trust_pickle=args.trust_pickle)
     cfg = model.cfg
