@@ -6,11 +6,11 @@ same config, so an interrupted demo resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
+from llmjp_ckpt import atomic
 from llmjp_ckpt.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0) 
     from llmjp_ckpt.corpus import prepare_data
     from llmjp_ckpt.features.analyze import analyze_run
     from llmjp_ckpt.site import build_site
+    from llmjp_ckpt.toy.planted import planted_agreement
     from llmjp_ckpt.training import demo_configs, train_run
 
     run = RunFolder(out)
@@ -64,5 +65,9 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0) 
     lap("compare")
     index = build_site(run.root)
     lap("site")
-    (run.root / "demo_timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
+    planted = planted_agreement(run.root, toy_dir)
+    atomic.write_json(run.path("analysis", "planted_language.json"), planted)
+    print(f"[demo] planted-concept features: {planted['features_covered']}; language agreement "
+          f"paper {planted['agree_paper']}, script {planted['agree_script']}", flush=True)
+    atomic.write_json(run.path("demo_timings.json"), timings)
     return index

@@ -67,6 +67,15 @@ def test_every_stage_done_and_outputs_exist(demo):
     assert len(saes) >= 4 * 3  # every toy checkpoint x three normalisations
 
 
+def test_planted_features_get_the_planted_language(demo):
+    from llmjp_ckpt.toy.planted import planted_agreement
+
+    res = planted_agreement(demo.parents[1])
+    print("planted-language agreement:", {k: v for k, v in res.items() if k != "disagreements"})
+    assert res["features_covered"] >= 20
+    assert res["agree_paper"] >= 0.95 and res["agree_script"] >= 0.95
+
+
 def test_rerun_skips_every_stage(demo):
     run = demo.parents[1]
     before = RunFolder(run).manifest()["stages"]
