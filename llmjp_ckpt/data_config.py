@@ -1,44 +1,14 @@
-"""The corpus config (``configs/data/*.yaml``) and a strict YAML -> dataclass loader."""
+"""The corpus config (``configs/data/*.yaml``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
-import yaml
-
+from llmjp_ckpt.config import build, read_yaml
 from llmjp_ckpt.errors import UserError
 
-T = TypeVar("T")
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML file as a mapping; bad YAML or a missing file is a :class:`UserError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def build(cls: type[T], data: dict[str, Any], where: str) -> T:
-    """``cls(**data)`` with unknown fields an error naming ``where`` and the field."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise UserError(f"{where}: unknown field {unknown[0]!r}: expected one of {', '.join(sorted(names))}")
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise UserError(f"{where}: {exc}") from None
-
+__all__ = ["DataConfig", "build", "read_yaml"]
 
 @dataclass
 class DataConfig:

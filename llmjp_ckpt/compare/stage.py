@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from llmjp_ckpt import atomic
+from llmjp_ckpt import atomic, config
 from llmjp_ckpt.compare import figures as figs
 from llmjp_ckpt.compare import lineages as lin
 from llmjp_ckpt.compare import transitions as tr
@@ -46,7 +45,7 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.match, dict):
-            self.match = _build(MatchConfig, self.match, "match")
+            self.match = config.build(MatchConfig, self.match, "compare config: match")
         if self.language_column not in tr.LANGUAGE_COLUMNS:
             raise UserError(f"compare language_column={self.language_column!r}; "
                             f"expected one of {tr.LANGUAGE_COLUMNS}")
@@ -55,21 +54,7 @@ class CompareConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CompareConfig:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read config ({exc})") from None
-        return _build(cls, data, str(path))
-
-
-def _build(cls, data: Any, where: str):
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UserError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-    return cls(**data)
+        return config.load(cls, path)
 
 
 def find_saes(run_dir: Path) -> dict[str, list[tuple[int, Path]]]:

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
-from llmjp_ckpt import atomic
+from llmjp_ckpt import atomic, config
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features import normstudy
 from llmjp_ckpt.features import store as fstore
@@ -70,16 +69,7 @@ class FeaturesConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FeaturesConfig:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read YAML ({exc.__class__.__name__})") from exc
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"{path}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**raw)
+        return config.load(cls, path)
 
 
 # --- discovery ------------------------------------------------------------------------------

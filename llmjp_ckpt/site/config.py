@@ -6,8 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from llmjp_ckpt import config
 from llmjp_ckpt.errors import UserError
 
 
@@ -33,13 +32,4 @@ class SiteConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SiteConfig:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read YAML ({exc.__class__.__name__})") from exc
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"{path}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**raw)
+        return config.load(cls, path)
