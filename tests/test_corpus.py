@@ -166,3 +166,21 @@ def test_cli_exit_code_2(tmp_path):
     p = tmp_path / "d.yaml"
     p.write_text("tokenizer: x\ncorpus_root: y\nsplit: [1, 1]\n")
     assert main(["prepare-data", "--config", str(p), "--run", str(tmp_path / "run")]) == 2
+
+
+def test_hugging_face_dataset_input_gives_the_same_windows(prepared, corpus_root, tok_dir, tmp_path):
+    """``hf: true`` streams a dataset through ``datasets.load_dataset`` (here a local data folder)."""
+    from llmjp_ckpt.adapter import load_tokenizer
+
+    local = DataConfig(**data_config(corpus_root, tok_dir))
+    hf_cfg = DataConfig(**data_config(corpus_root, tok_dir, hf=True, corpus_root=None,
+                                      languages={k: str(corpus_root / v) for k, v in local.languages.items()}))
+    corpus.prepare_data(hf_cfg, tmp_path)
+    got = {(r["language"], tuple(r["input_ids"])) for s in ("train", "val", "test") for r in rows(tmp_path, s)}
+    tok = load_tokenizer(str(tok_dir))
+    universe = {(lang, tuple(w)) for lang in local.languages
+                for _, w in corpus.iter_windows(local, lang, tok, corpus.Counts())}
+    want = {(r["language"], tuple(r["input_ids"])) for s in ("train", "val", "test") for r in rows(prepared, s)}
+    # The same documents and windows; only the seeded split keys (and so the 50/50 cut) differ.
+    assert got and got <= universe
+    assert len(got) >= 0.8 * len(want)

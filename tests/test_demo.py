@@ -76,6 +76,27 @@ def test_planted_features_get_the_planted_language(demo):
     assert res["agree_paper"] >= 0.95 and res["agree_script"] >= 0.95
 
 
+def test_transitions_equal_recomputation_on_the_toy_series(demo):
+    import pandas as pd
+
+    from tests.test_transitions import _recomputed_shares
+
+    run = demo.parents[1]
+    data = json.loads((run / "analysis" / "transitions.json").read_text(encoding="utf-8"))
+    df = pd.read_parquet(run / "analysis" / "features.parquet")
+    assert len(data["families"]) == 3  # one series per normalisation
+    for sae_id, fam in data["families"].items():
+        sub = df[df["sae_id"] == sae_id]
+        assert fam["checkpoints"] == sorted(sub["checkpoint"].unique().tolist())
+        for subset in ("all", "alive", "interpretable"):
+            for column in ("language_paper", "language_script", "granularity"):
+                expected = _recomputed_shares(sub, subset, column)
+                got = {s: fam["per_checkpoint"][subset][s][column] for s in fam["per_checkpoint"][subset]}
+                assert got.keys() == expected.keys()
+                for s in expected:
+                    assert got[s] == pytest.approx(expected[s]), (sae_id, subset, column, s)
+
+
 def test_rerun_skips_every_stage(demo):
     run = demo.parents[1]
     before = RunFolder(run).manifest()["stages"]
@@ -99,6 +120,8 @@ def test_browser_nothing_executes_and_text_is_literal(demo):
     from tests.test_site_browser import Browser, _offline_ok, _readable
 
     site = demo.parent
+    run = demo.parents[1]
+    figures = [Path(p[0]) for p in json.loads((run / "analysis" / "transitions.json").read_text())["figures"].values()]
     pages = [demo, *sorted((site / "browser").glob("*.html"))]
     shown = []
     b = Browser()
@@ -109,6 +132,10 @@ def test_browser_nothing_executes_and_text_is_literal(demo):
             _readable(res, page)
             assert res["xss"] is None, f"{page}: a payload ran (window.__xss={res['xss']})"
             shown.append(res["text"])
+        for fig in figures[:3]:  # the comparison figures open offline and draw
+            res = b.open(fig, settle=2.0)
+            _offline_ok(res, fig)
+            assert res["svgs"] > 0, f"{fig}: figure not drawn"
         b.open(pages[1])
         b.screenshot("demo_feature_browser.png")
     finally:
