@@ -70,19 +70,26 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         _publish_mode(tmp, directory=True)
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(path)
-            old = path.with_name(TMP_PREFIX + path.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(src: str | Path, dst: str | Path) -> None:
+    """Move the finished folder ``src`` to ``dst`` by rename; an older ``dst`` is swapped out first."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        old = dst.with_name(TMP_PREFIX + dst.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def clean_temporaries(folder: str | Path) -> int:

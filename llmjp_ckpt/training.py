@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -236,26 +235,13 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
               "resumed_from": str(resume) if resume else None, "train_seconds": train_seconds, "saes_in_pass": len(specs)}
         atomic.write_json(src / METRICS_FILE, m)
         atomic.write_json(src / "runner_cfg.json", runner_dict | {"sae_id": spec.sae_id})
-        _replace_dir(src, dst)
+        atomic.replace_dir(src, dst)
         out.append(dst)
     shutil.rmtree(work, ignore_errors=True)
     for parent in (work.parent, work.parent.parent):  # drop emptied _work folders
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
     return out
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder to its final name in one rename (an older one is swapped out first)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        old = dst.with_name(atomic.TMP_PREFIX + dst.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def _data_info(cfg: TrainConfig, run: Path) -> str:
