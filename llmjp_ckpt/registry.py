@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.runfolder import step_dir
+from llmjp_ckpt.runfolder import STEP_DIR_RE, step_dir
 
 REGISTRY_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
-STEP_DIR_RE = re.compile(r"^iter_(\d{7,})$")
 
 
 @dataclass

@@ -11,12 +11,14 @@ import dataclasses
 import hashlib
 import json
 import platform
+import re
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.errors import UserError
 
 MANIFEST = "manifest.json"
 LIBRARIES = (
@@ -88,6 +90,32 @@ class RunFolder:
         return self.root.joinpath(*parts)
 
 
+STEP_DIR_RE = re.compile(r"^iter_(\d{7,})$")
+
+
 def step_dir(step: int) -> str:
     """The study's checkpoint folder name: ``iter_0000010`` for step 10."""
     return f"iter_{int(step):07d}"
+
+
+def sae_folders(run: str | Path) -> list[tuple[int, str, Path]]:
+    """``(step, sae_id, folder)`` of every finished SAE under ``RUN/saes/iter_*/<sae_id>/``.
+
+    Finished SAEs are renamed into place whole, so a folder holding SAELens's ``cfg.json`` is
+    one; each reader checks the files it needs. Temporaries (``.tmp-*``) and the resumable
+    ``_work`` area are skipped.
+    """
+    from sae_lens.constants import SAE_CFG_FILENAME
+
+    root = Path(run) / "saes"
+    out = []
+    for sd in sorted(root.glob("iter_*")) if root.is_dir() else []:
+        m = STEP_DIR_RE.match(sd.name)
+        if not m or not sd.is_dir():
+            continue
+        for sae in sorted(sd.iterdir()):
+            if not sae.name.startswith(".") and (sae / SAE_CFG_FILENAME).is_file():
+                out.append((int(m.group(1)), sae.name, sae))
+    if not out:
+        raise UserError(f"{root}: no SAEs found (expected iter_XXXXXXX/<sae_id>/ in SAELens format; run `llmjp-ckpt train` first)")
+    return out

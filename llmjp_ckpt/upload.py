@@ -26,6 +26,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 
 from llmjp_ckpt import atomic
 from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.runfolder import sae_folders
 
 log = logging.getLogger(__name__)
 SAELENS_FILES = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "runner_cfg.json")
@@ -60,22 +61,12 @@ class SAEFolder:
 
 def collect_saes(run: str | Path) -> list[SAEFolder]:
     """Every SAE folder of the run, validated: missing files or bad JSON are a :class:`UserError`."""
-    root = Path(run) / "saes"
     out = []
-    for cfg_path in sorted(root.glob("iter_*/*/cfg.json")):
-        folder = cfg_path.parent
-        if folder.name.startswith("."):
-            continue
+    for step, sae_id, folder in sae_folders(run):
         missing = [n for n in REQUIRED if not (folder / n).is_file()]
         if missing:
             raise UserError(f"{folder}: missing {', '.join(missing)} (expected a finished SAE from `llmjp-ckpt train`)")
-        try:
-            step = int(folder.parent.name.removeprefix("iter_"))
-        except ValueError:
-            raise UserError(f"{folder.parent}: expected a folder named iter_XXXXXXX") from None
-        out.append(SAEFolder(step, folder.name, folder, _read_json(cfg_path), _read_json(folder / "metrics.json")))
-    if not out:
-        raise UserError(f"{root}: no SAEs found (expected iter_XXXXXXX/<sae_id>/cfg.json)")
+        out.append(SAEFolder(step, sae_id, folder, _read_json(folder / "cfg.json"), _read_json(folder / "metrics.json")))
     return out
 
 

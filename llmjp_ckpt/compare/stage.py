@@ -24,14 +24,13 @@ from llmjp_ckpt import atomic, config
 from llmjp_ckpt.compare import figures as figs
 from llmjp_ckpt.compare import lineages as lin
 from llmjp_ckpt.compare import transitions as tr
-from llmjp_ckpt.compare.decoders import SAE_WEIGHTS_FILENAME, check_comparable, load_decoder
+from llmjp_ckpt.compare.decoders import check_comparable, load_decoder
 from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.runfolder import RunFolder, step_dir
+from llmjp_ckpt.runfolder import RunFolder, sae_folders, step_dir
 
 log = logging.getLogger(__name__)
 STAGE = "compare"
-STEP_DIR = re.compile(r"^iter_(\d+)$")
 
 
 @dataclass
@@ -60,16 +59,8 @@ class CompareConfig:
 def find_saes(run_dir: Path) -> dict[str, list[tuple[int, Path]]]:
     """``{sae_id: [(step, folder), ...]}`` sorted by step, from ``RUN/saes/iter_*/<sae_id>/``."""
     out: dict[str, list[tuple[int, Path]]] = {}
-    root = run_dir / "saes"
-    for sd in sorted(root.glob("iter_*")) if root.is_dir() else []:
-        m = STEP_DIR.match(sd.name)
-        if not m or not sd.is_dir():
-            continue
-        for sae in sorted(sd.iterdir()):
-            if (sae / SAE_WEIGHTS_FILENAME).is_file():
-                out.setdefault(sae.name, []).append((int(m.group(1)), sae))
-    if not out:
-        raise UserError(f"{root}: no SAEs found (iter_*/<sae_id>/{SAE_WEIGHTS_FILENAME}); train them first")
+    for step, sae_id, folder in sae_folders(run_dir):
+        out.setdefault(sae_id, []).append((step, folder))
     return {k: sorted(v) for k, v in out.items()}
 
 

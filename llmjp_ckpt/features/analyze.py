@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from llmjp_ckpt.features import normstudy
 from llmjp_ckpt.features import store as fstore
 from llmjp_ckpt.features.figures import save_figure
 from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
-from llmjp_ckpt.runfolder import RunFolder, config_hash, step_dir
+from llmjp_ckpt.runfolder import RunFolder, config_hash, sae_folders, step_dir
 from llmjp_ckpt.tokens import TokenText
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,6 @@ COLUMNS = [
     "language_paper", "language_script", "granularity", "granularity_confidence",
 ]
 PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
-_STEP_DIR = re.compile(r"^iter_(\d{7})$")
 ModelLoader = Callable[[int], Any]  # step -> HookedTransformer
 
 
@@ -74,18 +72,10 @@ class FeaturesConfig:
 
 # --- discovery ------------------------------------------------------------------------------
 def discover_saes(run: Path) -> dict[int, dict[str, Path]]:
-    """``{step: {sae_id: folder}}`` for every SAELens folder under ``RUN/saes``."""
+    """``{step: {sae_id: folder}}`` for every finished SAE under ``RUN/saes``."""
     out: dict[int, dict[str, Path]] = {}
-    root = run / "saes"
-    for d in sorted(root.glob("iter_*")):
-        m = _STEP_DIR.match(d.name)
-        if not m or not d.is_dir():
-            continue
-        for sae_dir in sorted(d.iterdir()):
-            if (sae_dir / "cfg.json").is_file() and not sae_dir.name.startswith("."):
-                out.setdefault(int(m.group(1)), {})[sae_dir.name] = sae_dir
-    if not out:
-        raise UserError(f"{root}: no SAEs found (expected iter_XXXXXXX/<sae_id>/cfg.json; run `llmjp-ckpt train` first)")
+    for step, sae_id, folder in sae_folders(run):
+        out.setdefault(step, {})[sae_id] = folder
     return out
 
 
