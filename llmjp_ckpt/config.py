@@ -1,4 +1,4 @@
-"""Strict YAML -> dataclass loading shared by every config (``configs/**/*.yaml``).
+"""Strict YAML -> dataclass loading shared by every config (``configs/**/*.yaml``), and JSON reading.
 
 Unknown fields, bad YAML, a missing file or a wrong type are a :class:`UserError` naming the file
 and the field.
@@ -7,6 +7,7 @@ and the field.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +44,14 @@ def build(cls: type[T], data: dict[str, Any], where: str) -> T:
         return cls(**data)
     except TypeError as exc:
         raise UserError(f"{where}: {exc}") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; unreadable, non-UTF-8 or invalid JSON is a :class:`UserError`."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not valid UTF-8 JSON ({exc})") from None
 
 
 def load(cls: type[T], path: str | Path) -> T:

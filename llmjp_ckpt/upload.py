@@ -14,7 +14,6 @@ itself: this module never reads, passes, prints or writes it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import yaml
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import sae_folders
 
@@ -71,10 +71,7 @@ def collect_saes(run: str | Path) -> list[SAEFolder]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
+    obj = read_json(path)
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a JSON object")
     return obj

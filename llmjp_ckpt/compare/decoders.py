@@ -7,13 +7,13 @@ so any architecture (including ones registered by plugins) can be compared.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 
 # SAELens' own file names (sae_lens.constants); repeated here so that --help stays instant.
@@ -62,10 +62,7 @@ def load_decoder(folder: str | Path, dead_log10_frequency: float = DEAD_LOG10_FR
     for f in (weights, cfg_path):
         if not f.is_file():
             raise UserError(f"{f}: missing; expected an SAE folder in SAELens format")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg_path}: not valid JSON ({exc})") from None
+    cfg = read_json(cfg_path)
     hook = _hook_name(cfg, cfg_path)
     with safe_open(str(weights), framework="pt") as fh:
         names = list(fh.keys())

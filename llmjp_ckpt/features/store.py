@@ -9,7 +9,6 @@ list of ``[token_text, activation]`` with ``token_text`` from
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features.topn import FeatureTopN
 from llmjp_ckpt.tokens import TokenText
@@ -81,10 +81,7 @@ class FeatureStore:
         for p in (meta_path, tens_path):
             if not p.is_file():
                 raise UserError(f"{p}: missing (expected a top-N store written by `llmjp-ckpt features`)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{meta_path}: not valid UTF-8 JSON ({exc})") from exc
+        meta = read_json(meta_path)
         if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
             raise UserError(f"{meta_path}: field 'schema' is {meta.get('schema') if isinstance(meta, dict) else meta!r}, expected {SCHEMA}")
         try:

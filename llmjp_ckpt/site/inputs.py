@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder
 from llmjp_ckpt.site.config import SiteConfig
@@ -29,13 +29,6 @@ class Lineage:
 
 
 # --- reading the run ------------------------------------------------------------------------
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not readable UTF-8 JSON ({exc.__class__.__name__})") from exc
-
-
 def load_metrics(saes: dict[int, dict[str, Path]]) -> dict[tuple[int, str], dict[str, Any]]:
     """``{(step, sae_id): metrics.json}`` (empty dict where an SAE has none)."""
     out = {}

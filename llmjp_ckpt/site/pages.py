@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder, step_dir
 from llmjp_ckpt.site.config import SiteConfig
@@ -38,7 +39,6 @@ from llmjp_ckpt.site.inputs import (
     load_features_table,
     load_lineages,
     load_metrics,
-    read_json,
     resolve_token_text,
     select_features,
     store_examples,
