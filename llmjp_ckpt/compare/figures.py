@@ -1,26 +1,23 @@
 """Plotly figures of the comparison: shares over steps, Sankey flows, match similarities, mix origins.
 
-Each figure is written as self-contained HTML (plotly.js inline, works offline) and, when
-kaleido finds a browser, as PNG; a failed PNG export is logged and skipped, never fatal.
+They are written by :func:`llmjp_ckpt.plotting.write_figures` (re-exported here).
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import plotly.colors as px_colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from llmjp_ckpt import atomic
 from llmjp_ckpt.compare.lineages import MIX_ORIGINS
+from llmjp_ckpt.plotting import write_figures
 
 log = logging.getLogger(__name__)
+
+__all__ = ["write_figures"]  # with the figure builders below
 
 SHARE_COLUMNS = ("language_paper", "language_script", "granularity")
 
@@ -92,39 +89,3 @@ def mix_origins_figure(origins: list[dict], sae_id: str) -> go.Figure:
                       title=f"Origins of bilingual (mix) features — {html.escape(sae_id)}",
                       width=900, height=500)
     return fig
-
-
-def write_figures(figures: dict[str, go.Figure], out_dir: Path, png: bool = True) -> dict[str, list[str]]:
-    """Write ``name.html`` for every figure and, if a browser is found, ``name.png``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: dict[str, list[str]] = {}
-    for name, fig in figures.items():
-        path = out_dir / f"{name}.html"
-        atomic.write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
-        written[name] = [str(path)]
-    if not png or not figures:
-        return written
-    tmp = Path(tempfile.mkdtemp(prefix=atomic.TMP_PREFIX + "png.", dir=out_dir))
-    # kaleido's browser driver logs every tab at INFO; keep a pipeline's INFO log readable
-    quiet = {n: logging.getLogger(n).level for n in ("kaleido", "choreographer", "logistro")}
-    for n in quiet:
-        logging.getLogger(n).setLevel(logging.WARNING)
-    try:
-        import plotly.io as pio
-
-        names = list(figures)
-        # one browser session for all images (plotly's batch API for kaleido ≥ 1)
-        pio.write_images([figures[n] for n in names], [tmp / f"{n}.png" for n in names],
-                         width=[figures[n].layout.width or 900 for n in names],
-                         height=[figures[n].layout.height or 500 for n in names])
-        for n in names:
-            os.replace(tmp / f"{n}.png", out_dir / f"{n}.png")
-            written[n].append(str(out_dir / f"{n}.png"))
-    except Exception as exc:  # noqa: BLE001 - a PNG is never worth failing the stage
-        log.warning("PNG export skipped (%s: %s); the HTML figures are written",
-                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for n, level in quiet.items():
-            logging.getLogger(n).setLevel(level)
-    return written

@@ -20,11 +20,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from llmjp_ckpt import atomic, config
+from llmjp_ckpt import atomic, config, plotting
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features import normstudy
 from llmjp_ckpt.features import store as fstore
-from llmjp_ckpt.features.figures import save_figure
 from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
 from llmjp_ckpt.runfolder import RunFolder, config_hash, sae_folders, step_dir
 from llmjp_ckpt.tokens import TokenText
@@ -85,7 +84,7 @@ def load_test_tokens(run: Path, max_windows: int | None = None) -> torch.Tensor:
 
     path = run / "data" / "test"
     if not path.exists():
-        raise UserError(f"{path}: missing (expected the test split written by `llmjp-ckpt data`)")
+        raise UserError(f"{path}: missing (expected the test split written by `llmjp-ckpt prepare-data`)")
     ds = datasets.load_from_disk(str(path))
     if "input_ids" not in ds.column_names:
         raise UserError(f"{path}: column 'input_ids' missing (has {ds.column_names})")
@@ -252,7 +251,6 @@ def write_figures(df: Any, out_dir: Path, png: bool = True) -> list[Path]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    written: list[Path] = []
     fig = go.Figure()
     for (step, sid), g in df.groupby(["checkpoint", "sae_id"], sort=True):
         f = g["frequency"].to_numpy()
@@ -261,7 +259,7 @@ def write_figures(df: Any, out_dir: Path, png: bool = True) -> list[Path]:
     fig.update_layout(barmode="overlay", title="Latent firing frequency per checkpoint",
                       xaxis_title="log10 firing frequency (dead latents left out)",
                       yaxis_title="latents")
-    written += save_figure(fig, out_dir / "features_frequency.html", png)
+    figs = {"features_frequency": fig}
     for col, title in (("language_paper", "Language (paper rule)"),
                        ("language_script", "Language (script rule)"),
                        ("granularity", "Granularity")):
@@ -281,5 +279,5 @@ def write_figures(df: Any, out_dir: Path, png: bool = True) -> list[Path]:
                               row=1, col=i)
         fig.update_layout(barmode="stack", title=f"{title}: share of live latents per checkpoint",
                           yaxis_title="share")
-        written += save_figure(fig, out_dir / f"features_{col}.html", png)
-    return written
+        figs[f"features_{col}"] = fig
+    return [Path(f) for paths in plotting.write_figures(figs, out_dir, png).values() for f in paths]

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from llmjp_ckpt import atomic
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.features.figures import save_figure
+from llmjp_ckpt.plotting import write_figures
 from llmjp_ckpt.runfolder import step_dir
 from llmjp_ckpt.tokens import TokenText, byte_of_piece
 
@@ -132,7 +132,6 @@ def write_norm_figures(norms: list[dict[str, Any]], dead: list[dict[str, Any]], 
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    written: list[Path] = []
     steps = sorted({r["checkpoint"] for r in norms})
     fig = make_subplots(rows=1, cols=max(len(steps), 1), shared_yaxes=True,
                         subplot_titles=[step_dir(x) for x in steps])
@@ -147,7 +146,7 @@ def write_norm_figures(norms: list[dict[str, Any]], dead: list[dict[str, Any]], 
     fig.update_layout(title="Residual-stream norm per token type across layers (mean L2 norm)")
     fig.update_yaxes(type="log")
     fig.update_xaxes(dtick=1, title_text="layer")
-    written += save_figure(fig, out / "norms_by_token_type.html", png)
+    figs = {"norms_by_token_type": fig}
     fig = go.Figure()
     for mode in sorted({r["normalization"] for r in dead}):
         steps_m = sorted({r["checkpoint"] for r in dead if r["normalization"] == mode})
@@ -159,5 +158,5 @@ def write_norm_figures(norms: list[dict[str, Any]], dead: list[dict[str, Any]], 
                        for g in groups]))
     fig.update_layout(barmode="group", title="Dead latents per normalisation mode (mean over SAEs of a mode)",
                       xaxis_title="checkpoint", yaxis_title="fraction of latents never firing")
-    written += save_figure(fig, out / "dead_latents_by_normalization.html", png)
-    return written
+    figs["dead_latents_by_normalization"] = fig
+    return [Path(f) for paths in write_figures(figs, out, png).values() for f in paths]
