@@ -3,7 +3,7 @@
 - P1: activations collected stopping at the hooked block (``stop_at_layer``, what SAELens'
   activation store and our metrics do) vs a full ``run_with_cache`` of the same model:
   speed-up >= 0.85 x the FLOP ratio (full / truncated) for the benchmarked shape.
-- P2: our training (``llmjp_ckpt.training.train_run``: adapter, MultiSAE runner, token-norm
+- P2: our training (``llmjp_ckpt.saes.training.train_run``: adapter, MultiSAE runner, token-norm
   architecture, NaN guard, atomic finalising, val metrics without CE) vs the bare SAELens
   ``LanguageModelSAETrainingRunner`` with its own ``topk`` SAE on the same model and windows:
   overhead <= 5 %.
@@ -69,7 +69,7 @@ def bench_p1(repeats: int) -> dict:
 
 
 def world(root: Path) -> dict:
-    from llmjp_ckpt import corpus
+    from llmjp_ckpt.data import corpus
     from tests.helpers import build_corpus, data_config
     from tests.model_builders import build_checkpoints, build_tokenizer
 
@@ -88,7 +88,7 @@ def runner_fields(tokens: int) -> dict:
 
 def ours(w: dict, tokens: int, norms: list[str], ks: list[int]) -> tuple[float, float]:
     """(end-to-end seconds, seconds inside SAELens' runner.run()) of train_run."""
-    from llmjp_ckpt import training
+    from llmjp_ckpt.saes import training
 
     run = w["run"]
     shutil.rmtree(run / "saes", ignore_errors=True)
@@ -112,7 +112,7 @@ def bare(w: dict, tokens: int, out: Path) -> tuple[float, float]:
         TopKTrainingSAEConfig,
     )
 
-    from llmjp_ckpt.adapter import load_model
+    from llmjp_ckpt.models.adapter import load_model
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()

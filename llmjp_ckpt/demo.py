@@ -11,7 +11,12 @@ import time
 from pathlib import Path
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.config import build, read_json, read_yaml
+from llmjp_ckpt.data.config import DataConfig
+from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.models.registry import discover_steps
 from llmjp_ckpt.runfolder import RunFolder
+from llmjp_ckpt.saes.config import TrainConfig
 
 log = logging.getLogger(__name__)
 TOY_STAGE = "toy"
@@ -23,23 +28,40 @@ def ensure_toy(run: RunFolder, quick: bool, seed: int) -> Path:
 
     toy_dir = run.path("toy")
     cfg = {"quick": quick, "seed": seed}
-    if run.is_done(TOY_STAGE, cfg) and (toy_dir / "toy.json").exists():
-        log.info("toy: done, skipped")
-        return toy_dir
-    run.record(TOY_STAGE, cfg, "running")
-    info = make_toy(toy_dir, quick=quick, seed=seed)
-    run.record(TOY_STAGE, cfg, "done", steps=info["steps"], layer=info["layer"], hook=info["hook"])
+    with run.stage(TOY_STAGE, cfg, outputs=[toy_dir / "toy.json"]) as stage:
+        if stage.skipped:
+            return toy_dir
+        info = make_toy(toy_dir, quick=quick, seed=seed)
+        stage.info.update(steps=info["steps"], layer=info["layer"], hook=info["hook"])
     return toy_dir
+
+
+def demo_configs(toy_dir: str | Path, quick: bool = False) -> tuple[DataConfig, TrainConfig]:
+    """The demo's (DataConfig, TrainConfig) from configs/demo/, with the toy folder's paths and steps."""
+    toy = Path(toy_dir).resolve()
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    data = read_yaml(configs / "data" / "demo.yaml") | {"tokenizer": str(toy / "tokenizer"), "corpus_root": str(toy / "corpus")}
+    train = read_yaml(configs / "demo" / ("train_quick.yaml" if quick else "train.yaml"))
+    info = read_json(toy / "toy.json") if (toy / "toy.json").is_file() else {}
+    steps = info.get("steps") or discover_steps(toy / "checkpoints")
+    if not steps:
+        raise UserError(f"{toy / 'checkpoints'}: no iter_XXXXXXX checkpoints: run `llmjp-ckpt toy` first")
+    layer = info.get("layer") or info.get("hook_layer")
+    if layer is None and isinstance(info.get("hook"), str):
+        layer = int(info["hook"].split(".")[1]) + 1
+    train["model"] = {**train["model"], "steps": [int(s) for s in steps], "checkpoint_root": str(toy / "checkpoints")}
+    train["hook_layer"] = int(layer or train.get("hook_layer", 1))
+    return build(DataConfig, data, "configs/data/demo.yaml"), TrainConfig.from_dict(train, "configs/demo")
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0) -> Path:
     """Run every stage into ``out``; return the path of the site's ``index.html``."""
     from llmjp_ckpt.compare import compare_run
-    from llmjp_ckpt.corpus import prepare_data
+    from llmjp_ckpt.data.corpus import prepare_data
     from llmjp_ckpt.features.analyze import analyze_run
+    from llmjp_ckpt.saes.training import train_run
     from llmjp_ckpt.site import build_site
     from llmjp_ckpt.toy.planted import planted_agreement
-    from llmjp_ckpt.training import demo_configs, train_run
 
     run = RunFolder(out)
     timings: dict[str, float] = {}

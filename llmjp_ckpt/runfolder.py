@@ -10,17 +10,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import platform
 import re
 import time
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
+
+from filelock import FileLock
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+MANIFEST_LOCK = ".manifest.lock"  # held while the manifest is read, changed and written back
 LIBRARIES = (
     "llmjp-ckpt", "torch", "transformer-lens", "transformers", "sae-lens", "sae-dashboard",
     "datasets", "huggingface_hub", "plotly",
@@ -62,21 +71,25 @@ class RunFolder:
         """The manifest as a dict (an empty one for a new run)."""
         if not self.manifest_path.exists():
             return {"stages": {}}
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return read_json(self.manifest_path)
 
-    def stage(self, name: str) -> dict[str, Any] | None:
+    def stage_record(self, name: str) -> dict[str, Any] | None:
+        """What the manifest says of stage ``name`` (``None`` when never run)."""
         return self.manifest()["stages"].get(name)
 
     def is_done(self, name: str, config: Any) -> bool:
         """True when stage ``name`` finished with this very config."""
-        st = self.stage(name)
+        st = self.stage_record(name)
         return bool(st) and st.get("status") == "done" and st.get("config_hash") == config_hash(config)
 
     def record(self, name: str, config: Any, status: str, **extra: Any) -> None:
-        """Record a stage's status, config and the library versions."""
-        man = self.manifest()
+        """Record a stage's status, config and the library versions.
+
+        The read-modify-write runs under a file lock, so jobs sharing the run folder never lose
+        each other's entries.
+        """
         cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-        man["stages"][name] = {
+        entry = {
             "status": status,
             "config": cfg,
             "config_hash": config_hash(config),
@@ -84,10 +97,53 @@ class RunFolder:
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **extra,
         }
-        atomic.write_json(self.manifest_path, man)
+        with FileLock(str(self.root / MANIFEST_LOCK)):
+            man = self.manifest()
+            man["stages"][name] = entry
+            atomic.write_json(self.manifest_path, man)
+
+    def stage(self, name: str, config: Any, *, force: bool = False,
+              outputs: Iterable[Path] = (), **extra: Any) -> Stage:
+        """The one stage skeleton: ``with run.stage("features", cfg, outputs=[p]) as st:``.
+
+        ``st.skipped`` is true when the stage is recorded done with this config hash and every
+        path in ``outputs`` exists (the body should then return early). Otherwise the stage is
+        recorded ``running``, then ``done`` (with ``extra`` and whatever the body put in
+        ``st.info``) or ``failed`` (with the error's line) when the body raises.
+        """
+        return Stage(self, name, config, force=force, outputs=tuple(outputs), extra=extra)
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
+
+
+class Stage:
+    """One stage's run, made by :meth:`RunFolder.stage`."""
+
+    def __init__(self, run: RunFolder, name: str, config: Any, *, force: bool,
+                 outputs: tuple[Path, ...], extra: dict[str, Any]):
+        self.run, self.name, self.config = run, name, config
+        self.info: dict[str, Any] = dict(extra)
+        self.skipped = (not force and run.is_done(name, config)
+                        and all(Path(p).exists() for p in outputs))
+
+    def __enter__(self) -> Self:
+        if self.skipped:
+            log.info("%s: done with this config, skipped", self.name)
+        else:
+            self.run.record(self.name, self.config, "running", **self.info)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if self.skipped:
+            return False
+        if exc is None:
+            self.run.record(self.name, self.config, "done", **self.info)
+        else:
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.run.record(self.name, self.config, "failed", **self.info, error=line[:500])
+        return False
 
 
 STEP_DIR_RE = re.compile(r"^iter_(\d{7,})$")

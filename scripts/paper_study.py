@@ -8,10 +8,10 @@ Usage: python scripts/paper_study.py [RUN]   (default runs/paper)
 import sys
 
 from llmjp_ckpt.compare import compare_run
-from llmjp_ckpt.corpus import prepare_data
+from llmjp_ckpt.data.corpus import prepare_data
 from llmjp_ckpt.features.analyze import analyze_run
+from llmjp_ckpt.saes.training import train_run
 from llmjp_ckpt.site import build_site
-from llmjp_ckpt.training import train_run
 
 run = sys.argv[1] if len(sys.argv) > 1 else "runs/paper"
 prepare_data("configs/data/paper.yaml", run)  # 165M tokens, 50/50 ja/en, 8:1:1, 65-token windows

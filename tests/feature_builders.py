@@ -31,7 +31,7 @@ def build_sae(d_sae: int = 64, k: int = 4, hook: str = HOOK, seed: int = 0,
     """A random TopK SAE; with ``token_norm`` the project's per-token-normalised architecture."""
     from sae_lens import TopKSAE, TopKSAEConfig
 
-    from llmjp_ckpt.normalization import TokenNormTopKSAE, TokenNormTopKSAEConfig
+    from llmjp_ckpt.saes.normalisation import TokenNormTopKSAE, TokenNormTopKSAEConfig
 
     torch.manual_seed(seed)
     if token_norm is None:

@@ -8,7 +8,7 @@ import pytest
 
 from llmjp_ckpt import config
 from llmjp_ckpt.compare import CompareConfig
-from llmjp_ckpt.data_config import DataConfig
+from llmjp_ckpt.data.config import DataConfig
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features.analyze import FeaturesConfig
 from llmjp_ckpt.site import SiteConfig

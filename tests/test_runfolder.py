@@ -75,7 +75,7 @@ def test_manifest_records_and_skips_only_same_config(tmp_path):
     run.record("train", Cfg(), "done", steps=[10, 100])
     assert run.is_done("train", Cfg())
     assert not run.is_done("train", Cfg(k=16))
-    st = RunFolder(tmp_path).stage("train")
+    st = RunFolder(tmp_path).stage_record("train")
     assert st["config"] == {"lr": 1e-3, "k": 32} and st["steps"] == [10, 100]
     assert st["versions"]["sae-lens"] != "not installed"
     assert config_hash(Cfg()) == config_hash({"k": 32, "lr": 1e-3})

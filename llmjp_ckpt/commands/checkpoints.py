@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmjp_ckpt.errors import UserError
-    from llmjp_ckpt.registry import discover_steps, load_registry, step_path
+    from llmjp_ckpt.models.registry import discover_steps, load_registry, step_path
     from llmjp_ckpt.runfolder import step_dir
 
     models = load_registry()

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from llmjp_ckpt.adapter import Resolved, load_hf_model, load_model, registry, resolve
+    from llmjp_ckpt.models.adapter import Resolved, load_hf_model, load_model, registry, resolve
 
     model = load_model(args.source, args.step, checkpoint_root=args.checkpoint_root, trust_pickle=args.trust_pickle)
     cfg = model.cfg

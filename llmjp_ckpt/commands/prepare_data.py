@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from llmjp_ckpt.corpus import INFO_FILE, as_config, prepare_data
+    from llmjp_ckpt.data.corpus import INFO_FILE, as_config, prepare_data
 
     out = prepare_data(as_config(args.config), args.run, force=args.force)
     info = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))

@@ -14,13 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmjp_ckpt.training import train_run
+    from llmjp_ckpt.saes.training import train_run
 
     done = train_run(args.config, args.run)
     for path in done:
         print(path)
     if args.report:
-        from llmjp_ckpt.grid import write_report
+        from llmjp_ckpt.saes.grid import write_report
 
         print(write_report(args.run))
     return 0

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmjp_ckpt.upload import upload_run
+    from llmjp_ckpt.hub.upload import upload_run
 
     upload_run(args.run, args.repo_id, private=args.private, dry_run=args.dry_run,
                revision=args.revision)

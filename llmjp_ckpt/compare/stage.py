@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from llmjp_ckpt.compare import lineages as lin
 from llmjp_ckpt.compare import transitions as tr
 from llmjp_ckpt.compare.decoders import check_comparable, load_decoder
 from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder, sae_folders, step_dir
 
@@ -144,12 +144,10 @@ def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force:
                  "inputs": {k: [s for s, _ in v] for k, v in series.items()},
                  "features_parquet": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}
     out_path = run.path("analysis", "transitions.json")
-    if not force and run.is_done(STAGE, stage_cfg) and out_path.is_file():
-        log.info("compare: done with the same config; skipped")
-        return {**json.loads(out_path.read_text(encoding="utf-8")), "skipped": True}
     all_steps = sorted({s for v in series.values() for s, _ in v})
-    run.record(STAGE, stage_cfg, "running", checkpoints=all_steps)
-    try:
+    with run.stage(STAGE, stage_cfg, force=force, outputs=[out_path], checkpoints=all_steps) as stage:
+        if stage.skipped:
+            return {**read_json(out_path), "skipped": True}
         result: dict[str, Any] = {"threshold": cfg.match.threshold,
                                   "related_threshold": cfg.related_threshold,
                                   "language_column": cfg.language_column,
@@ -165,8 +163,4 @@ def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force:
         lineages = {k: v.get("lineages") for k, v in result["families"].items()}
         atomic.write_json(run.path("analysis", "lineages.json"), lineages)
         atomic.write_json(out_path, result)
-    except BaseException:
-        run.record(STAGE, stage_cfg, "failed", checkpoints=all_steps)
-        raise
-    run.record(STAGE, stage_cfg, "done", checkpoints=all_steps)
     return result

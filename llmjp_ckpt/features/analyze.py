@@ -97,14 +97,14 @@ def load_test_tokens(run: Path, max_windows: int | None = None) -> torch.Tensor:
 
 
 def default_model_loader(run: Path, cfg: FeaturesConfig, sae_dir: Path) -> ModelLoader:
-    """Load each checkpoint with :func:`llmjp_ckpt.adapter.load_model` from the config, else from
+    """Load each checkpoint with :func:`llmjp_ckpt.models.adapter.load_model` from the config, else from
     the model name recorded in the SAEs' ``cfg.json`` metadata."""
     import json
 
-    from llmjp_ckpt.adapter import load_model
+    from llmjp_ckpt.models.adapter import load_model
 
     source, root = cfg.model, cfg.checkpoint_root
-    train = (RunFolder(run).stage("train") or {}).get("config", {})
+    train = (RunFolder(run).stage_record("train") or {}).get("config", {})
     model_cfg = (train.get("config") or {}).get("model") or {}  # the train stage's TrainConfig
     if source is None and model_cfg.get("source"):
         source = model_cfg["source"]
@@ -203,12 +203,10 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
     # the stage is done for this config *and* these SAEs (a retrain or a new checkpoint reruns it)
     stage_cfg = {"features": dataclasses.asdict(cfg),
                  "saes": [f"{step_dir(st)}/{sid}" for st in sorted(all_saes) for sid in sorted(all_saes[st])],
-                 "train_config_hash": (rf.stage("train") or {}).get("config_hash")}
-    if not force and rf.is_done(STAGE, stage_cfg) and parquet.exists():
-        log.info("features: already done for this config, skipped")
-        return parquet
-    rf.record(STAGE, stage_cfg, "running")
-    try:
+                 "train_config_hash": (rf.stage_record("train") or {}).get("config_hash")}
+    with rf.stage(STAGE, stage_cfg, force=force, outputs=[parquet]) as stage:
+        if stage.skipped:
+            return parquet
         tokens = load_test_tokens(run, cfg.max_windows)
         first = next(iter(next(iter(all_saes.values())).values()))
         loader = model_loader or default_model_loader(run, cfg, first)
@@ -231,11 +229,8 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
         figures = write_figures(df, run / "analysis" / "figures", cfg.png)
         if cfg.norm_study:
             figures += normstudy.write_norm_study(run, norms, cfg.png)
-    except BaseException:
-        rf.record(STAGE, stage_cfg, "failed")
-        raise
-    rf.record(STAGE, stage_cfg, "done", steps=sorted(all_saes), n_features=len(df),
-              outputs=[str(p.relative_to(run)) for p in [parquet, *figures]])
+        stage.info.update(steps=sorted(all_saes), n_features=len(df),
+                          outputs=[str(p.relative_to(run)) for p in [parquet, *figures]])
     return parquet
 
 

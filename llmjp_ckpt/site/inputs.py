@@ -149,7 +149,7 @@ def resolve_token_text(rf: RunFolder, token_text: TokenText | None, model: Any =
     run = rf.root
     if token_text is not None:
         return token_text
-    data = rf.stage("data") or {}
+    data = rf.stage_record("data") or {}
     tok = (data.get("config") or {}).get("tokenizer")
     if tok and Path(tok).exists():  # a relative path holds when run from the same folder
         return TokenText.load(tok)

@@ -255,7 +255,7 @@ def features_model_loader(rf: RunFolder, saes: dict[int, dict[str, Path]], devic
     """Load checkpoints as the features stage did (its recorded config), on ``device``."""
     from llmjp_ckpt.features.analyze import FeaturesConfig, default_model_loader
 
-    recorded = (rf.stage("features") or {}).get("config") or {}
+    recorded = (rf.stage_record("features") or {}).get("config") or {}
     known = {f.name for f in dataclasses.fields(FeaturesConfig)}
     fcfg = FeaturesConfig(**{k: v for k, v in recorded.items() if k in known})
     first = next(iter(next(iter(saes.values())).values()))
@@ -273,14 +273,12 @@ def build_site(run_dir: str | Path, cfg: SiteConfig | None = None, *,
     run = rf.root
     index = run / SITE_DIR / "index.html"
     record = {**dataclasses.asdict(cfg), "inputs": inputs_fingerprint(run)}
-    if not force and rf.is_done(STAGE, record) and index.is_file():
-        log.info("site: already built for these inputs, skipped")
-        return index
     saes = discover_saes(run)
     df = load_features_table(run)
     lineages = load_lineages(run, cfg.max_lineages)
-    rf.record(STAGE, record, "running")
-    try:
+    with rf.stage(STAGE, record, force=force, outputs=[index], steps=sorted(saes)) as stage:
+        if stage.skipped:
+            return index
         if model_loader is None and (cfg.feature_pages or token_text is None):
             model_loader = features_model_loader(rf, saes, cfg.device)
         try:
@@ -292,8 +290,5 @@ def build_site(run_dir: str | Path, cfg: SiteConfig | None = None, *,
         with atomic.atomic_dir(run / SITE_DIR) as tmp:
             info = _write_site(run, tmp, cfg, saes, df, lineages, tt, model_loader)
             _make_readable(tmp)
-    except BaseException:
-        rf.record(STAGE, record, "failed")
-        raise
-    rf.record(STAGE, record, "done", steps=sorted(saes), **info)
+        stage.info.update(info)
     return index

@@ -31,7 +31,7 @@ class ModelShape:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class LMTrainConfig:
     """Optimisation settings; ``steps`` is the checkpoint schedule, its last entry the end."""
 
     steps: tuple[int, ...] = (10, 30, 100, 300, 1000)
@@ -80,7 +80,7 @@ def deterministic(threads: int = 1) -> Iterator[None]:
         torch.use_deterministic_algorithms(old_det)
 
 
-def _lr(step: int, cfg: TrainConfig) -> float:
+def _lr(step: int, cfg: LMTrainConfig) -> float:
     """Linear warm-up, then cosine decay to a tenth (like most LLM pre-training)."""
     total = cfg.steps[-1]
     if step < cfg.warmup:
@@ -89,7 +89,7 @@ def _lr(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(stream: torch.Tensor, shape: ModelShape, cfg: TrainConfig, vocab_size: int,
+def train(stream: torch.Tensor, shape: ModelShape, cfg: LMTrainConfig, vocab_size: int,
           out_dir: str | Path, tokenizer_dir: str | Path, seed: int) -> list[dict]:
     """Train on random windows of the packed token ``stream``; save checkpoints; the log rows.
 

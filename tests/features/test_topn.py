@@ -172,7 +172,7 @@ def test_analyze_run_end_to_end(tmp_path: Path) -> None:
     html = (figs / "features_frequency.html").read_text(encoding="utf-8")
     assert '<meta charset="utf-8"' in html and "<script src=" not in html and len(html) > 1_000_000
     assert (figs / "norms_by_token_type.html").exists()
-    assert RunFolder(run).stage("features")["status"] == "done"
+    assert RunFolder(run).stage_record("features")["status"] == "done"
     # rerun: recorded done with the same config -> skipped (no model loaded)
     mtime = out.stat().st_mtime_ns
     analyze_run(run, cfg, model_loader=loader)
@@ -207,7 +207,7 @@ def test_examples_keep_byte_pieces_html_and_controls_verbatim(tmp_path: Path) ->
 def test_features_config_yaml(tmp_path: Path) -> None:
     from llmjp_ckpt.features import FeaturesConfig
 
-    repo_cfg = Path(__file__).resolve().parents[1] / "configs" / "features.yaml"
+    repo_cfg = Path(__file__).resolve().parents[2] / "configs" / "features.yaml"
     assert FeaturesConfig.from_yaml(repo_cfg) == FeaturesConfig()
     bad = tmp_path / "f.yaml"
     bad.write_text("n_top: 5\nnot_a_field: 1\n", encoding="utf-8")

@@ -84,7 +84,7 @@ class FakeHub:
 def hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     import sae_lens.training.upload_saes_to_huggingface as sl_up
 
-    import llmjp_ckpt.upload as up
+    import llmjp_ckpt.hub.upload as up
 
     fake = FakeHub()
     monkeypatch.setattr(sl_up, "HfApi", fake.api_class())
@@ -101,7 +101,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_upload_private_one_folder_per_sae_and_card(hub: FakeHub, run_dir: Path, tmp_path: Path) -> None:
-    from llmjp_ckpt.upload import upload_run
+    from llmjp_ckpt.hub.upload import upload_run
 
     reg = tmp_path / "configs" / "pretrained_saes.yaml"
     upload_run(run_dir, REPO, private=True, registry_path=reg)
@@ -125,7 +125,7 @@ def test_upload_private_one_folder_per_sae_and_card(hub: FakeHub, run_dir: Path,
 
 
 def test_public_repo_created_by_saelens(hub: FakeHub, run_dir: Path, tmp_path: Path) -> None:
-    from llmjp_ckpt.upload import upload_run
+    from llmjp_ckpt.hub.upload import upload_run
 
     upload_run(run_dir, REPO, registry_path=tmp_path / "reg.yaml")
     creates = [c for c in hub.calls if c[0] == "create_repo"]
@@ -138,7 +138,7 @@ def test_uploaded_layout_loads_with_from_pretrained(hub: FakeHub, run_dir: Path,
     from sae_lens import SAE
 
     import llmjp_ckpt  # noqa: F401  registers the token-norm architecture
-    from llmjp_ckpt.upload import upload_run
+    from llmjp_ckpt.hub.upload import upload_run
 
     upload_run(run_dir, REPO, registry_path=tmp_path / "reg.yaml")
     cache = tmp_path / "hf_home" / "hub"
@@ -169,7 +169,7 @@ def test_dry_run_prints_plan_and_uploads_nothing(hub: FakeHub, run_dir: Path, tm
 def test_token_never_written_or_logged(hub: FakeHub, run_dir: Path, tmp_path: Path,
                                        caplog: pytest.LogCaptureFixture,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from llmjp_ckpt.upload import upload_run
+    from llmjp_ckpt.hub.upload import upload_run
 
     caplog.set_level(logging.DEBUG)
     reg = tmp_path / "reg.yaml"
@@ -185,7 +185,7 @@ def test_token_never_written_or_logged(hub: FakeHub, run_dir: Path, tmp_path: Pa
 
 
 def test_bad_input(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmjp_ckpt.upload import upload_run
+    from llmjp_ckpt.hub.upload import upload_run
 
     with pytest.raises(UserError, match="owner/name"):
         upload_run(tmp_path, "no-slash")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from llmjp_ckpt.train_config import MetricsSpec
+from llmjp_ckpt.saes.config import MetricsSpec
 
 KEYS = ("explained_variance", "fvu", "mse", "cosine", "l0", "dead_fraction", "dense_fraction", "ce_loss_score", "kl_div_score")
 

@@ -12,7 +12,7 @@ import yaml
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import STEP_DIR_RE, step_dir
 
-REGISTRY_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
+REGISTRY_DIR = Path(__file__).resolve().parents[2] / "configs" / "models"
 
 
 @dataclass

@@ -34,7 +34,7 @@ REQUIRED = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "metr
 _SHOWN = {"checkpoint_step", "d_sae", "k", "step"}  # already columns of the metrics table
 _PREFERRED = ("explained_variance", "fvu", "mse", "cosine", "l0", "dead_fraction", "dense_fraction",
               "ce_loss_score", "kl_div_score")
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "configs" / "pretrained_saes.yaml"
+DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "configs" / "pretrained_saes.yaml"
 
 
 @dataclass(frozen=True)

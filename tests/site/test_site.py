@@ -165,7 +165,7 @@ def test_manifest_stage_skip_and_rerun(built, tmp_path):
     run, tt, model, cfg, _ = built
     run = Path(shutil.copytree(run, tmp_path / "run"))  # the shared run stays as built
     index = run / "dashboards" / "index.html"
-    st = RunFolder(run).stage("site")
+    st = RunFolder(run).stage_record("site")
     assert st["status"] == "done" and st["browsers"] == 4 and st["lineages"] > 0
     assert index.parent.stat().st_mode & 0o777 == 0o755 and index.stat().st_mode & 0o777 == 0o644
     before = index.stat().st_mtime_ns
@@ -200,7 +200,7 @@ def test_assets_from_installed_packages(tmp_path):
 
 
 def test_site_config_yaml(tmp_path):
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     cfg = SiteConfig.from_yaml(repo / "configs" / "site.yaml")
     assert cfg == SiteConfig()  # the shipped file documents the defaults
     bad = tmp_path / "site.yaml"

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmjp_ckpt.data_config import build, read_yaml
+from llmjp_ckpt.data.config import build, read_yaml
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.normalization import MODES
+from llmjp_ckpt.saes.normalisation import MODES
 
 # Runner fields set from our own fields; giving them under runner: is an error.
 RESERVED = {
@@ -161,7 +161,7 @@ class TrainConfig:
             raise UserError(f"runner.training_tokens={tokens!r}: expected a positive integer")
 
     def _check_sae_options(self) -> None:
-        from llmjp_ckpt.normalization import TokenNormTopKTrainingSAEConfig
+        from llmjp_ckpt.saes.normalisation import TokenNormTopKTrainingSAEConfig
 
         names = {f.name for f in dataclasses.fields(TokenNormTopKTrainingSAEConfig)} - {"d_in", "d_sae", "k", "token_norm", "metadata"}
         for key in self.sae_options:

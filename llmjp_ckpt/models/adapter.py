@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.registry import ModelEntry, discover_steps, load_registry, step_path
+from llmjp_ckpt.models.registry import ModelEntry, discover_steps, load_registry, step_path
 
 SUPPORTED_ARCHITECTURE = "LlamaForCausalLM"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -15,14 +15,16 @@ import pytest
 import torch
 
 import llmjp_ckpt  # noqa: F401  registers the architecture
-from llmjp_ckpt import corpus, training
+from llmjp_ckpt import demo
+from llmjp_ckpt.data import corpus
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.metrics import KEYS
-from llmjp_ckpt.train_config import TrainConfig
+from llmjp_ckpt.saes import training
+from llmjp_ckpt.saes.config import TrainConfig
+from llmjp_ckpt.saes.metrics import KEYS
 from tests.helpers import build_corpus, data_config, train_config
 from tests.model_builders import build_checkpoints, build_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEPS = [10, 20]
 
 
@@ -92,7 +94,7 @@ def test_metrics_json_complete(trained):
 def test_loads_with_sae_lens_and_at_most_k_active(trained, world):
     from sae_lens import SAE
 
-    from llmjp_ckpt.adapter import load_model
+    from llmjp_ckpt.models.adapter import load_model
 
     model = load_model(str(world["ckpts"]), 10)
     val = corpus.load_split(world["run"], "val")
@@ -150,7 +152,7 @@ def test_warm_start_initialises_from_previous_checkpoint(world, tmp_path, monkey
 
 @pytest.mark.slow
 def test_grid_report(world, tmp_path):
-    from llmjp_ckpt.grid import write_report
+    from llmjp_ckpt.saes.grid import write_report
 
     run = fresh_run(world, tmp_path)
     cfg = train_config(world["ckpts"], [20], saes={"expansion": [2, 4], "k": [2, 4], "lr": [1e-3, 3e-3], "normalisation": ["scalar"]},
@@ -174,7 +176,7 @@ def test_sigkill_then_rerun_resumes_from_last_checkpoint(world, tmp_path):
                        runner={"training_tokens": 256 * 200, "n_checkpoints": 10}, metrics={"max_windows": 8})
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps(cfg))
-    code = ("import json,sys,torch; torch.set_num_threads(1); from llmjp_ckpt.training import train_run;"
+    code = ("import json,sys,torch; torch.set_num_threads(1); from llmjp_ckpt.saes.training import train_run;"
             "train_run(json.load(open(sys.argv[1])), sys.argv[2])")
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_file), str(run)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -280,7 +282,7 @@ def test_disk_full_during_save_leaves_no_complete_folder(world, tmp_path, monkey
     assert not (run / "saes" / "iter_0000010").exists()
     from llmjp_ckpt.runfolder import RunFolder
 
-    assert RunFolder(run).stage("train")["status"] == "failed"
+    assert RunFolder(run).stage_record("train")["status"] == "failed"
 
 
 def test_cli_train_bad_config_exit_2(tmp_path, capsys):
@@ -298,7 +300,7 @@ def test_saelens_store_sees_65_token_windows_and_trains_64_positions(world):
     import datasets
     from sae_lens.training.activations_store import ActivationsStore
 
-    from llmjp_ckpt.adapter import load_model
+    from llmjp_ckpt.models.adapter import load_model
 
     model = load_model(str(world["ckpts"]), 10)
     hook = "blocks.1.hook_resid_post"
@@ -323,7 +325,7 @@ def test_demo_on_the_toy_world(toy_dir, tmp_path):
     """Data + SAEs for every toy checkpoint with each normalisation, from configs/demo (quick)."""
     from sae_lens import SAE
 
-    data_cfg, train_cfg = training.demo_configs(toy_dir, quick=True)
+    data_cfg, train_cfg = demo.demo_configs(toy_dir, quick=True)
     run = tmp_path / "run"
     corpus.prepare_data(data_cfg, run)
     out = training.train_run(train_cfg, run)
@@ -343,7 +345,7 @@ def test_toy_grid_through_the_grid_config_and_cli(toy_dir, tmp_path):
 
     from llmjp_ckpt.cli import main
 
-    data_cfg, _ = training.demo_configs(toy_dir, quick=True)
+    data_cfg, _ = demo.demo_configs(toy_dir, quick=True)
     run = tmp_path / "run"
     corpus.prepare_data(data_cfg, run)
     cfg = yaml.safe_load((REPO / "configs" / "grid" / "toy_grid.yaml").read_text())

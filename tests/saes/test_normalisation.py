@@ -10,7 +10,7 @@ from sae_lens import SAE
 from sae_lens.saes.sae import TrainStepInput
 
 import llmjp_ckpt  # noqa: F401  registers the architecture
-from llmjp_ckpt.normalization import (
+from llmjp_ckpt.saes.normalisation import (
     ARCHITECTURE,
     MODES,
     TokenNormTopKSAE,

@@ -15,7 +15,7 @@ from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.toy import ToyConfig, make_toy
 from llmjp_ckpt.toy.corpus import CORPUS_FILES, FRAMES, CorpusConfig, Generator
 from llmjp_ckpt.toy.lexicon import CONCEPTS, all_forms
-from llmjp_ckpt.toy.train import ModelShape, TrainConfig
+from llmjp_ckpt.toy.train import LMTrainConfig, ModelShape
 
 
 def tiny_config(**overrides) -> ToyConfig:
@@ -23,7 +23,7 @@ def tiny_config(**overrides) -> ToyConfig:
     kw = {
         "corpus": CorpusConfig(n_docs=60),
         "shape": ModelShape(hidden=32, intermediate=64, layers=2, heads=2, max_positions=128),
-        "train": TrainConfig(steps=(1, 2, 4), batch=4, seq_len=32),
+        "train": LMTrainConfig(steps=(1, 2, 4), batch=4, seq_len=32),
         "signals": False,
     }
     kw.update(overrides)
@@ -62,8 +62,8 @@ def test_forms_never_hide_inside_templates_or_other_forms():
 
 
 def test_corpus_layout_is_llm_jp_v3_and_readable_by_the_loader(toy_dir):
-    from llmjp_ckpt.corpus import Counts, iter_documents
-    from llmjp_ckpt.data_config import DataConfig
+    from llmjp_ckpt.data.config import DataConfig
+    from llmjp_ckpt.data.corpus import Counts, iter_documents
 
     for rel in CORPUS_FILES.values():
         path = toy_dir / "corpus" / rel
@@ -173,10 +173,10 @@ def test_checkpoints_training_log_and_layer(toy_dir):
 
 
 def test_checkpoints_load_through_the_adapter_with_hf_logits(toy_dir):
-    pytest.importorskip("llmjp_ckpt.adapter")
+    pytest.importorskip("llmjp_ckpt.models.adapter")
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from llmjp_ckpt.adapter import load_model
+    from llmjp_ckpt.models.adapter import load_model
 
     path = toy_dir / "checkpoints" / max(p.name for p in (toy_dir / "checkpoints").iterdir())
     tl = load_model(path)
@@ -211,7 +211,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     weights = "checkpoints/iter_0000004/model.safetensors"
     assert a[weights] != c[weights]
     # a rerun with another schedule replaces the checkpoints instead of mixing them
-    make_toy(tmp_path / "a", seed=5, config=tiny_config(train=TrainConfig(steps=(1, 3), batch=4, seq_len=32)))
+    make_toy(tmp_path / "a", seed=5, config=tiny_config(train=LMTrainConfig(steps=(1, 3), batch=4, seq_len=32)))
     assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["iter_0000001", "iter_0000003"]
     assert a["corpus/ja/ja_wiki/train_0.jsonl.gz"] != c["corpus/ja/ja_wiki/train_0.jsonl.gz"]
 
@@ -219,7 +219,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
 @pytest.mark.parametrize("steps", [(10, 10, 30), (30, 10), (0, 5)])
 def test_bad_step_schedule_is_a_user_error(steps):
     with pytest.raises(UserError, match="steps"):
-        ToyConfig(train=TrainConfig(steps=steps))
+        ToyConfig(train=LMTrainConfig(steps=steps))
 
 
 @pytest.mark.parametrize("seed", ["abc", "1.5", -1, True, None])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llmjp_ckpt import corpus
-from llmjp_ckpt.data_config import DataConfig
+from llmjp_ckpt.data import corpus
+from llmjp_ckpt.data.config import DataConfig
 from llmjp_ckpt.errors import UserError
 from tests.helpers import build_corpus, data_config
 from tests.model_builders import build_tokenizer
@@ -40,7 +40,7 @@ def rows(run: Path, split: str) -> list[dict]:
 
 
 def test_windows_have_bos_first_and_64_trained_positions(prepared, tok_dir):
-    from llmjp_ckpt.adapter import load_tokenizer
+    from llmjp_ckpt.models.adapter import load_tokenizer
 
     bos = load_tokenizer(str(tok_dir)).bos_token_id
     for split in corpus.SPLITS:
@@ -73,7 +73,7 @@ def test_splits_disjoint_and_identical_for_same_seed(prepared, corpus_root, tok_
 def test_rerun_skips_and_manifest_records(prepared, corpus_root, tok_dir):
     from llmjp_ckpt.runfolder import RunFolder
 
-    st = RunFolder(prepared).stage("data")
+    st = RunFolder(prepared).stage_record("data")
     assert st["status"] == "done"
     before = (prepared / "data" / "train").stat().st_mtime_ns
     corpus.prepare_data(data_config(corpus_root, tok_dir), prepared)
@@ -97,7 +97,7 @@ def test_short_language_is_reported_and_balance_kept(tmp_path, tok_dir, capsys):
 
 
 def test_streaming_memory_does_not_grow_with_corpus(tmp_path, tok_dir):
-    from llmjp_ckpt.adapter import load_tokenizer
+    from llmjp_ckpt.models.adapter import load_tokenizer
 
     tok = load_tokenizer(str(tok_dir))
     peaks = []
@@ -170,7 +170,7 @@ def test_cli_exit_code_2(tmp_path):
 
 def test_hugging_face_dataset_input_gives_the_same_windows(prepared, corpus_root, tok_dir, tmp_path):
     """``hf: true`` streams a dataset through ``datasets.load_dataset`` (here a local data folder)."""
-    from llmjp_ckpt.adapter import load_tokenizer
+    from llmjp_ckpt.models.adapter import load_tokenizer
 
     local = DataConfig(**data_config(corpus_root, tok_dir))
     hf_cfg = DataConfig(**data_config(corpus_root, tok_dir, hf=True, corpus_root=None,

@@ -13,7 +13,7 @@ import torch
 from llmjp_ckpt import load_model
 from tests.model_builders import TEXTS
 
-SHARED_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "data" / "llm-jp-tokenizer-100k.ver3.0b1.model"
+SHARED_TOKENIZER = Path(__file__).resolve().parents[3] / "shared" / "data" / "llm-jp-tokenizer-100k.ver3.0b1.model"
 REAL_WIDTH = {"hidden_size": 2048, "num_attention_heads": 16, "num_key_value_heads": 16, "intermediate_size": 7168, "num_hidden_layers": 2, "max_position_embeddings": 4096}
 REAL_VOCAB = 99_584
 

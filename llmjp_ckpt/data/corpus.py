@@ -31,7 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from llmjp_ckpt import atomic
-from llmjp_ckpt.data_config import DataConfig, build
+from llmjp_ckpt.data.config import DataConfig, build
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder
 
@@ -170,7 +170,7 @@ def iter_windows(cfg: DataConfig, lang: str, tokenizer: Any, counts: Counts) -> 
 
 
 def _load_tokenizer(path: str) -> Any:
-    from llmjp_ckpt.adapter import load_tokenizer
+    from llmjp_ckpt.models.adapter import load_tokenizer
 
     if not Path(path).exists():
         raise UserError(f"tokenizer: {path} does not exist: expected a tokenizer or checkpoint folder")
@@ -263,18 +263,13 @@ def prepare_data(config: DataConfig | dict[str, Any] | str | Path, run_dir: str 
     cfg = as_config(config)
     rf = RunFolder(run_dir)
     out = rf.path("data")
-    if not force and rf.is_done(STAGE, cfg) and all((out / s).is_dir() for s in SPLITS):
-        log.info("data: done with this config, skipped")
-        return out
-    rf.record(STAGE, cfg, "running")
-    try:
+    with rf.stage(STAGE, cfg, force=force, outputs=[out / s for s in SPLITS]) as st:
+        if st.skipped:
+            return out
         with atomic.atomic_dir(out) as tmp:
             info = build_splits(cfg, tmp)
             atomic.write_json(tmp / INFO_FILE, info)
-    except BaseException:
-        rf.record(STAGE, cfg, "failed")
-        raise
-    rf.record(STAGE, cfg, "done", windows=info["windows_per_split"], shortfall=info["shortfall"])
+        st.info.update(windows=info["windows_per_split"], shortfall=info["shortfall"])
     return out
 
 

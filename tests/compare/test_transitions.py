@@ -146,7 +146,7 @@ def test_figures_exist_and_work_offline(done_run):
 
 def test_rerun_is_skipped_and_changed_config_reruns(done_run):
     root, _ = done_run
-    assert RunFolder(root).stage("compare")["status"] == "done"
+    assert RunFolder(root).stage_record("compare")["status"] == "done"
     assert compare_run(root, CompareConfig(png=False)).get("skipped") is True
     again = compare_run(root, CompareConfig(png=False, related_threshold=0.6))
     assert not again.get("skipped") and again["related_threshold"] == 0.6
@@ -183,7 +183,7 @@ def test_mismatched_widths_across_checkpoints_fail_clearly(tmp_path):
     write_sae(root / "saes" / step_dir(STEPS[1]) / "fam", unit(torch.randn(N, D + 1)))
     with pytest.raises(UserError, match="d_in"):
         compare_run(root, CompareConfig(png=False))
-    assert RunFolder(root).stage("compare")["status"] == "failed"
+    assert RunFolder(root).stage_record("compare")["status"] == "failed"
 
 
 def test_compare_cli(tmp_path, capsys):

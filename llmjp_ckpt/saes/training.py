@@ -1,6 +1,6 @@
 """TopK SAEs for every checkpoint, trained through SAELens' MultiSAETrainingRunner.
 
-For each checkpoint step: the model comes from :func:`llmjp_ckpt.adapter.load_model`
+For each checkpoint step: the model comes from :func:`llmjp_ckpt.models.adapter.load_model`
 (``override_model``), the windows from RUN/data/train (``override_dataset``), and every SAE of
 the config's grid sharing a learning rate is trained from one activation pass. Windows are
 65 tokens with BOS first; SAELens sees ``context_size=65``, ``seqpos_slice=(1, None)`` and
@@ -33,7 +33,7 @@ import torch
 from llmjp_ckpt import atomic
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder, config_hash, step_dir
-from llmjp_ckpt.train_config import SaeSpec, TrainConfig
+from llmjp_ckpt.saes.config import SaeSpec, TrainConfig
 
 log = logging.getLogger(__name__)
 STAGE = "train"
@@ -64,7 +64,7 @@ def steps_of(cfg: TrainConfig) -> list[int | None]:
         return [None]
     if isinstance(st, list):
         return list(st)
-    from llmjp_ckpt.registry import discover_steps
+    from llmjp_ckpt.models.registry import discover_steps
 
     root = cfg.model.checkpoint_root or cfg.model.source
     found = discover_steps(Path(root))
@@ -125,7 +125,7 @@ def finite_batches(batches: Iterator[dict[str, torch.Tensor]], where: str) -> It
 
 
 def load_checkpoint_model(cfg: TrainConfig, step: int | None) -> Any:
-    from llmjp_ckpt.adapter import load_model
+    from llmjp_ckpt.models.adapter import load_model
 
     dtype = getattr(torch, cfg.model.dtype, None)
     if not isinstance(dtype, torch.dtype):
@@ -134,7 +134,7 @@ def load_checkpoint_model(cfg: TrainConfig, step: int | None) -> Any:
 
 
 def _sae_config(cfg: TrainConfig, spec: SaeSpec, d_model: int, meta: dict[str, Any]) -> Any:
-    from llmjp_ckpt.normalization import TokenNormTopKTrainingSAEConfig
+    from llmjp_ckpt.saes.normalisation import TokenNormTopKTrainingSAEConfig
 
     d_sae = spec.expansion * d_model
     if spec.k > d_sae:
@@ -174,7 +174,7 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     from sae_lens import LoggingConfig, MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
     from sae_lens.saes.sae import SAE
 
-    from llmjp_ckpt.metrics import evaluate
+    from llmjp_ckpt.saes.metrics import evaluate
 
     datasets.config.TORCHVISION_AVAILABLE = False  # see STACK-NOTES: torchvision 0.29 breaks row access
     group_hash = config_hash(sorted(hashes[s.sae_id] for s in specs))
@@ -262,7 +262,7 @@ def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | 
     if not todo:
         log.info("%s: all %d SAEs finished with this config, skipped", step_dir(step or 0), len(specs))
         return done
-    from llmjp_ckpt.adapter import study_layer_hook
+    from llmjp_ckpt.models.adapter import study_layer_hook
 
     model = load_checkpoint_model(cfg, step)
     hook = study_layer_hook(cfg.hook_layer, model.cfg.n_layers)
@@ -295,38 +295,13 @@ def train_run(config: TrainConfig | dict[str, Any] | str | Path, run_dir: str | 
     data_info = _data_info(cfg, run)
     steps = steps_of(cfg)
     stage_cfg = {"config": asdict(cfg), "data": data_info}
-    if rf.is_done(STAGE, stage_cfg) and all(is_finished(sae_dir(run, st, s), spec_hash(cfg, st, s, data_info)) for st in steps for s in cfg.specs()):
-        log.info("train: done with this config, skipped")
-        return [sae_dir(run, st, s) for st in steps for s in cfg.specs()]
-    rf.record(STAGE, stage_cfg, "running", steps=steps)
-    out: list[Path] = []
-    try:
+    finished = all(is_finished(sae_dir(run, st, s), spec_hash(cfg, st, s, data_info))
+                   for st in steps for s in cfg.specs())
+    with rf.stage(STAGE, stage_cfg, force=not finished, steps=steps) as stage:
+        if stage.skipped:
+            return [sae_dir(run, st, s) for st in steps for s in cfg.specs()]
+        out: list[Path] = []
         for step in steps:
             out += train_step(cfg, run, step, steps, data_info)
-    except BaseException:
-        rf.record(STAGE, stage_cfg, "failed", steps=steps)
-        raise
-    rf.record(STAGE, stage_cfg, "done", steps=steps, saes=[str(p.relative_to(run)) for p in out])
+        stage.info["saes"] = [str(p.relative_to(run)) for p in out]
     return out
-
-
-
-def demo_configs(toy_dir: str | Path, quick: bool = False) -> tuple[Any, TrainConfig]:
-    """The demo's (DataConfig, TrainConfig) from configs/demo/, with the toy folder's paths and steps."""
-    from llmjp_ckpt.data_config import DataConfig, build, read_yaml
-    from llmjp_ckpt.registry import discover_steps
-
-    toy = Path(toy_dir).resolve()
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    data = read_yaml(configs / "data" / "demo.yaml") | {"tokenizer": str(toy / "tokenizer"), "corpus_root": str(toy / "corpus")}
-    train = read_yaml(configs / "demo" / ("train_quick.yaml" if quick else "train.yaml"))
-    info = json.loads((toy / "toy.json").read_text(encoding="utf-8")) if (toy / "toy.json").is_file() else {}
-    steps = info.get("steps") or discover_steps(toy / "checkpoints")
-    if not steps:
-        raise UserError(f"{toy / 'checkpoints'}: no iter_XXXXXXX checkpoints: run `llmjp-ckpt toy` first")
-    layer = info.get("layer") or info.get("hook_layer")
-    if layer is None and isinstance(info.get("hook"), str):
-        layer = int(info["hook"].split(".")[1]) + 1
-    train["model"] = {**train["model"], "steps": [int(s) for s in steps], "checkpoint_root": str(toy / "checkpoints")}
-    train["hook_layer"] = int(layer or train.get("hook_layer", 1))
-    return build(DataConfig, data, "configs/data/demo.yaml"), TrainConfig.from_dict(train, "configs/demo")

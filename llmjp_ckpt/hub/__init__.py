@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: uploads of finished SAEs in SAELens format."""

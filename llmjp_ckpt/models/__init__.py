@@ -1,0 +1,1 @@
+"""Checkpoints as TransformerLens models: the model registry and the TransformerLens adapter."""
