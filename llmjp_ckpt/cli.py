@@ -28,6 +28,7 @@ COMMANDS = [
     "compare",
     "site",
     "upload",
+    "import-peer",
     "demo",
 ]
 
