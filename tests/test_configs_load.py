@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmjp_ckpt.compare.stage import CompareConfig
+from llmjp_ckpt.crosscoders.stage import load_config as load_crosscoder_config
 from llmjp_ckpt.data.config import DataConfig
 from llmjp_ckpt.features.analyze import FeaturesConfig
 from llmjp_ckpt.models.registry import load_registry
@@ -22,7 +23,8 @@ def loader_for(rel: str):
     top = rel.split("/")[0]
     by_folder = {"data": DataConfig.from_yaml, "paper": TrainConfig.from_yaml,
                  "grid": TrainConfig.from_yaml, "demo": TrainConfig.from_yaml,
-                 "models": lambda p: load_registry(Path(p).parent)}
+                 "models": lambda p: load_registry(Path(p).parent),
+                 "crosscoder": load_crosscoder_config}
     by_file = {"features.yaml": FeaturesConfig.from_yaml, "compare.yaml": CompareConfig.from_yaml,
                "site.yaml": SiteConfig.from_yaml}
     return by_folder.get(top) or by_file.get(rel)

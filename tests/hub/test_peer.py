@@ -52,7 +52,7 @@ def test_imported_sae_equals_the_authors_formula(tmp_path: Path) -> None:
     sae = SAE.load_from_disk(str(out))
     x = torch.randn(200, D) * 7.0  # any scale: both normalise each token
     z_ref, rec_ref = peer_formula(x, w)
-    xn, rec, z = sae.reconstruct_normalized(x)
+    _, rec, z = sae.reconstruct_normalized(x)
     assert torch.allclose(z, z_ref, atol=1e-5)
     assert torch.allclose(rec, rec_ref, atol=1e-5)
     assert (z != 0).sum(-1).max() <= K
@@ -90,11 +90,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: str, exp
 def test_cli_import_peer(tmp_path: Path) -> None:
     src = write_peer(tmp_path / "peer")
     ok = subprocess.run([sys.executable, "-m", "llmjp_ckpt", "import-peer", str(src), "--out",
-                         str(tmp_path / "ours")], capture_output=True, text=True)
+                         str(tmp_path / "ours")], capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "ours" / "sae_weights.safetensors").is_file()
     bad = subprocess.run([sys.executable, "-m", "llmjp_ckpt", "import-peer", str(tmp_path / "nope"),
-                          "--out", str(tmp_path / "x")], capture_output=True, text=True)
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1
 

@@ -1,0 +1,1 @@
+"""Crosscoders across checkpoints: one dictionary over N checkpoints, trained through SAELens."""
