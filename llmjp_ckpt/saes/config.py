@@ -23,7 +23,7 @@ RESERVED = {
     "saes", "hook_names", "hook_head_indices", "model_name", "model_class_name", "dataset_path",
     "context_size", "seqpos_slice", "disable_concat_sequences", "output_path", "checkpoint_path",
     "resume_from_checkpoint", "lr", "evaluator", "streaming", "device", "dtype",
-    "model_from_pretrained_kwargs",
+    "model_from_pretrained_kwargs", "seed",
 }
 # Defaults we choose where SAELens' would not suit (wandb only when asked; resumable checkpoints).
 RUNNER_DEFAULTS: dict[str, Any] = {
@@ -46,9 +46,19 @@ class ModelSpec:
     checkpoint_root: str | None = None
     """Local root of a registered model's ``iter_XXXXXXX`` folders (overrides the registry)."""
     device: str = "cpu"
-    """Device of the model and the SAEs."""
+    """Device of the model and the SAEs (``--device``; not part of any result hash)."""
     dtype: str = "float32"
-    """Model and SAE dtype."""
+    """The language model's dtype: float32, bfloat16 or float16 (``--dtype``; not hashed).
+    SAEs always keep fp32 weights; TF32 is on for fp32 matmuls on CUDA."""
+    sae_autocast: bool = False
+    """Train the SAEs under bf16 autocast (SAELens' ``autocast``); weights stay fp32 (not hashed)."""
+
+    def __post_init__(self) -> None:
+        from llmjp_ckpt.devices import check_dtype
+
+        check_dtype(self.dtype, "model.dtype")
+    trust_pickle: bool = False
+    """Allow pickle weights (``.bin``/``.pt``): unpickling runs code, so only for trusted files."""
 
 
 @dataclass
@@ -72,7 +82,16 @@ class MetricsSpec:
     dense_threshold: float = 0.1
     """A latent firing on more than this fraction of tokens counts as dense."""
     ce: bool = True
-    """CE/KL with the SAE spliced in (SAELens' get_recons_loss)."""
+    """CE/KL with the SAE spliced in (metrics.splice_losses; BOS kept in splice and ablation)."""
+    dead_eval_tokens: int = 1_048_576
+    """Trained val positions a latent must never fire on to count as dead (capped at the split).
+
+    At 32,768 latents and K = 32 a latent fires on K / d_sae = 1/1024 of tokens on average.
+    Over 2**20 tokens a latent at 1e-5 (1% of the average; ~10 firings expected) is missed with
+    probability e**-10 ≈ 5e-5, so "dead" means "fires on fewer than about one token in 10**6".
+    Over 4,096 tokens (one small batch) a latent at the average rate is missed 2 times in 100
+    and one at 1e-4 two times in three.
+    """
 
 
 @dataclass
@@ -106,6 +125,8 @@ class TrainConfig:
     warm_start: bool = False
     """Initialise each checkpoint's SAE from the previous checkpoint's (SAE-Track style)."""
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    seed: int = 0
+    """Seeds random, NumPy and torch before each SAE's init and the activation shuffles."""
     max_saes_per_pass: int | None = None
     """SAEs trained from one activation pass (MultiSAE); ``None``: all SAEs sharing a learning rate."""
 
@@ -143,6 +164,8 @@ class TrainConfig:
 
         names = {f.name for f in dataclasses.fields(MultiSAETrainingRunnerConfig)}
         for key in self.runner:
+            if key == "seed":
+                raise UserError("runner.seed: SAELens 6.54 never uses it: set the top-level seed:")
             if key in RESERVED:
                 raise UserError(f"runner.{key}: set by llmjp-ckpt from the config's own fields: remove it")
             if key not in names:
@@ -159,14 +182,38 @@ class TrainConfig:
         tokens = self.runner.get("training_tokens", 0)
         if not isinstance(tokens, int) or tokens <= 0:
             raise UserError(f"runner.training_tokens={tokens!r}: expected a positive integer")
+        steps = tokens // batch
+        default = {f.name: f.default for f in dataclasses.fields(MultiSAETrainingRunnerConfig)}
+        window = fields.get("dead_feature_window", default["dead_feature_window"])
+        if not isinstance(window, int) or window < 1 or window >= steps:
+            raise UserError(
+                f"runner.dead_feature_window={window!r}: expected 1 <= window < the run's "
+                f"{steps} steps (training_tokens / train_batch_size_tokens), else the TopK "
+                "auxiliary loss never starts"
+            )
+        m = self.metrics
+        if not isinstance(m.dead_eval_tokens, int) or m.dead_eval_tokens < 1:
+            raise UserError(f"metrics.dead_eval_tokens={m.dead_eval_tokens!r}: "
+                            "expected a positive integer")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise UserError(f"seed={self.seed!r}: expected a non-negative integer")
 
     def _check_sae_options(self) -> None:
         from llmjp_ckpt.saes.normalisation import TokenNormTopKTrainingSAEConfig
 
-        names = {f.name for f in dataclasses.fields(TokenNormTopKTrainingSAEConfig)} - {"d_in", "d_sae", "k", "token_norm", "metadata"}
+        names = {f.name for f in dataclasses.fields(TokenNormTopKTrainingSAEConfig)} - {"d_in", "d_sae", "k", "normalisation", "token_norm", "metadata"}
         for key in self.sae_options:
             if key not in names:
                 raise UserError(f"sae_options: unknown field {key!r}: expected one of {', '.join(sorted(names))}")
+        from llmjp_ckpt.saes.normalisation import B_DEC_INITS
+
+        init = self.sae_options.get("b_dec_init", "zeros")
+        if init not in B_DEC_INITS:
+            raise UserError(f"sae_options.b_dec_init={init!r}: "
+                            f"expected one of {', '.join(B_DEC_INITS)}")
+        n = self.sae_options.get("b_dec_init_tokens", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise UserError(f"sae_options.b_dec_init_tokens={n!r}: expected a positive integer")
 
     def specs(self) -> list[SaeSpec]:
         g = self.saes

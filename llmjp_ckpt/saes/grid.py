@@ -9,12 +9,13 @@ Reads every ``RUN/saes/iter_XXXXXXX/<sae_id>/metrics.json``, keeps the best lear
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.runfolder import sae_folders
 
 COLUMNS = ["checkpoint_step", "token_norm", "expansion", "k", "lr", "fvu", "dead_fraction", "dense_fraction", "l0", "explained_variance", "ce_loss_score", "kl_div_score", "sae_id"]
 
@@ -24,9 +25,10 @@ def collect(run: str | Path) -> Any:
     import pandas as pd
 
     rows = []
-    for path in sorted(Path(run, "saes").glob("iter_*/*/metrics.json")):
-        m = json.loads(path.read_text(encoding="utf-8"))
-        rows.append({c: m.get(c) for c in COLUMNS})
+    for _, _, folder in sae_folders(run):
+        if (folder / "metrics.json").is_file():
+            m = read_json(folder / "metrics.json")
+            rows.append({c: m.get(c) for c in COLUMNS})
     if not rows:
         raise UserError(f"{Path(run, 'saes')}: no SAE with metrics.json: train first")
     return pd.DataFrame(rows, columns=COLUMNS)

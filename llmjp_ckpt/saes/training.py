@@ -14,6 +14,12 @@ Layout and safety:
   then renamed whole to ``RUN/saes/iter_XXXXXXX/<sae_id>/``: a folder under that name is
   always complete;
 - an SAE whose folder records the same config hash is skipped; a changed config retrains it.
+
+Seeds: the config's ``seed`` seeds random / NumPy / torch (:mod:`llmjp_ckpt.seeding`) before
+each SAE's initialisation (seed derived from ``(seed, step, sae_id)``), before the
+geometric-median sample and before the activation store is built and shuffles (``(seed,
+step)``), so one checkpoint retrained alone gives the same weights as in a full run (on CPU;
+a resumed run continues from the checkpoint's weights, not from the same random state).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ from typing import Any
 import torch
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.devices import without_runtime
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder, config_hash, step_dir
 from llmjp_ckpt.saes.config import SaeSpec, TrainConfig
@@ -80,9 +87,10 @@ def sae_dir(run: Path, step: int | None, spec: SaeSpec) -> Path:
 def spec_hash(cfg: TrainConfig, step: int | None, spec: SaeSpec, data_info: str) -> str:
     """What one SAE depends on: model, step, hook, its own fields, runner, data, warm start."""
     return config_hash({
-        "model": asdict(cfg.model) | {"steps": None}, "step": step, "hook_layer": cfg.hook_layer,
+        "model": without_runtime(asdict(cfg.model)) | {"steps": None}, "step": step, "hook_layer": cfg.hook_layer,
         "spec": asdict(spec), "sae_options": cfg.sae_options, "runner": cfg.runner_fields(),
         "data": data_info, "warm_start": cfg.warm_start, "metrics": asdict(cfg.metrics),
+        "seed": cfg.seed,
     })
 
 
@@ -125,12 +133,13 @@ def finite_batches(batches: Iterator[dict[str, torch.Tensor]], where: str) -> It
 
 
 def load_checkpoint_model(cfg: TrainConfig, step: int | None) -> Any:
+    from llmjp_ckpt.devices import check_device, setup, torch_dtype
     from llmjp_ckpt.models.adapter import load_model
 
-    dtype = getattr(torch, cfg.model.dtype, None)
-    if not isinstance(dtype, torch.dtype):
-        raise UserError(f"model.dtype={cfg.model.dtype!r}: expected a torch dtype name such as float32")
-    return load_model(cfg.model.source, step, checkpoint_root=cfg.model.checkpoint_root, device=cfg.model.device, dtype=dtype)
+    dtype = torch_dtype(cfg.model.dtype, "model.dtype")
+    setup(check_device(cfg.model.device, "model.device"))
+    return load_model(cfg.model.source, step, checkpoint_root=cfg.model.checkpoint_root,
+                      device=cfg.model.device, dtype=dtype, trust_pickle=cfg.model.trust_pickle)
 
 
 def _sae_config(cfg: TrainConfig, spec: SaeSpec, d_model: int, meta: dict[str, Any]) -> Any:
@@ -140,12 +149,68 @@ def _sae_config(cfg: TrainConfig, spec: SaeSpec, d_model: int, meta: dict[str, A
     if spec.k > d_sae:
         raise UserError(f"saes.k={spec.k} > d_sae={d_sae} (expansion {spec.expansion} x d_model {d_model}): expected k <= d_sae")
     sae_cfg = TokenNormTopKTrainingSAEConfig(
-        d_in=d_model, d_sae=d_sae, k=spec.k, token_norm=spec.normalisation,
-        device=cfg.model.device, dtype=cfg.model.dtype, **cfg.sae_options,
+        d_in=d_model, d_sae=d_sae, k=spec.k, normalisation=spec.normalisation,
+        device=cfg.model.device, dtype="float32", **cfg.sae_options,  # fp32 SAE weights always
     )
     for key, value in meta.items():
         sae_cfg.metadata[key] = value
     return sae_cfg
+
+
+def init_seed(cfg: TrainConfig, step: int | None, sae_id: str) -> int:
+    """The seed set before initialising one SAE."""
+    from llmjp_ckpt.seeding import derive_seed
+
+    return derive_seed(cfg.seed, "init", step, sae_id)
+
+
+def data_seed(cfg: TrainConfig, step: int | None) -> int:
+    """The seed set before the median sample and the activation store of one checkpoint."""
+    from llmjp_ckpt.seeding import derive_seed
+
+    return derive_seed(cfg.seed, "data", step)
+
+
+def median_sample(model: Any, train: Any, hook: str, layer_index: int, n_tokens: int, seed: int,
+                  batch_windows: int = 32) -> torch.Tensor:
+    """``n_tokens`` trained-position activations [n, d_model] of seeded-random train windows."""
+    per_window = CONTEXT_SIZE - 1
+    n_windows = min(len(train), -(-n_tokens // per_window))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=g)[:n_windows].sort().values.tolist()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(idx), batch_windows):
+            rows = train[idx[i:i + batch_windows]]["input_ids"]
+            tokens = torch.tensor(rows, dtype=torch.long, device=device)
+            _, cache = model.run_with_cache(tokens, names_filter=[hook],
+                                            stop_at_layer=layer_index + 1)
+            out.append(cache[hook][:, 1:, :].reshape(-1, cache[hook].shape[-1]))
+    return torch.cat(out)[:n_tokens]
+
+
+def fresh_saes(cfg: TrainConfig, step: int | None, sae_cfgs: dict[str, Any], model: Any, train: Any,
+               hook: str, layer_index: int) -> dict[str, Any]:
+    """Training SAEs initialised under their own seeds (b_dec at the geometric median if asked)."""
+    from sae_lens.registry import get_sae_training_class
+
+    from llmjp_ckpt.seeding import seed_everything
+
+    sample = None
+    need = [c.b_dec_init_tokens for c in sae_cfgs.values() if c.b_dec_init == "geometric_median"]
+    if need:
+        seed_everything(data_seed(cfg, step))
+        sample = median_sample(model, train, hook, layer_index, max(need), data_seed(cfg, step))
+    out = {}
+    for sae_id, sae_cfg in sae_cfgs.items():
+        seed_everything(init_seed(cfg, step, sae_id))
+        cls, _ = get_sae_training_class(sae_cfg.architecture())
+        sae = cls(sae_cfg)
+        if sample is not None and sae_cfg.b_dec_init == "geometric_median":
+            sae.init_b_dec_geometric_median(sample[:sae_cfg.b_dec_init_tokens])
+        out[sae_id] = sae
+    return out
 
 
 def _warm_saes(cfg: TrainConfig, run: Path, steps: list[int | None], step: int | None, sae_cfgs: dict[str, Any]) -> dict[str, Any] | None:
@@ -174,7 +239,9 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     from sae_lens import LoggingConfig, MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
     from sae_lens.saes.sae import SAE
 
-    from llmjp_ckpt.saes.metrics import evaluate
+    from llmjp_ckpt.saes.dead import write_firing_counts
+    from llmjp_ckpt.saes.metrics import count_firings, evaluate
+    from llmjp_ckpt.seeding import seed_everything
 
     datasets.config.TORCHVISION_AVAILABLE = False  # see STACK-NOTES: torchvision 0.29 breaks row access
     group_hash = config_hash(sorted(hashes[s.sae_id] for s in specs))
@@ -193,23 +260,35 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     }
     sae_cfgs = {
         s.sae_id: _sae_config(cfg, s, d_model, meta_common | {
-            "token_norm": s.normalisation, "llmjp_config_hash": hashes[s.sae_id], "sae_id": s.sae_id,
+            "normalisation": s.normalisation, "llmjp_config_hash": hashes[s.sae_id], "sae_id": s.sae_id,
             "warm_start_from": (steps[steps.index(step) - 1] if cfg.warm_start and steps.index(step) else None),
+            "seed": cfg.seed, "init_seed": init_seed(cfg, step, s.sae_id),
+            "data_seed": data_seed(cfg, step),
+            "b_dec_init": cfg.sae_options.get("b_dec_init", "zeros"),
+            "tied_encoder_init": bool(cfg.sae_options.get("tied_encoder_init", False)),
         })
         for s in specs
     }
     fields = cfg.runner_fields()
+    if cfg.model.sae_autocast:  # bf16 autocast of the SAE step; fp32 weights and Adam state
+        fields["autocast"] = True
     logger_cfg = LoggingConfig(**fields.pop("logger"))
     resume = latest_checkpoint(work, list(sae_cfgs))
     runner_cfg = MultiSAETrainingRunnerConfig(
         saes=sae_cfgs, hook_names=hook, model_name=cfg.model.source, dataset_path=str(data_dir(cfg, run) / "train"),
         context_size=CONTEXT_SIZE, seqpos_slice=SEQPOS_SLICE, disable_concat_sequences=True, lr=lr,
-        device=cfg.model.device, dtype=cfg.model.dtype, streaming=False, logger=logger_cfg,
+        device=cfg.model.device, dtype="float32", streaming=False, logger=logger_cfg,
         output_path=str(work / "output"), checkpoint_path=str(work / "checkpoints"),
-        resume_from_checkpoint=str(resume) if resume else None, model_from_pretrained_kwargs={}, **fields,
+        resume_from_checkpoint=str(resume) if resume else None, model_from_pretrained_kwargs={},
+        seed=cfg.seed,
+        **fields,
     )
     train = datasets.load_from_disk(str(data_dir(cfg, run) / "train")).select_columns(["input_ids"])
     override_saes = None if resume else _warm_saes(cfg, run, steps, step, sae_cfgs)
+    if override_saes is None and not resume:
+        override_saes = fresh_saes(cfg, step, sae_cfgs, model, train, hook, layer_index)
+    # SAELens 6.54 never uses its seed field: seed the store's construction and shuffles here.
+    seed_everything(data_seed(cfg, step))
     runner = MultiSAETrainingRunner(runner_cfg, override_dataset=train, override_model=model, override_saes=override_saes)
     # SAELens has no seam for checking activations: wrap its data loader on this instance so a
     # NaN/inf batch stops training with a clear message instead of a NaN SAE.
@@ -219,6 +298,7 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     if resume:
         log.warning("resuming from SAELens checkpoint %s", resume)
     started = time.perf_counter()
+    seed_everything(data_seed(cfg, step))
     runner.run()
     train_seconds = time.perf_counter() - started
 
@@ -229,7 +309,9 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
         src = work / "output" / spec.sae_id
         dst = sae_dir(run, step, spec)
         sae = SAE.load_from_disk(src, device=cfg.model.device)
-        m = evaluate(sae, model, val, hook, layer_index, cfg.metrics)
+        firing = count_firings(sae, model, val, hook, layer_index, cfg.metrics)
+        write_firing_counts(src, firing["all"].counts.numpy(), firing["all"].n_tokens)
+        m = evaluate(sae, model, val, hook, layer_index, cfg.metrics, firing)
         m |= {"checkpoint_step": step, "sae_id": spec.sae_id, "hook_name": hook, "token_norm": spec.normalisation,
               "k": spec.k, "d_sae": sae.cfg.d_sae, "lr": lr, "expansion": spec.expansion,
               "resumed_from": str(resume) if resume else None, "train_seconds": train_seconds, "saes_in_pass": len(specs)}
@@ -253,9 +335,11 @@ def _data_info(cfg: TrainConfig, run: Path) -> str:
     return config_hash(info.read_text(encoding="utf-8")) if info.is_file() else "unknown"
 
 
-def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | None], data_info: str) -> list[Path]:
-    """All SAEs of one checkpoint; finished ones (same config) are skipped without loading the model."""
-    specs = cfg.specs()
+def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | None], data_info: str,
+               only: Collection[str] | None = None, memory: str | None = None) -> list[Path]:
+    """All SAEs of one checkpoint (or those named in ``only``: one launch job's pass); finished
+    ones (same config) are skipped without loading the model."""
+    specs = [s for s in cfg.specs() if only is None or s.sae_id in only]
     hashes = {s.sae_id: spec_hash(cfg, step, s, data_info) for s in specs}
     todo = [s for s in specs if not is_finished(sae_dir(run, step, s), hashes[s.sae_id])]
     done = [sae_dir(run, step, s) for s in specs if s not in todo]
@@ -268,14 +352,17 @@ def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | 
     hook = study_layer_hook(cfg.hook_layer, model.cfg.n_layers)
     for s in todo:  # fail before any training: K <= d_sae
         _sae_config(cfg, s, model.cfg.d_model, {})
-    by_lr: dict[float, list[SaeSpec]] = {}
-    for s in todo:
-        by_lr.setdefault(s.lr, []).append(s)
-    size = cfg.max_saes_per_pass or len(todo)
-    for lr, group in by_lr.items():
-        for i in range(0, len(group), size):
+    # The memory planner packs the SAEs of each learning rate into passes that fit the device
+    # (llmjp_ckpt.saes.plan) and splits a step that does not fit whole (saes.splitstep).
+    from llmjp_ckpt.saes.plan import device_memory, model_shape_of, plan
+    from llmjp_ckpt.saes.splitstep import split_steps
+
+    held = sum(p.numel() * p.element_size() for p in model.parameters())
+    pl = plan(cfg, device_memory(cfg.model.device, memory, held), specs=todo, shape=model_shape_of(model))
+    for ps in pl.passes:
+        with split_steps({s.sae_id: s.micro_batches for s in ps.saes}):
             try:
-                done += train_group(cfg, run, step, steps, lr, group[i:i + size], model, hook, cfg.hook_layer - 1, hashes, data_info)
+                done += train_group(cfg, run, step, steps, ps.lr, ps.specs, model, hook, cfg.hook_layer - 1, hashes, data_info)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise UserError(
@@ -287,21 +374,26 @@ def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | 
     return done
 
 
-def train_run(config: TrainConfig | dict[str, Any] | str | Path, run_dir: str | Path) -> list[Path]:
-    """Train every SAE of ``config`` for every checkpoint into RUN/saes/; return their folders."""
+def train_run(config: TrainConfig | dict[str, Any] | str | Path, run_dir: str | Path,
+              device_memory: str | None = None) -> list[Path]:
+    """Train every SAE of ``config`` for every checkpoint into RUN/saes/; return their folders.
+
+    ``device_memory`` (e.g. ``"80GiB"``) bounds the plan; default: the device's free memory."""
     cfg = as_config(config)
     run = Path(run_dir)
     rf = RunFolder(run)
     data_info = _data_info(cfg, run)
     steps = steps_of(cfg)
-    stage_cfg = {"config": asdict(cfg), "data": data_info}
+    stage_cfg = {"config": without_runtime(asdict(cfg)), "data": data_info}
     finished = all(is_finished(sae_dir(run, st, s), spec_hash(cfg, st, s, data_info))
                    for st in steps for s in cfg.specs())
-    with rf.stage(STAGE, stage_cfg, force=not finished, steps=steps) as stage:
+    runtime = {"device": cfg.model.device, "dtype": cfg.model.dtype, "sae_autocast": cfg.model.sae_autocast}
+    with rf.stage(STAGE, stage_cfg, force=not finished, steps=steps, runtime=runtime) as stage:
         if stage.skipped:
             return [sae_dir(run, st, s) for st in steps for s in cfg.specs()]
         out: list[Path] = []
         for step in steps:
-            out += train_step(cfg, run, step, steps, data_info)
+            out += train_step(cfg, run, step, steps, data_info, memory=device_memory)
         stage.info["saes"] = [str(p.relative_to(run)) for p in out]
+        stage.info["seed"] = cfg.seed
     return out

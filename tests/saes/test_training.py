@@ -71,7 +71,7 @@ def test_every_checkpoint_and_normalisation_has_a_complete_sae(trained, world):
             for name in ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "runner_cfg.json", "metrics.json"):
                 assert (d / name).is_file(), d / name
             meta = json.loads((d / "cfg.json").read_text())["metadata"]
-            assert meta["checkpoint_step"] == step and meta["token_norm"] == norm
+            assert meta["checkpoint_step"] == step and meta["normalisation"] == norm
             assert meta["hook_name"] == "blocks.1.hook_resid_post" and meta["context_size"] == 65
             assert meta["model_name"] == str(world["ckpts"]) and meta["data_path"].endswith("data")
             assert meta["seqpos_slice"] == [1, None] and meta["disable_concat_sequences"] is True
@@ -111,7 +111,7 @@ def test_loads_with_sae_lens_and_at_most_k_active(trained, world):
 def test_normalisations_give_different_saes(trained):
     from safetensors.torch import load_file
 
-    by_norm = {json.loads((d / "cfg.json").read_text())["token_norm"]: d for d in trained[:3]}
+    by_norm = {json.loads((d / "cfg.json").read_text())["normalisation"]: d for d in trained[:3]}
     w = {n: load_file(str(d / "sae_weights.safetensors"))["W_enc"] for n, d in by_norm.items()}
     m = {n: json.loads((d / "metrics.json").read_text()) for n, d in by_norm.items()}
     for n in ("scalar", "standardization"):
@@ -335,7 +335,7 @@ def test_demo_on_the_toy_world(toy_dir, tmp_path):
         m = json.loads((d / "metrics.json").read_text())
         assert all(m[k] is not None for k in KEYS) and set(m["by_language"]) == {"ja", "en"}
         sae = SAE.load_from_disk(d)
-        assert sae.cfg.metadata.checkpoint_step in steps and sae.cfg.token_norm == m["token_norm"]
+        assert sae.cfg.metadata.checkpoint_step in steps and sae.cfg.normalisation == m["token_norm"]
 
 
 @pytest.mark.slow
@@ -362,3 +362,103 @@ def test_toy_grid_through_the_grid_config_and_cli(toy_dir, tmp_path):
     assert set(grid["checkpoint_step"]) == {json.loads((toy_dir / "toy.json").read_text())["steps"][-1]}
     html = (run / "analysis" / "grid" / "grid_report.html").read_text()
     assert html.count("FVU (best lr)") == 1 and "<table" in html
+
+
+# ---- seeds, dead latents, configs (issue 11) -------------------------------------------------
+
+def _weights(folder: Path) -> bytes:
+    return (folder / "sae_weights.safetensors").read_bytes()
+
+
+def test_same_seed_bit_identical_weights_other_seed_different(world, tmp_path):
+    opts = {"b_dec_init": "geometric_median", "b_dec_init_tokens": 512, "tied_encoder_init": True}
+    out = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        run = fresh_run(world, tmp_path / name)
+        cfg = train_config(world["ckpts"], [10], saes={"normalisation": ["scalar"]}, seed=seed,
+                           sae_options=opts, metrics={"max_windows": 4, "ce": False})
+        torch.manual_seed(1000 + ord(name))  # the global state before training must not matter
+        out[name] = training.train_run(cfg, run)[0]
+    assert _weights(out["a"]) == _weights(out["b"])
+    assert _weights(out["a"]) != _weights(out["c"])
+    meta = json.loads((out["a"] / "cfg.json").read_text())["metadata"]
+    assert meta["seed"] == 7 and meta["b_dec_init"] == "geometric_median"
+    assert meta["tied_encoder_init"] is True
+    cfg7 = TrainConfig.from_dict(cfg | {"seed": 7})
+    assert meta["init_seed"] == training.init_seed(cfg7, 10, "x4_k4_lr0.003_scalar")
+    from llmjp_ckpt.runfolder import RunFolder
+
+    rec = RunFolder(tmp_path / "a" / "run").stage_record("train")
+    assert rec["config"]["config"]["seed"] == 7 and rec["seed"] == 7
+    assert json.loads((out["a"] / "runner_cfg.json").read_text())["seed"] == 7
+
+
+def test_one_checkpoint_retrained_alone_equals_the_full_run(trained, world, tmp_path):
+    run = fresh_run(world, tmp_path)
+    alone = training.train_run(train_config(world["ckpts"], [20]), run)
+    full = {d.name: d for d in trained if d.parent.name == "iter_0000020"}
+    assert len(alone) == 3
+    for d in alone:
+        assert _weights(d) == _weights(full[d.name]), d.name
+
+
+def test_firing_counts_written_and_dead_fraction_from_them(trained):
+    from llmjp_ckpt.saes import dead
+
+    for d in trained:
+        counts, n = dead.firing_counts(d)
+        m = json.loads((d / "metrics.json").read_text())
+        val_tokens = 64 * len(corpus.load_split(d.parents[2], "val"))
+        assert n == m["dead_eval_tokens"] == min(2**20, val_tokens)  # the default, capped
+        assert m["dead_count"] == dead.dead_count(d) == int((counts == 0).sum())
+        assert m["dead_fraction"] == pytest.approx(m["dead_count"] / m["d_sae"])
+        assert counts.shape == (m["d_sae"],) and counts.max() <= n
+
+
+@pytest.mark.parametrize("runner, match", [
+    ({"dead_feature_window": 12},
+     r"runner.dead_feature_window=12: expected 1 <= window < the run's 12 steps"),
+    ({"dead_feature_window": 50}, r"dead_feature_window=50"),
+    ({"seed": 3}, r"runner.seed: .*top-level seed"),
+])
+def test_bad_runner_fields_refused_at_load(world, runner, match):
+    with pytest.raises(UserError, match=match) as exc:
+        TrainConfig.from_dict(train_config(world["ckpts"], STEPS, runner=runner))
+    assert "\n" not in str(exc.value)
+
+
+def test_default_dead_feature_window_longer_than_the_run_is_refused(world):
+    cfg = train_config(world["ckpts"], STEPS)
+    del cfg["runner"]["dead_feature_window"]  # SAELens' default: 1000 steps, the run has 12
+    with pytest.raises(UserError, match=r"dead_feature_window=1000"):
+        TrainConfig.from_dict(cfg)
+
+
+@pytest.mark.parametrize("name", ["paper/sae.yaml", "paper/sae_warm_start.yaml",
+                                  "grid/paper_grid.yaml", "grid/toy_grid.yaml", "demo/train.yaml",
+                                  "demo/train_quick.yaml"])
+def test_shipped_train_configs_load(name):
+    cfg = TrainConfig.from_yaml(REPO / "configs" / name)
+    r = cfg.runner_fields()
+    assert r["dead_feature_window"] < r["training_tokens"] // r["train_batch_size_tokens"]
+
+
+def test_paper_config_uses_the_studys_initialisation():
+    cfg = TrainConfig.from_yaml(REPO / "configs" / "paper" / "sae.yaml")
+    assert cfg.sae_options["b_dec_init"] == "geometric_median"
+    assert cfg.sae_options["tied_encoder_init"] is True
+    assert cfg.seed == 42 and "seed" not in cfg.runner
+
+
+def test_warm_start_config_differs_from_the_paper_config_only_in_warm_start():
+    from dataclasses import asdict
+
+    from llmjp_ckpt.config import read_yaml
+
+    paper = read_yaml(REPO / "configs" / "paper" / "sae.yaml")
+    warm = read_yaml(REPO / "configs" / "paper" / "sae_warm_start.yaml")
+    assert paper.pop("warm_start") is False and warm.pop("warm_start") is True
+    assert paper == warm
+    a = asdict(TrainConfig.from_yaml(REPO / "configs" / "paper" / "sae.yaml"))
+    b = asdict(TrainConfig.from_yaml(REPO / "configs" / "paper" / "sae_warm_start.yaml"))
+    assert {k for k in a if a[k] != b[k]} == {"warm_start"}
