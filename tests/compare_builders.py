@@ -17,8 +17,13 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def write_sae(folder: Path, W_dec: torch.Tensor, hook: str = HOOK, log_sparsity: torch.Tensor | None = None,
-              hook_in_metadata: bool = True) -> Path:
-    """A SAELens-format folder holding ``W_dec`` (and a matching encoder, biases, cfg.json)."""
+              hook_in_metadata: bool = True, counts: np.ndarray | None = None,
+              write_counts: bool = True) -> Path:
+    """A SAELens-format folder holding ``W_dec`` (and a matching encoder, biases, cfg.json).
+
+    ``firing_counts.safetensors`` (saes.dead) says which latents fired: ``counts`` if given, else
+    none where ``log_sparsity`` is below -9 (SAELens' never-fired value), else all of them.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     d_sae, d_in = W_dec.shape
     W_dec = W_dec.float().contiguous()
@@ -32,6 +37,14 @@ def write_sae(folder: Path, W_dec: torch.Tensor, hook: str = HOOK, log_sparsity:
     (folder / "cfg.json").write_text(json.dumps(cfg), encoding="utf-8")
     if log_sparsity is not None:
         save_file({"sparsity": log_sparsity.float()}, str(folder / "sparsity.safetensors"))
+    if write_counts:
+        from llmjp_ckpt.saes.dead import write_firing_counts
+
+        if counts is None:
+            counts = np.full(d_sae, 100, dtype=np.int64)
+            if log_sparsity is not None:
+                counts[(log_sparsity < -9).numpy()] = 0
+        write_firing_counts(folder, counts, n_tokens=1000)
     return folder
 
 

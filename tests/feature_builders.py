@@ -27,21 +27,21 @@ def build_model(d_vocab: int = 120, n_layers: int = 2, seed: int = 0, **override
 
 
 def build_sae(d_sae: int = 64, k: int = 4, hook: str = HOOK, seed: int = 0,
-              token_norm: str | None = None, **meta: Any):
-    """A random TopK SAE; with ``token_norm`` the project's per-token-normalised architecture."""
+              normalisation: str | None = None, **meta: Any):
+    """A random TopK SAE; with ``normalisation`` the project's per-token-normalised architecture."""
     from sae_lens import TopKSAE, TopKSAEConfig
 
     from llmjp_ckpt.saes.normalisation import TokenNormTopKSAE, TokenNormTopKSAEConfig
 
     torch.manual_seed(seed)
-    if token_norm is None:
+    if normalisation is None:
         cfg = TopKSAEConfig(d_in=32, d_sae=d_sae, k=k)
     else:
-        cfg = TokenNormTopKSAEConfig(d_in=32, d_sae=d_sae, k=k, token_norm=token_norm)
+        cfg = TokenNormTopKSAEConfig(d_in=32, d_sae=d_sae, k=k, normalisation=normalisation)
     cfg.metadata.hook_name = hook
     for key, value in meta.items():
         setattr(cfg.metadata, key, value)
-    sae = (TopKSAE if token_norm is None else TokenNormTopKSAE)(cfg)
+    sae = (TopKSAE if normalisation is None else TokenNormTopKSAE)(cfg)
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.1)
     return sae.eval()
@@ -61,18 +61,21 @@ def build_run(root: Path, steps: tuple[int, ...] = (10, 100), sae_ids: tuple[str
     import datasets
     from safetensors.torch import save_file
 
+    from llmjp_ckpt.saes.dead import write_firing_counts
+
     toks = build_windows(n_windows, 17, d_vocab)
     ds = datasets.Dataset.from_dict(
         {"input_ids": toks.tolist(), "language": ["ja", "en"] * (n_windows // 2)})
     ds.save_to_disk(str(root / "data" / "test"))
     for s_i, step in enumerate(steps):
         for j, sid in enumerate(sae_ids):
-            sae = build_sae(seed=10 * s_i + j, token_norm=sid, model_name="tiny")
+            sae = build_sae(seed=10 * s_i + j, normalisation=sid, model_name="tiny")
             out = root / "saes" / f"iter_{step:07d}" / sid
             sae.save_model(str(out))
             freq = torch.rand(sae.cfg.d_sae)
             freq[: 3 + j] = 0.0  # some dead latents, more in the second mode
             save_file({"sparsity": torch.log10(freq + 1e-10)}, str(out / "sparsity.safetensors"))
+            write_firing_counts(out, (freq * 1000).ceil().long().numpy(), n_tokens=1000)
             (out / "runner_cfg.json").write_text(json.dumps({"hook_name": HOOK}), encoding="utf-8")
             (out / "metrics.json").write_text(json.dumps(
                 {"explained_variance": 0.5 + 0.1 * j, "l0": 4.0, "dead_fraction": 0.05}),
@@ -89,3 +92,33 @@ def build_token_text(d_vocab: int = 120):
     pieces = ["<unk>", "<s>", "</s>"] + [words[i % len(words)] + ("" if i < len(words) else f"{i}")
                                          for i in range(d_vocab - 3)]
     return TokenText(tuple(pieces), bos_id=1)
+
+
+def build_planted_dead_run(root: Path, dead: tuple[int, ...] = (0, 5, 9),
+                           steps: tuple[int, ...] = (10, 100), d_sae: int = 16,
+                           n_windows: int = 24) -> Path:
+    """A run whose SAEs (id ``none``) have the latents ``dead`` planted never to fire
+    (``b_enc`` -100: never a positive top-k value), their firing counts measured on the test
+    windows with ``build_model(seed=step)`` and written by ``saes.dead`` (as the train stage's
+    metrics pass does), and ``metrics.json`` with the matching ``dead_fraction``."""
+    import datasets
+
+    from llmjp_ckpt.features.topn import model_encoder
+    from llmjp_ckpt.saes.dead import dead_count, write_firing_counts
+
+    toks = build_windows(n_windows, 17)
+    langs = ["ja", "en"] * (n_windows // 2)
+    datasets.Dataset.from_dict({"input_ids": toks.tolist(), "language": langs}
+                               ).save_to_disk(str(root / "data" / "test"))
+    for step in steps:
+        sae = build_sae(d_sae=d_sae, k=4, seed=step, model_name="tiny")
+        with torch.no_grad():
+            sae.b_enc[list(dead)] = -100.0
+        out = root / "saes" / f"iter_{step:07d}" / "none"
+        sae.save_model(str(out))
+        acts = model_encoder(build_model(seed=step), {"s": sae})(toks)["s"]
+        write_firing_counts(out, (acts > 0).sum((0, 1)).numpy(),
+                            n_tokens=acts.shape[0] * acts.shape[1])
+        (out / "metrics.json").write_text(json.dumps({"dead_fraction": dead_count(out) / d_sae}),
+                                          encoding="utf-8")
+    return root

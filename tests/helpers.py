@@ -61,6 +61,7 @@ def train_config(checkpoints: Path, steps: list[int], **overrides: Any) -> dict[
             "store_batch_size_prompts": 8,
             "n_batches_in_buffer": 4,
             "lr_warm_up_steps": 2,
+            "dead_feature_window": 3,
         },
         "metrics": {"max_windows": 32, "batch_windows": 16},
     }

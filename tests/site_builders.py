@@ -76,6 +76,7 @@ def build_site_run(root: Path) -> tuple[Path, object, object]:
     from llmjp_ckpt.features.analyze import COLUMNS
     from llmjp_ckpt.features.store import FeatureStore, save_store
     from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
+    from llmjp_ckpt.saes.dead import weights_hash, write_firing_counts
     from llmjp_ckpt.tokens import TokenText
 
     run = root / "run"
@@ -95,14 +96,18 @@ def build_site_run(root: Path) -> tuple[Path, object, object]:
             folder = run / "saes" / f"iter_{step:07d}" / sid
             sae.save_model(str(folder))
             save_file({"sparsity": torch.full((D_SAE,), -1.0)}, str(folder / "sparsity.safetensors"))
+            write_firing_counts(folder, [50] * D_SAE, n_tokens=1000)  # none dead (saes.dead)
             (folder / "metrics.json").write_text(json.dumps(
                 {"explained_variance": 0.6 + 0.1 * j, "l0": 4.0, "dead_fraction": 0.0}), encoding="utf-8")
             saes[sid] = sae
         res = collect_topn(toks, model_encoder(model, saes), {k: D_SAE for k in saes},
-                           TopNConfig(n_top=6, n_quantile=2, n_sample=8, batch_size=16))
+                           TopNConfig(n_top=6, batch_size=16))
         for sid, r in res.items():
             folder = run / "features" / f"iter_{step:07d}" / sid
-            save_store(folder, r, toks, {"step": step, "sae_id": sid, "hook_name": saes[sid].cfg.metadata.hook_name})
+            sae_folder = run / "saes" / f"iter_{step:07d}" / sid
+            save_store(folder, r, toks, {"step": step, "sae_id": sid,
+                                         "hook_name": saes[sid].cfg.metadata.hook_name,
+                                         "sae_weights_hash": weights_hash(sae_folder)})
             st = FeatureStore.load(folder)
             for f in range(D_SAE):
                 rows.append({"checkpoint": step, "sae_id": sid, "feature": f,
@@ -115,6 +120,10 @@ def build_site_run(root: Path) -> tuple[Path, object, object]:
     pd.DataFrame(rows, columns=COLUMNS).to_parquet(buf, index=False)
     (run / "analysis").mkdir(parents=True, exist_ok=True)
     (run / "analysis" / "features.parquet").write_bytes(buf.getvalue())
+    from llmjp_ckpt.features.analyze import write_figures as feature_figures
+
+    # the language / granularity share figures the features stage writes: the index's headline
+    feature_figures(pd.DataFrame(rows, columns=COLUMNS), run / "analysis" / "figures", png=False)
     from llmjp_ckpt.compare import CompareConfig, compare_run
 
     # transitions.json, lineages/<sae_id>.parquet and plotly figures, by the compare stage

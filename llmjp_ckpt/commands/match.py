@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cosine at/above which a matched pair counts as shared (default 0.7)")
     p.add_argument("--method", choices=("auto", "sparse", "exact"), default="auto",
                    help="sparse candidate graph + auction, dense exact Hungarian, or auto by size")
+    p.add_argument("--device", default="cpu",
+                   help="where the similarity product runs: cpu, cuda, cuda:N (default cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,11 +27,13 @@ def run(args: argparse.Namespace) -> int:
 
     from llmjp_ckpt.compare.decoders import load_decoder
     from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
+    from llmjp_ckpt.devices import check_device
 
-    cfg = MatchConfig(method=args.method)
+    cfg = MatchConfig(method=args.method, device=check_device(args.device))
     if args.threshold is not None:
         cfg = dataclasses.replace(cfg, threshold=args.threshold)
-    a, b = load_decoder(args.sae_a), load_decoder(args.sae_b)
+    # folders from elsewhere may lack firing counts: then every latent with a direction is live
+    a, b = (load_decoder(x, require_counts=False) for x in (args.sae_a, args.sae_b))
     result = match_decoders(a, b, cfg)
     write_matches_csv(result, args.out)
     live = int(result.alive_a.sum())

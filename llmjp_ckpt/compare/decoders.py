@@ -1,8 +1,9 @@
 """Read an SAE's decoder directions from a SAELens-format folder, without building the SAE.
 
 Only ``sae_weights.safetensors`` (``W_dec``, shape ``[d_sae, d_in]``), ``cfg.json`` (``d_in``,
-the hook name) and, when present, ``sparsity.safetensors`` (log10 firing frequency) are read,
-so any architecture (including ones registered by plugins) can be compared.
+the hook name) and ``firing_counts.safetensors`` (the one definition of a dead latent,
+:mod:`llmjp_ckpt.saes.dead`) are read, so any architecture (including ones registered by
+plugins) can be compared.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from safetensors import safe_open
 
 from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.weights import tensor_shapes
 
 # SAELens' own file names (sae_lens.constants); repeated here so that --help stays instant.
 SAE_WEIGHTS_FILENAME = "sae_weights.safetensors"
 SAE_CFG_FILENAME = "cfg.json"
-SPARSITY_FILENAME = "sparsity.safetensors"
-
-# SAELens stores log10(frequency + 1e-10): a feature that never fired reads -10.
-DEAD_LOG10_FREQUENCY = -9.0
 
 
 @dataclass
@@ -32,7 +30,8 @@ class Decoder:
     path: Path
     W_dec: torch.Tensor  # [d_sae, d_in], float32
     hook_name: str
-    alive: torch.Tensor  # [d_sae] bool: fired at least once (when known) and has a direction
+    alive: torch.Tensor  # [d_sae] bool: not dead (saes.dead.alive_mask) and has a direction
+    weights_hash: str = ""  # saes.dead.weights_hash of the folder: what matches record
 
     @property
     def d_sae(self) -> int:
@@ -55,8 +54,15 @@ def _hook_name(cfg: dict, path: Path) -> str:
     return hook
 
 
-def load_decoder(folder: str | Path, dead_log10_frequency: float = DEAD_LOG10_FREQUENCY) -> Decoder:
-    """Load ``W_dec``, the hook name and the alive mask of the SAE saved in ``folder``."""
+def load_decoder(folder: str | Path, require_counts: bool = True) -> Decoder:
+    """Load ``W_dec``, the hook name and the alive mask of the SAE saved in ``folder``.
+
+    The alive mask is :func:`llmjp_ckpt.saes.dead.alive_mask` (a folder without
+    ``firing_counts.safetensors`` is a :class:`UserError`); with ``require_counts=False`` (SAEs
+    from elsewhere, ``llmjp-ckpt match``) such a folder counts every latent with a direction
+    alive.
+    """
+    from llmjp_ckpt.saes import dead
     folder = Path(folder)
     weights, cfg_path = folder / SAE_WEIGHTS_FILENAME, folder / SAE_CFG_FILENAME
     for f in (weights, cfg_path):
@@ -64,10 +70,9 @@ def load_decoder(folder: str | Path, dead_log10_frequency: float = DEAD_LOG10_FR
             raise UserError(f"{f}: missing; expected an SAE folder in SAELens format")
     cfg = read_json(cfg_path)
     hook = _hook_name(cfg, cfg_path)
+    # a truncated / corrupt file: one line naming it (safetensors' own error is a traceback)
+    tensor_shapes(weights, "SAELens' sae_weights.safetensors with W_dec [d_sae, d_in]", ("W_dec",))
     with safe_open(str(weights), framework="pt") as fh:
-        names = list(fh.keys())
-        if "W_dec" not in names:
-            raise UserError(f"{weights}: no tensor 'W_dec'; found {sorted(names)}")
         W_dec = fh.get_tensor("W_dec").float()
     if W_dec.ndim != 2:
         raise UserError(f"{weights}: W_dec has shape {tuple(W_dec.shape)}; expected [d_sae, d_in]")
@@ -79,15 +84,14 @@ def load_decoder(folder: str | Path, dead_log10_frequency: float = DEAD_LOG10_FR
     if n_bad:
         raise UserError(f"{weights}: W_dec has NaN/inf values in {n_bad} of {W_dec.shape[0]} features")
     alive = W_dec.norm(dim=1) > 0
-    sparsity = folder / SPARSITY_FILENAME
-    if sparsity.is_file():
-        with safe_open(str(sparsity), framework="pt") as fh:
-            names = list(fh.keys())
-            key = "sparsity" if "sparsity" in names else (names[0] if names else None)
-            log_freq = fh.get_tensor(key).float().flatten() if key else None
-        if log_freq is not None and log_freq.numel() == W_dec.shape[0]:
-            alive &= torch.nan_to_num(log_freq, nan=-100.0) > dead_log10_frequency
-    return Decoder(path=folder, W_dec=W_dec, hook_name=hook, alive=alive)
+    if require_counts or (folder / dead.FIRING_FILE).is_file():
+        fired = dead.alive_mask(folder)
+        if fired.shape != (W_dec.shape[0],):
+            raise UserError(f"{folder / dead.FIRING_FILE}: {fired.shape[0]} counts, expected "
+                            f"d_sae={W_dec.shape[0]}")
+        alive &= torch.from_numpy(fired)
+    return Decoder(path=folder, W_dec=W_dec, hook_name=hook, alive=alive,
+                   weights_hash=dead.weights_hash(folder))
 
 
 def check_comparable(a: Decoder, b: Decoder) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ class MatchConfig:
     block_rows: int = 2048  # rows of A per block of the similarity product
     exact_max_cells: int = 2048 * 2048  # "auto" uses dense + exact Hungarian up to this size
     method: str = "auto"  # auto | sparse | exact
+    device: str = "cpu"  # where the similarity product runs (cpu, cuda, cuda:N); not hashed
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -67,7 +68,6 @@ class MatchResult:
     alive_b: np.ndarray  # [n_b] bool
     threshold: float
     method: str
-    extra: dict = field(default_factory=dict)
 
     @property
     def n_a(self) -> int:
@@ -96,23 +96,24 @@ class MatchResult:
         return out
 
 
-def _candidates(A: torch.Tensor, B: torch.Tensor, k: int, block_rows: int):
-    """Row top-k of ``A @ B.T`` and its column maxima, one block of rows at a time."""
+def _candidates(A: torch.Tensor, B: torch.Tensor, k: int, block_rows: int, device: str = "cpu"):
+    """Row top-k of ``A @ B.T`` and its column maxima, one block of rows at a time (the product
+    on ``device``; the results come back to the CPU)."""
     n_a, n_b = A.shape[0], B.shape[0]
     k = min(k, n_b)
     vals = torch.empty(n_a, k)
     idx = torch.empty(n_a, k, dtype=torch.int64)
-    colmax = torch.full((n_b,), -float("inf"))
-    Bt = B.T.contiguous()
+    colmax = torch.full((n_b,), -float("inf"), device=device)
+    Bt = B.T.contiguous().to(device)
     starts = range(0, n_a, block_rows)
     for s in tqdm(starts, desc="similarity blocks", disable=len(starts) < 4, leave=False):
-        block = A[s : s + block_rows] @ Bt
+        block = A[s : s + block_rows].to(device) @ Bt
         v, i = torch.topk(block, k, dim=1)
-        vals[s : s + block_rows], idx[s : s + block_rows] = v, i
+        vals[s : s + block_rows], idx[s : s + block_rows] = v.cpu(), i.cpu()
         # amax along rows is cheap; an argmax along dim 0 is not (strided): mutual neighbours are
         # found from the maxima alone.
         torch.maximum(colmax, block.amax(dim=0), out=colmax)
-    return vals, idx, colmax
+    return vals, idx, colmax.cpu()
 
 
 def _fixup_columns(A, B, vals, idx, colmax, floor: float, k: int):
@@ -242,7 +243,7 @@ def match_unit(A: torch.Tensor, B: torch.Tensor, cfg: MatchConfig, method: str |
         nearest, nearest_sim = rix[:, 0].numpy(), rv[:, 0].numpy()
         colmax = St.amax(dim=0).numpy()
     else:
-        vals, idx, colmax_t = _candidates(A, B, cfg.top_k, cfg.block_rows)
+        vals, idx, colmax_t = _candidates(A, B, cfg.top_k, cfg.block_rows, cfg.device)
         k = idx.shape[1]
         fr, fc, fs = _fixup_columns(A, B, vals, idx, colmax_t, cfg.threshold, cfg.top_k)
         rows = np.concatenate([np.repeat(np.arange(n_a), k), fr])

@@ -22,12 +22,15 @@ import numpy as np
 from llmjp_ckpt import atomic, config
 from llmjp_ckpt.compare import figures as figs
 from llmjp_ckpt.compare import lineages as lin
+from llmjp_ckpt.compare import seeds
 from llmjp_ckpt.compare import transitions as tr
 from llmjp_ckpt.compare.decoders import check_comparable, load_decoder
 from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
 from llmjp_ckpt.config import read_json
+from llmjp_ckpt.devices import check_device, without_runtime
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder, sae_folders, step_dir
+from llmjp_ckpt.saes.dead import weights_hash
 
 log = logging.getLogger(__name__)
 STAGE = "compare"
@@ -69,15 +72,32 @@ def _labels(df, sae_id: str, step: int, column: str) -> dict[int, str]:
     return dict(zip(d["feature"].tolist(), tr._labels(d, column).tolist()))
 
 
+def _check_rows_current(rows, want: str, folder: Path) -> None:
+    """A :class:`UserError` when features.parquet rows came from other weights than the SAE's."""
+    if "sae_weights_hash" not in rows.columns or rows.empty:
+        return  # a table from before the column: nothing to check against
+    have = sorted({str(h) for h in rows["sae_weights_hash"].dropna()} - {want})
+    if have:
+        raise UserError(f"features.parquet: rows of {folder} have sae_weights_hash {have[0]} but "
+                        f"the SAE has {want}; expected current rows (rerun `llmjp-ckpt features`)")
+
+
 def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg: CompareConfig) -> dict:
     """Everything for one SAE family across its checkpoints; returns its JSON part and figures."""
     steps = [s for s, _ in series]
     fam_df = df[df["sae_id"] == sae_id]
-    out: dict[str, Any] = {"checkpoints": steps, "per_checkpoint": tr.per_checkpoint(fam_df), "pairs": []}
+    decoders = [load_decoder(p) for _, p in series]  # alive masks: saes.dead, the one definition
+    for (step, folder), d in zip(series, decoders):
+        _check_rows_current(fam_df[fam_df["checkpoint"] == step], d.weights_hash, folder)
+    alive = {s: d.alive.numpy() for s, d in zip(steps, decoders)}
+    out: dict[str, Any] = {"checkpoints": steps, "per_checkpoint": tr.per_checkpoint(fam_df, alive),
+                           "pairs": [],
+                           "dead_latents": {str(s): int((~a).sum()) for s, a in alive.items()},
+                           "sae_weights_hash": {str(s): d.weights_hash
+                                                for s, d in zip(steps, decoders)}}
     if len(steps) < 2:
         out["note"] = f"only one checkpoint (step {steps[0]}): nothing to compare"
         return out
-    decoders = [load_decoder(p) for _, p in series]
     for d in decoders[1:]:
         check_comparable(decoders[0], d)
     matches = []
@@ -92,6 +112,8 @@ def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg
         sims = m.similarity[m.partner >= 0]
         out["pairs"].append({
             "from": a, "to": b, "method": m.method,
+            "sae_weights_hash": {"from": decoders[t].weights_hash,
+                                 "to": decoders[t + 1].weights_hash},
             **lin.pair_events(m, cfg.related_threshold),
             "mean_similarity": float(np.mean(sims)) if sims.size else None,
             "similarities": [round(float(x), 4) for x in sims],
@@ -135,13 +157,17 @@ def _figures(sae_id: str, fam: dict, cfg: CompareConfig) -> dict:
 def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force: bool = False) -> dict:
     """Run the compare stage on ``run_dir``; returns the content of ``transitions.json``."""
     cfg = config or CompareConfig()
+    check_device(cfg.match.device, "compare config: match.device")  # before anything is written
     run = RunFolder(run_dir)
     series = find_saes(run.root)
     feats_path = run.path("analysis", "features.parquet")
     df = tr.load_features(feats_path)
     st = feats_path.stat()
-    stage_cfg = {**dataclasses.asdict(cfg),
+    # the SAEs' weight hashes: a retrained SAE (same id) reruns the matching
+    hashes = {f"{step_dir(s)}/{k}": weights_hash(p) for k, v in series.items() for s, p in v}
+    stage_cfg = {**without_runtime(dataclasses.asdict(cfg)),  # the match device: not hashed
                  "inputs": {k: [s for s, _ in v] for k, v in series.items()},
+                 "sae_weights_hashes": hashes,
                  "features_parquet": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}
     out_path = run.path("analysis", "transitions.json")
     all_steps = sorted({s for v in series.values() for s, _ in v})
@@ -159,6 +185,10 @@ def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force:
             if "note" in fam:
                 result["notes"].append(f"{sae_id}: {fam['note']}")
             fig_objs.update(_figures(sae_id, fam, cfg))
+        # the seed baseline (saes.seeds twins): cross-seed shared fraction beside each pair's
+        result["seed_baseline"] = seeds.seed_baseline(series, result["families"], cfg.match,
+                                                      run.path("analysis", "matches", "seeds"))
+        fig_objs.update(seeds.figures(result["seed_baseline"]))
         result["figures"] = figs.write_figures(fig_objs, run.path("analysis", "figures"), png=cfg.png)
         lineages = {k: v.get("lineages") for k, v in result["families"].items()}
         atomic.write_json(run.path("analysis", "lineages.json"), lineages)

@@ -1,7 +1,8 @@
 """Class shares per checkpoint and class flows between checkpoints, from ``features.parquet``.
 
 Shares are computed over subsets of an SAE's features: ``all`` (every row of the table),
-``alive`` (frequency > 0) and ``interpretable`` (a granularity label other than
+``alive`` (not dead by :mod:`llmjp_ckpt.saes.dead` when the masks are given — the compare stage
+gives them — else frequency > 0) and ``interpretable`` (a granularity label other than
 ``uninterpretable``). A missing label counts as ``unlabelled``. Flows count, for the features
 shared between consecutive checkpoints, the pairs (class before → class after).
 """
@@ -68,11 +69,26 @@ def crosstab(df: pd.DataFrame, language: str = "language_paper") -> dict[str, di
     return {str(r): {str(c): int(ct.loc[r, c]) for c in ct.columns if ct.loc[r, c]} for r in ct.index}
 
 
-def per_checkpoint(df: pd.DataFrame) -> dict:
-    """For one SAE family: ``{subset: {step: {n, <column>: shares, crosstab}}}``."""
+def alive_rows(df: pd.DataFrame, alive: dict[int, np.ndarray]) -> pd.Series:
+    """True for the rows whose feature is alive at its checkpoint (``alive[step][feature]``)."""
+    out = pd.Series(False, index=df.index)
+    for step, mask in alive.items():
+        rows = df["checkpoint"] == step
+        feats = df.loc[rows, "feature"].to_numpy()
+        inside = (feats >= 0) & (feats < len(mask))
+        out.loc[rows] = np.where(inside, mask[np.clip(feats, 0, max(len(mask) - 1, 0))], False)
+    return out
+
+
+def per_checkpoint(df: pd.DataFrame, alive: dict[int, np.ndarray] | None = None) -> dict:
+    """For one SAE family: ``{subset: {step: {n, <column>: shares, crosstab}}}``.
+
+    ``alive`` (``{step: mask [d_sae]}``, from :func:`llmjp_ckpt.saes.dead.alive_mask`) decides
+    the ``alive`` subset when given.
+    """
     out: dict = {}
     for name, pick in SUBSETS.items():
-        sub = df[pick(df)]
+        sub = df[alive_rows(df, alive) if name == "alive" and alive is not None else pick(df)]
         out[name] = {}
         for step in sorted(df["checkpoint"].unique()):
             d = sub[sub["checkpoint"] == step]

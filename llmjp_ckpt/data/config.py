@@ -30,10 +30,13 @@ class DataConfig:
     """``first``: the first window of each long-enough document (the study); ``pack``: every whole window of each document."""
     token_budget: int = 165_000_000
     """Trained tokens (64 a window) over all splits and languages."""
-    split: list[int] = field(default_factory=lambda: [8, 1, 1])
+    split: list[float] = field(default_factory=lambda: [8, 1, 1])
     """train : val : test ratio, assigned per document."""
     seed: int = 0
-    """Seed of the split assignment."""
+    """Seed of the split assignment and of the train shuffle."""
+    shuffle: bool = True
+    """Shuffle the train split (a seeded permutation of each language's windows) so a batch mixes
+    documents; ``false`` keeps reading order. Val and test stay in reading order."""
     on_bad_line: str = "fail"
     """``fail`` or ``skip`` (and count) on a malformed / non-UTF-8 JSONL line."""
     text_chars: int = 4096
@@ -50,6 +53,8 @@ class DataConfig:
             raise UserError(f"on_bad_line={self.on_bad_line!r}: expected 'fail' or 'skip'")
         if len(self.split) != 3 or any((not isinstance(s, (int, float))) or s < 0 for s in self.split) or sum(self.split) <= 0:
             raise UserError(f"split={self.split!r}: expected three non-negative numbers, e.g. [8, 1, 1]")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed={self.seed!r}: expected a non-negative integer")
         if self.token_budget <= 0:
             raise UserError(f"token_budget={self.token_budget}: expected > 0")
         if not self.languages:

@@ -13,6 +13,12 @@ as Arrow records as they come, so memory does not grow with the corpus.
   says so (also written to ``RUN/data/data_info.json``).
 - Each split is a ``datasets.save_to_disk`` folder with columns ``input_ids`` (65 ints, BOS
   first) and ``language``; the languages alternate row by row.
+- The train split is shuffled (``shuffle``, seeded by ``seed``): each language's kept windows
+  are put in a seeded random order before the languages are interleaved, so a training batch
+  mixes documents from the whole corpus instead of a run of consecutive ones (SAELens reads
+  the dataset in order and its mixing buffer holds only a few batches). The permutation is
+  of window indices (an indices mapping that ``save_to_disk`` writes out batch by batch), so
+  memory holds one integer a window, never the windows. Val and test stay in reading order.
 """
 
 from __future__ import annotations
@@ -177,6 +183,24 @@ def _load_tokenizer(path: str) -> Any:
     return load_tokenizer(path)
 
 
+def window_order(cfg: DataConfig, split: str, lang: str, n: int) -> Any:
+    """The order of one language's first ``n`` windows of ``split``: a seeded permutation for a
+    shuffled train split (the same for the same seed and language), reading order otherwise."""
+    import numpy as np
+
+    if split != "train" or not cfg.shuffle:
+        return range(n)
+    lang_key = int.from_bytes(hashlib.blake2b(lang.encode(), digest_size=4).digest(), "big")
+    return np.random.default_rng([cfg.seed, lang_key]).permutation(n)
+
+
+def shuffle_record(cfg: DataConfig) -> dict[str, Any]:
+    """How the train split was ordered (for data_info.json and the manifest)."""
+    return {"shuffled": cfg.shuffle, "seed": cfg.seed,
+            "method": "seeded permutation of each language's windows, then interleaved"
+            if cfg.shuffle else "reading order"}
+
+
 def build_splits(cfg: DataConfig, out: Path) -> dict[str, Any]:
     """Write ``out/{train,val,test}`` and return what was done (counts, shortfall)."""
     import datasets
@@ -224,7 +248,8 @@ def build_splits(cfg: DataConfig, out: Path) -> dict[str, Any]:
     for split in SPLITS:
         n = min(counts[lang].windows[split] for lang in langs)
         kept[split] = n * len(langs)
-        pieces = [datasets.Dataset.from_file(str(parts / f"{split}-{lang}.arrow")).select(range(n)) for lang in langs]
+        pieces = [datasets.Dataset.from_file(str(parts / f"{split}-{lang}.arrow"))
+                  .select(window_order(cfg, split, lang, n)) for lang in langs]
         ds = datasets.interleave_datasets(pieces) if n else pieces[0]
         ds.save_to_disk(str(out / split))
         del ds, pieces
@@ -246,6 +271,7 @@ def build_splits(cfg: DataConfig, out: Path) -> dict[str, Any]:
         },
         "bos_token_id": tokenizer.bos_token_id,
         "context_size": cfg.context_size,
+        "train_shuffle": shuffle_record(cfg),
     }
 
 
@@ -269,7 +295,8 @@ def prepare_data(config: DataConfig | dict[str, Any] | str | Path, run_dir: str 
         with atomic.atomic_dir(out) as tmp:
             info = build_splits(cfg, tmp)
             atomic.write_json(tmp / INFO_FILE, info)
-        st.info.update(windows=info["windows_per_split"], shortfall=info["shortfall"])
+        st.info.update(windows=info["windows_per_split"], shortfall=info["shortfall"],
+                       train_shuffle=info["train_shuffle"])
     return out
 
 

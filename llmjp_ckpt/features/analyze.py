@@ -3,8 +3,7 @@
 For each checkpoint the model runs once per batch of test windows and every SAE trained on that
 checkpoint encodes the same activations (:func:`llmjp_ckpt.features.topn.collect_topn`). Each
 latent then gets its statistics and, from its top examples in the study's format, its language
-by both rules and its granularity — through ``llmjp_ckpt.labels`` when those modules are
-installed, else ``None``.
+by both rules and its granularity (:func:`llmjp_ckpt.labels.assign.label_feature`).
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features import normstudy
 from llmjp_ckpt.features import store as fstore
 from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
+from llmjp_ckpt.labels.assign import label_feature
 from llmjp_ckpt.runfolder import RunFolder, config_hash, sae_folders, step_dir
+from llmjp_ckpt.saes.dead import weights_hash
 from llmjp_ckpt.tokens import TokenText
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ STAGE = "features"
 COLUMNS = [
     "checkpoint", "sae_id", "feature", "frequency", "max_activation", "mean_activation",
     "language_paper", "language_script", "granularity", "granularity_confidence",
+    "sae_weights_hash",  # saes.dead.weights_hash of the SAE the row (and its labels) came from
 ]
 PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
 ModelLoader = Callable[[int], Any]  # step -> HookedTransformer
@@ -43,26 +45,29 @@ class FeaturesConfig:
     """The features stage's settings (``configs/features.yaml``)."""
 
     n_top: int = 50  # examples per latent, as in the study
-    n_quantile: int = 5  # extra examples from lower activation quantiles
-    n_sample: int = 64  # reservoir the quantile examples are drawn from
     batch_size: int = 32  # windows per forward pass
-    seed: int = 0  # reservoir sampling seed
     max_windows: int | None = None  # use only the first N test windows (None: all)
-    device: str = "cpu"  # where the model and SAEs run
+    device: str = "cpu"  # where the model and SAEs run (cpu, cuda, cuda:N; not hashed)
+    dtype: str = "float32"  # the model's dtype: float32 / bfloat16 / float16; SAEs stay fp32 (not hashed)
     label_examples: int = 50  # top examples handed to the language/granularity labels
+    granularity_params: str | None = None  # thresholds file from `label --fit`; None: shipped
     norm_study: bool = True  # also run the norm study (RUN/analysis/norms.json)
     norm_windows: int = 256  # test windows used by the norm study
     model: str | None = None  # model name or folder; None: from the SAEs' cfg.json
     checkpoint_root: str | None = None  # local root of iter_* checkpoints, if any
     png: bool = True  # also render PNGs (needs a Chrome for kaleido; skipped with a log line)
+    trust_pickle: bool = False  # allow pickle (.bin/.pt) checkpoint weights: trusted files only
 
     def __post_init__(self) -> None:
         self.topn()  # validates the top-N fields
+        from llmjp_ckpt.devices import check_dtype
+
+        check_dtype(self.dtype, "features config: dtype")
         if self.max_windows is not None and self.max_windows < 1:
             raise UserError(f"features config: max_windows={self.max_windows}, expected >= 1 or null")
 
     def topn(self) -> TopNConfig:
-        return TopNConfig(self.n_top, self.n_quantile, self.n_sample, self.batch_size, self.seed)
+        return TopNConfig(self.n_top, self.batch_size)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FeaturesConfig:
@@ -99,58 +104,46 @@ def load_test_tokens(run: Path, max_windows: int | None = None) -> torch.Tensor:
 def default_model_loader(run: Path, cfg: FeaturesConfig, sae_dir: Path) -> ModelLoader:
     """Load each checkpoint with :func:`llmjp_ckpt.models.adapter.load_model` from the config, else from
     the model name recorded in the SAEs' ``cfg.json`` metadata."""
-    import json
 
     from llmjp_ckpt.models.adapter import load_model
 
-    source, root = cfg.model, cfg.checkpoint_root
+    source, root, trust = cfg.model, cfg.checkpoint_root, cfg.trust_pickle
     train = (RunFolder(run).stage_record("train") or {}).get("config", {})
     model_cfg = (train.get("config") or {}).get("model") or {}  # the train stage's TrainConfig
     if source is None and model_cfg.get("source"):
         source = model_cfg["source"]
         root = root or model_cfg.get("checkpoint_root")
+        trust = trust or bool(model_cfg.get("trust_pickle"))  # the model train was allowed
     if source is None:
-        meta = json.loads((sae_dir / "cfg.json").read_text(encoding="utf-8")).get("metadata", {})
+        meta = config.read_json(sae_dir / "cfg.json").get("metadata", {})
         source = meta.get("model_name")
         kwargs = meta.get("model_from_pretrained_kwargs") or {}
         root = root or kwargs.get("checkpoint_root")
     if not source:
         raise UserError(f"{sae_dir / 'cfg.json'}: metadata.model_name missing; set `model` in the features config")
-    return lambda step: load_model(source, step, checkpoint_root=root, device=cfg.device)
+    from llmjp_ckpt.devices import torch_dtype
+
+    dtype = torch_dtype(cfg.dtype)
+    return lambda step: load_model(source, step, checkpoint_root=root, device=cfg.device,
+                                   trust_pickle=trust, dtype=dtype)
 
 
-# --- labels (the labels engineer's modules, when installed) ---------------------------------
-def _labellers() -> tuple[Callable | None, Callable | None, Callable | None]:
-    try:
-        from llmjp_ckpt.labels.language import paper_language, script_language
-    except ImportError:
-        paper_language = script_language = None  # type: ignore[assignment]
-    try:
-        from llmjp_ckpt.labels.granularity import classify
-    except ImportError:
-        classify = None  # type: ignore[assignment]
-    return paper_language, script_language, classify
-
-
+# --- labels ---------------------------------------------------------------------------------
 def feature_rows(st: fstore.FeatureStore, step: int, sae_id: str, tt: TokenText | None,
-                 n_examples: int = 50) -> list[dict[str, Any]]:
-    """One row per latent: statistics from the store, labels from its top examples."""
-    paper, script, classify = _labellers()
+                 n_examples: int = 50, backend: Any = None) -> list[dict[str, Any]]:
+    """One row per latent: statistics from the store, labels from its top examples.
+
+    A dead latent has no examples and keeps ``None`` labels (:func:`labels.assign.label_feature`).
+    """
     freq, mx, mean = st.frequency.tolist(), st.t["max_activation"].tolist(), st.mean_activation.tolist()
     rows = []
     for f in tqdm(range(st.d_sae), desc=f"labels {step_dir(step)}/{sae_id}", leave=False):
         row: dict[str, Any] = {
             "checkpoint": step, "sae_id": sae_id, "feature": f, "frequency": freq[f],
-            "max_activation": mx[f], "mean_activation": mean[f], "language_paper": None,
-            "language_script": None, "granularity": None, "granularity_confidence": None,
+            "max_activation": mx[f], "mean_activation": mean[f],
         }
-        ex = st.examples(f, tt)[:n_examples] if (paper or script or classify) else []
-        if ex:  # a dead latent has no examples and keeps None labels
-            row["language_paper"] = paper(ex) if paper else None
-            row["language_script"] = script(ex) if script else None
-            if classify:
-                label, conf = classify(ex)
-                row["granularity"], row["granularity_confidence"] = label, float(conf)
+        row.update(label_feature(st.examples(f, tt)[:n_examples], backend=backend))
+        row["sae_weights_hash"] = st.meta.get("sae_weights_hash")
         rows.append(row)
     return rows
 
@@ -160,23 +153,26 @@ def run_step(run: Path, step: int, saes: dict[str, Path], cfg: FeaturesConfig,
              loader: ModelLoader, tokens: torch.Tensor, force: bool = False) -> tuple[Any, dict[str, Path]]:
     """Top-N stores for the SAEs of one checkpoint (skipping complete ones unless ``force``);
     returns the model."""
-    from sae_lens import SAE
-
     import llmjp_ckpt  # noqa: F401  registers the token-norm SAE architecture before loading
+    from llmjp_ckpt.weights import load_sae
 
-    h = config_hash({**dataclasses.asdict(cfg.topn()), "n_windows": len(tokens)})
+    # a store's key: the top-N config, the windows and the SAE's weights (a retrain recomputes)
+    base = {**dataclasses.asdict(cfg.topn()), "n_windows": len(tokens)}
+    wh = {sid: weights_hash(p) for sid, p in saes.items()}
+    h = {sid: config_hash({**base, "sae_weights_hash": wh[sid]}) for sid in saes}
     out = {sid: run / "features" / step_dir(step) / sid for sid in saes}
-    todo = {sid: p for sid, p in saes.items() if force or not _store_current(out[sid], h)}
+    todo = {sid: p for sid, p in saes.items() if force or not _store_current(out[sid], h[sid])}
     model = loader(step)
     if todo:
-        loaded = {sid: SAE.load_from_disk(str(p), device=cfg.device).eval() for sid, p in todo.items()}
+        loaded = {sid: load_sae(p, cfg.device) for sid, p in todo.items()}  # bad file: one line
         enc = model_encoder(model, loaded)
         res = collect_topn(tokens, enc, {k: s.cfg.d_sae for k, s in loaded.items()}, cfg.topn(),
                            desc=step_dir(step))
         for sid, r in res.items():
             hook = loaded[sid].cfg.metadata.hook_name
             fstore.save_store(out[sid], r, tokens, {"step": step, "sae_id": sid, "hook_name": hook,
-                                                    "config_hash": h})
+                                                    "config_hash": h[sid],
+                                                    "sae_weights_hash": wh[sid]})
     return model, out
 
 
@@ -196,14 +192,24 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
     import pandas as pd
 
     cfg = cfg or FeaturesConfig()
+    from llmjp_ckpt.devices import check, without_runtime
+
+    check(cfg.device, cfg.dtype)  # before anything is written
     rf = RunFolder(run_dir)
     run = rf.root
     parquet = run / "analysis" / "features.parquet"
     all_saes = discover_saes(run)
     # the stage is done for this config *and* these SAEs (a retrain or a new checkpoint reruns it)
-    stage_cfg = {"features": dataclasses.asdict(cfg),
+    from llmjp_ckpt.labels.granularity import backend_from_params
+
+    gran_backend = backend_from_params(cfg.granularity_params, "features config: granularity_params")
+    stage_cfg = {"features": without_runtime(dataclasses.asdict(cfg)),  # device/dtype: not hashed
+                 "granularity_thresholds": dataclasses.asdict(gran_backend.params),
                  "saes": [f"{step_dir(st)}/{sid}" for st in sorted(all_saes) for sid in sorted(all_saes[st])],
-                 "train_config_hash": (rf.stage_record("train") or {}).get("config_hash")}
+                 "train_config_hash": (rf.stage_record("train") or {}).get("config_hash"),
+                 "sae_weights_hashes": {f"{step_dir(st)}/{sid}": weights_hash(p)
+                                        for st in sorted(all_saes)
+                                        for sid, p in all_saes[st].items()}}
     with rf.stage(STAGE, stage_cfg, force=force, outputs=[parquet]) as stage:
         if stage.skipped:
             return parquet
@@ -217,7 +223,8 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
             model, stores = run_step(run, step, all_saes[step], cfg, loader, tokens, force)
             tt = token_text or _token_text_of(model)
             for sid, folder in stores.items():
-                rows += feature_rows(fstore.FeatureStore.load(folder), step, sid, tt, cfg.label_examples)
+                rows += feature_rows(fstore.FeatureStore.load(folder), step, sid, tt,
+                                     cfg.label_examples, gran_backend)
             if cfg.norm_study:
                 norms += normstudy.norm_rows(normstudy.layer_norms(model, norm_tokens, cfg.batch_size),
                                              normstudy.token_types(norm_tokens, tt), step)

@@ -3,8 +3,8 @@ latents die under each per-token normalisation mode.
 
 - Token norms: the L2 norm of ``blocks.{l}.hook_resid_post`` for every layer and token,
   grouped by token type (BOS, newline, punctuation, Japanese, English, other), per checkpoint.
-- Dead latents: from each SAE's ``sparsity.safetensors`` (SAELens writes log10 firing
-  frequency); a latent is dead when it never fired (log10 frequency below :data:`DEAD_LOG10`).
+- Dead latents: per SAE, by the one definition (:mod:`llmjp_ckpt.saes.dead`: never fired on
+  the SAE's dead-latent evaluation set, read from its ``firing_counts.safetensors``).
 
 Writes ``RUN/analysis/norms.json`` and a figure for each part under ``RUN/analysis/figures/``.
 """
@@ -12,24 +12,29 @@ Writes ``RUN/analysis/norms.json`` and a figure for each part under ``RUN/analys
 from __future__ import annotations
 
 import html
-import json
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
 from llmjp_ckpt import atomic
-from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.chars import (
+    BYTE_PIECE_RE,
+    byte_of_piece,
+    is_ascii_letter,
+    is_japanese_char_norm_study,
+)
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.plotting import write_figures
-from llmjp_ckpt.runfolder import step_dir
-from llmjp_ckpt.tokens import TokenText, byte_of_piece
+from llmjp_ckpt.runfolder import sae_folders, step_dir
+from llmjp_ckpt.tokens import TokenText
 
 TOKEN_TYPES = ("BOS", "newline", "punctuation", "Japanese", "English", "other")
 COLORS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#7f7f7f")  # per token type
-DEAD_LOG10 = -9.0  # SAELens stores log10(freq + 1e-10): a never-firing latent sits at -10
+DEAD_DEFINITION = ("a latent that never fires over the SAE's dead-latent evaluation set "
+                   "(firing_counts.safetensors; llmjp_ckpt.saes.dead)")
 
 
 def token_type_of(text: str) -> str:
@@ -39,22 +44,16 @@ def token_type_of(text: str) -> str:
         return "newline"
     if b is not None:
         return "other"  # a lone byte of a multibyte character
-    core = text.strip()
+    core = BYTE_PIECE_RE.sub("", text).strip()  # byte-level BPE: "の<0xE7>" is Japanese
     if not core:
         return "other"
-    if any(_is_japanese(ch) for ch in core):
+    if any(is_japanese_char_norm_study(ch) for ch in core):
         return "Japanese"
-    if any(ch.isascii() and ch.isalpha() for ch in core):
+    if any(is_ascii_letter(ch) for ch in core):
         return "English"
     if all(unicodedata.category(ch)[0] in "PS" for ch in core):
         return "punctuation"
     return "other"
-
-
-def _is_japanese(ch: str) -> bool:
-    o = ord(ch)
-    return (0x3040 <= o <= 0x30FF or 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF
-            or 0xFF66 <= o <= 0xFF9F or 0x20000 <= o <= 0x2FFFF or ch in "々〆ヶ")
 
 
 def token_types(tokens: Tensor, tt: TokenText | None) -> Tensor:
@@ -99,22 +98,20 @@ def norm_rows(norms: Tensor, types: Tensor, step: int) -> list[dict[str, Any]]:
 
 
 def dead_rows(run: Path) -> list[dict[str, Any]]:
-    """Dead latents per SAE from ``sparsity.safetensors``, with the SAE's normalisation mode."""
+    """Dead latents per SAE (:func:`llmjp_ckpt.saes.dead.alive_mask`), with its normalisation."""
+    from llmjp_ckpt.saes.dead import alive_mask, firing_counts
+    from llmjp_ckpt.saes.normalisation import mode_of
+
     rows = []
-    for f in sorted((run / "saes").glob("iter_*/*/sparsity.safetensors")):
-        cfg_path = f.parent / "cfg.json"
-        try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            log_freq = load_file(str(f)).get("sparsity")
-        except Exception as exc:  # unreadable JSON or safetensors
-            raise UserError(f"{f.parent}: unreadable cfg.json or sparsity.safetensors ({exc})") from exc
-        if log_freq is None:
-            raise UserError(f"{f}: tensor 'sparsity' missing (expected SAELens' log10 firing frequencies)")
-        mode = cfg.get("token_norm") or cfg.get("normalize_activations") or "none"
-        dead = int((log_freq < DEAD_LOG10).sum())
-        rows.append({"checkpoint": int(f.parent.parent.name.removeprefix("iter_")),
-                     "sae_id": f.parent.name, "normalization": mode, "d_sae": int(log_freq.numel()),
-                     "dead": dead, "dead_fraction": dead / max(int(log_freq.numel()), 1)})
+    for step, sae_id, folder in sae_folders(run):
+        cfg = read_json(folder / "cfg.json")
+        alive = alive_mask(folder)
+        _, n_tokens = firing_counts(folder)
+        mode = mode_of(cfg)
+        dead = int((~alive).sum())
+        rows.append({"checkpoint": step, "sae_id": sae_id, "normalization": mode,
+                     "d_sae": int(alive.size), "dead": dead,
+                     "dead_fraction": dead / max(int(alive.size), 1), "eval_tokens": n_tokens})
     return rows
 
 
@@ -123,7 +120,7 @@ def write_norm_study(run: Path, norms: list[dict[str, Any]], png: bool = True) -
     dead = dead_rows(run)
     out = run / "analysis"
     atomic.write_json(out / "norms.json", {"token_norms": norms, "dead_latents": dead,
-                                           "dead_log10_threshold": DEAD_LOG10})
+                                           "dead_definition": DEAD_DEFINITION})
     return write_norm_figures(norms, dead, out / "figures", png)
 
 

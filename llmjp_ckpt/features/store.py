@@ -1,10 +1,13 @@
 """The top-N store on disk: ``RUN/features/iter_{step:07d}/<sae_id>/``.
 
 ``topn.safetensors`` holds the tensors (ints and floats only), ``features.json`` the small
-metadata; the folder is written whole with :func:`llmjp_ckpt.atomic.atomic_dir`, so a folder
+metadata (with ``sae_weights_hash``, :func:`llmjp_ckpt.saes.dead.weights_hash` of the SAE it
+was computed from, part of the store's key ``config_hash``); the folder is written whole
+with :func:`llmjp_ckpt.atomic.atomic_dir`, so a folder
 with ``features.json`` is complete. Examples come back in the study's format: a window is a
 list of ``[token_text, activation]`` with ``token_text`` from
-:meth:`llmjp_ckpt.tokens.TokenText.piece_text`.
+:meth:`llmjp_ckpt.tokens.TokenText.example_texts` (the study's ``piece_text`` for SentencePiece,
+real characters for byte-level BPE).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ META = "features.json"
 SCHEMA = 1
 _KEYS = {
     "top_values": 2, "top_windows": 2, "top_token_acts": 3,
-    "quantile_values": 2, "quantile_windows": 2, "quantile_levels": 1, "quantile_token_acts": 3,
     "fire_count": 1, "act_sum": 1, "max_activation": 1, "window_ids": 1, "window_tokens": 2,
 }
 Window = list[list[Any]]  # [[token_text, activation], ...]
@@ -36,15 +38,11 @@ Window = list[list[Any]]  # [[token_text, activation], ...]
 
 def save_store(out_dir: str | Path, res: FeatureTopN, tokens: Tensor, meta: dict[str, Any]) -> Path:
     """Write one SAE's result; ``tokens [n_windows, L]`` are the windows it was computed on."""
-    wins = torch.cat([res.top_windows.reshape(-1), res.quantile_windows.reshape(-1)])
+    wins = res.top_windows.reshape(-1)
     window_ids = torch.unique(wins[wins >= 0])
     tensors = {
         "top_values": res.top_values.float(), "top_windows": res.top_windows.long(),
         "top_token_acts": res.top_token_acts.half(),
-        "quantile_values": res.quantile_values.float(),
-        "quantile_windows": res.quantile_windows.long(),
-        "quantile_levels": res.quantile_levels.float(),
-        "quantile_token_acts": res.quantile_token_acts.half(),
         "fire_count": res.fire_count.long(), "act_sum": res.act_sum.double(),
         "max_activation": res.max_activation.float(),
         "window_ids": window_ids.long(), "window_tokens": tokens[window_ids].to(torch.int32),
@@ -98,7 +96,7 @@ class FeatureStore:
             raise UserError(f"{tens_path}: top_* tensors disagree in shape (expected [{f}, {n}, ...])")
         if len(t["window_ids"]) != len(t["window_tokens"]):
             raise UserError(f"{tens_path}: window_ids and window_tokens differ in length")
-        used = torch.cat([t["top_windows"].reshape(-1), t["quantile_windows"].reshape(-1)])
+        used = t["top_windows"].reshape(-1)
         used = used[used >= 0]
         pos = torch.searchsorted(t["window_ids"], used).clamp(max=max(len(t["window_ids"]) - 1, 0))
         if len(used) and (len(t["window_ids"]) == 0 or not torch.equal(t["window_ids"][pos], used)):
@@ -118,41 +116,27 @@ class FeatureStore:
         c = self.t["fire_count"]
         return torch.where(c > 0, self.t["act_sum"] / c.clamp(min=1), 0.0)
 
-    def examples(self, feature: int, tt: TokenText | None = None, kind: str = "top",
+    def examples(self, feature: int, tt: TokenText | None = None,
                  round_to: int | None = 4) -> list[Window]:
-        """A latent's examples in the study's format (empty list for a dead latent).
+        """A latent's top examples, descending, in the study's format (empty for a dead latent).
 
-        ``kind`` is ``top`` (descending) or ``quantile``. Without a tokenizer, token text is
-        ``<id N>``.
+        Without a tokenizer, token text is ``<id N>``.
         """
         if not 0 <= feature < self.d_sae:
             raise UserError(f"feature {feature}: expected 0 <= feature < {self.d_sae}")
-        if kind not in ("top", "quantile"):
-            raise UserError(f"examples kind {kind!r}: expected 'top' or 'quantile'")
-        table = _piece_table(tt) if tt else ()
-        wins = self.t[f"{kind}_windows"][feature]
+        wins = self.t["top_windows"][feature]
         keep = (wins >= 0).nonzero().squeeze(1)
         if len(keep) == 0:
             return []
         rows = torch.searchsorted(self.t["window_ids"], wins[keep])
-        ids_all = self.t["window_tokens"][rows, int(self.meta["first_position"]):].tolist()
-        acts_all = self.t[f"{kind}_token_acts"][feature][keep].float().tolist()
+        first = int(self.meta["first_position"])
+        ids_all = self.t["window_tokens"][rows].tolist()
+        acts_all = self.t["top_token_acts"][feature][keep].float().tolist()
         out: list[Window] = []
         for ids, vals in zip(ids_all, acts_all):
-            texts = [table[i] if i < len(table) else (tt.piece_text(i) if tt else f"<id {i}>")
-                     for i in ids]
+            # the whole window goes through TokenText: byte-level BPE rebuilds characters
+            # across tokens (a kanji's bytes may start before ``first``)
+            texts = tt.example_texts(ids)[first:] if tt else [f"<id {i}>" for i in ids[first:]]
             out.append([[t, round(v, round_to) if round_to is not None else v]
                         for t, v in zip(texts, vals)])
         return out
-
-
-_TABLES: dict[int, tuple[TokenText, tuple[str, ...]]] = {}
-
-
-def _piece_table(tt: TokenText) -> tuple[str, ...]:
-    """``piece_text`` for every id of ``tt``, computed once per tokenizer object."""
-    hit = _TABLES.get(id(tt))
-    if hit is None or hit[0] is not tt:
-        hit = (tt, tuple(tt.piece_text(i) for i in range(len(tt))))
-        _TABLES[id(tt)] = hit
-    return hit[1]

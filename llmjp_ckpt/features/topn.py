@@ -2,16 +2,15 @@
 
 Pass 1 streams every window once: per batch it reduces the SAE activations to one value per
 (window, latent) — the window's max — and merges them into running per-latent buffers of the
-N best windows (a stable sort of ``[buffer | batch]``, so ties keep the earlier window), a
-uniform random sample of firing windows (a second buffer keyed by random numbers: reservoir
-sampling as a top-k) and firing counts and sums. Memory is O(latents × N), independent of the
+N best windows (a stable sort of ``[buffer | batch]``, so ties keep the earlier window) and
+firing counts and sums. Memory is O(latents × N), independent of the
 number of tokens. Pass 2 re-encodes only the selected windows to read their per-token values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -28,17 +27,12 @@ class TopNConfig:
     """How many examples to keep per latent."""
 
     n_top: int = 50  # the study's 50 examples per feature
-    n_quantile: int = 5  # extra examples spread over the firing windows' activation ranks
-    n_sample: int = 64  # reservoir of firing windows the quantile examples are drawn from
     batch_size: int = 32  # windows per forward pass
-    seed: int = 0  # reservoir sampling seed
 
     def __post_init__(self) -> None:
-        for name in ("n_top", "n_sample", "batch_size"):
+        for name in ("n_top", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"top-N config: {name}={getattr(self, name)}, expected >= 1")
-        if not 0 <= self.n_quantile <= self.n_sample:
-            raise UserError(f"top-N config: n_quantile={self.n_quantile}, expected 0..n_sample")
 
 
 @dataclass
@@ -48,16 +42,11 @@ class FeatureTopN:
     top_values: Tensor  # [F, N] float32: window max, descending; 0 where no example
     top_windows: Tensor  # [F, N] int64: window id, -1 where no example
     top_token_acts: Tensor  # [F, N, T] float16: per-token activation of those windows
-    quantile_values: Tensor  # [F, Q] float32
-    quantile_windows: Tensor  # [F, Q] int64, -1 where none
-    quantile_levels: Tensor  # [Q] float32: rank fraction among firing windows (0 = top)
-    quantile_token_acts: Tensor  # [F, Q, T] float16
     fire_count: Tensor  # [F] int64: tokens where the latent is > 0
     act_sum: Tensor  # [F] float64: sum of activations
     max_activation: Tensor  # [F] float32
     n_tokens: int
     n_windows: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def frequency(self) -> Tensor:
@@ -75,22 +64,17 @@ class TopNCollector:
 
     def __init__(self, d_sae: int, cfg: TopNConfig):
         self.cfg, self.d_sae = cfg, d_sae
-        n, s = cfg.n_top, cfg.n_sample
+        n = cfg.n_top
         self.top_values = torch.full((d_sae, n), float("-inf"))
         self.top_windows = torch.full((d_sae, n), -1, dtype=torch.long)
-        self.sample_keys = torch.full((d_sae, s), float("-inf"))
-        self.sample_values = torch.zeros(d_sae, s)
-        self.sample_windows = torch.full((d_sae, s), -1, dtype=torch.long)
         self.fire_count = torch.zeros(d_sae, dtype=torch.long)
         self.act_sum = torch.zeros(d_sae, dtype=torch.float64)
         self.max_activation = torch.zeros(d_sae)
         self.n_tokens = 0
         self.n_windows = 0
         self.n_positions: int | None = None
-        self._gen = torch.Generator().manual_seed(cfg.seed)
         self._slots: tuple[Tensor, Tensor, Tensor] | None = None
         self.top_token_acts: Tensor | None = None
-        self.quantile_token_acts: Tensor | None = None
 
     # --- pass 1 -------------------------------------------------------------------------
     @torch.no_grad()
@@ -123,19 +107,8 @@ class TopNCollector:
             order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, : self.cfg.n_top]
             self.top_values[rows] = vals.gather(1, order)
             self.top_windows[rows] = torch.cat([self.top_windows[rows], b_ids], 1).gather(1, order)
-        # reservoir: keep the firing windows with the largest random keys (a uniform sample)
-        keys = torch.rand(wmax.shape, generator=self._gen, device=wmax.device).masked_fill_(wmax <= 0, float("-inf"))
-        rows = (keys.amax(1) > self.sample_keys[:, -1]).nonzero().squeeze(1)  # buffers sorted desc
-        if len(rows):
-            b_ids = window_ids.expand(len(rows), -1)
-            k = torch.cat([self.sample_keys[rows], keys[rows]], 1)
-            best = torch.topk(k, self.cfg.n_sample, 1).indices  # sorted: column -1 stays the min
-            self.sample_keys[rows] = k.gather(1, best)
-            self.sample_values[rows] = torch.cat([self.sample_values[rows], wmax[rows]], 1).gather(1, best)
-            self.sample_windows[rows] = torch.cat([self.sample_windows[rows], b_ids], 1).gather(1, best)
 
-    _BUFFERS = ("top_values", "top_windows", "sample_keys", "sample_values", "sample_windows",
-                "fire_count", "act_sum", "max_activation")
+    _BUFFERS = ("top_values", "top_windows", "fire_count", "act_sum", "max_activation")
 
     def _to(self, device: torch.device) -> None:
         """Keep the running buffers where the activations are (CPU or an accelerator)."""
@@ -143,29 +116,17 @@ class TopNCollector:
             return
         for name in self._BUFFERS:
             setattr(self, name, getattr(self, name).to(device))
-        self._gen = torch.Generator(device=device).manual_seed(self.cfg.seed)
 
     def finish_pass1(self) -> None:
-        """Drop non-firing entries, pick the quantile examples, and plan pass 2 (on the CPU)."""
+        """Drop non-firing entries and plan pass 2 (on the CPU)."""
         if self.n_windows == 0:
             raise UserError("no token windows to collect top-N examples from (empty split?)")
         self._to(torch.device("cpu"))
         empty = ~(self.top_values > 0)
         self.top_windows[empty] = -1
         self.top_values[empty] = 0.0
-        # quantile examples: sort the sample by value, take ranks at evenly spaced fractions
-        valid = self.sample_keys > float("-inf")
-        svals = torch.where(valid, self.sample_values, float("-inf"))
-        order = torch.sort(svals, dim=1, descending=True, stable=True).indices
-        svals, swins = svals.gather(1, order), self.sample_windows.gather(1, order)
-        m = valid.sum(1, keepdim=True)  # [F, 1]
-        q = self.cfg.n_quantile
-        self.quantile_levels = (torch.arange(q, dtype=torch.float32) + 1) / (q + 1)
-        ranks = (self.quantile_levels[None] * m).long().clamp(max=(m - 1).clamp(min=0))
-        self.quantile_values = torch.where(m > 0, svals.gather(1, ranks), 0.0)
-        self.quantile_windows = torch.where(m > 0, swins.gather(1, ranks), -1)
         # pass-2 plan: every (latent, slot) that needs per-token values, sorted by window
-        wins = torch.cat([self.top_windows, self.quantile_windows], 1)  # [F, N+Q]
+        wins = self.top_windows  # [F, N]
         flat = wins.reshape(-1)
         keep = (flat >= 0).nonzero().squeeze(1)
         order = torch.sort(flat[keep], stable=True).indices
@@ -173,7 +134,6 @@ class TopNCollector:
         self._slots = (flat[slot], slot // wins.shape[1], slot % wins.shape[1])
         t = self.n_positions or 0
         self.top_token_acts = torch.zeros(self.d_sae, self.cfg.n_top, t, dtype=torch.float16)
-        self.quantile_token_acts = torch.zeros(self.d_sae, q, t, dtype=torch.float16)
 
     def selected_windows(self) -> Tensor:
         """Sorted unique window ids that pass 2 must re-encode."""
@@ -185,7 +145,6 @@ class TopNCollector:
     def gather(self, acts: Tensor, window_ids: Tensor) -> None:
         """Store per-token values for the slots whose window is in this (sorted) batch."""
         assert self._slots is not None and self.top_token_acts is not None
-        assert self.quantile_token_acts is not None
         slot_win, slot_feat, slot_col = self._slots
         window_ids = window_ids.long().cpu()
         lo = torch.searchsorted(slot_win, window_ids[0], side="left")
@@ -198,18 +157,13 @@ class TopNCollector:
             raise ValueError("pass-2 batch is missing selected windows (batches must be contiguous)")
         dev = acts.device
         vals = acts.detach()[pos.to(dev), :, f.to(dev)].to(torch.float16).cpu()  # [S, T]
-        n = self.cfg.n_top
-        top = c < n
-        self.top_token_acts[f[top], c[top]] = vals[top]
-        self.quantile_token_acts[f[~top], c[~top] - n] = vals[~top]
+        self.top_token_acts[f, c] = vals
 
     def result(self) -> FeatureTopN:
-        assert self.top_token_acts is not None and self.quantile_token_acts is not None
+        assert self.top_token_acts is not None
         return FeatureTopN(
             top_values=self.top_values, top_windows=self.top_windows,
             top_token_acts=self.top_token_acts,
-            quantile_values=self.quantile_values, quantile_windows=self.quantile_windows,
-            quantile_levels=self.quantile_levels, quantile_token_acts=self.quantile_token_acts,
             fire_count=self.fire_count, act_sum=self.act_sum, max_activation=self.max_activation,
             n_tokens=self.n_tokens, n_windows=self.n_windows,
         )

@@ -18,12 +18,13 @@ takes ``decode_fn`` as an argument: our seam) and replace the saving step:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,10 @@ from llmjp_ckpt import atomic
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.site import escape
 from llmjp_ckpt.site.assets import D3_NAME, PLOTLY_NAME
-from llmjp_ckpt.tokens import TokenText, byte_of_piece
+from llmjp_ckpt.tokens import TokenText
 
 log = logging.getLogger(__name__)
+HASH_META = "llmjp-sae-weights-hash"
 
 _CDN_D3 = '<script src="https://d3js.org/d3.v6.min.js"></script>'
 _CDN_PLOTLY = '<script src="https://cdn.plot.ly/plotly-latest.min.js"></script>'
@@ -54,12 +56,8 @@ function llmjpEscapeHtml(s) {
 
 
 def single_token_text(tt: TokenText, token_id: int) -> str:
-    """One id alone (logit tables): ``▁`` as a space, a lone byte piece as ``\\xNN``."""
-    piece = tt.piece(token_id)
-    b = byte_of_piece(piece)
-    if b is not None:
-        return f"\\x{b:02X}"
-    return tt.piece_text(token_id)
+    """One id alone (logit tables): ``▁`` as a space, a lone byte as ``\\xNN``, any tokenizer."""
+    return tt.single_text(token_id)
 
 
 def make_decode_fn(tt: TokenText):
@@ -94,8 +92,12 @@ def redecode_sequences(js_data: Any, tt: TokenText) -> int:
 
 
 def finalize_page(page: str, js_data: dict[str, Any], title: str, assets_href: str,
-                  back_href: str | None = None) -> str:
-    """Turn sae-dashboard's HTML fragment into a standalone, offline, escaped UTF-8 page."""
+                  back_href: str | None = None, sae_weights_hash: str | None = None) -> str:
+    """Turn sae-dashboard's HTML fragment into a standalone, offline, escaped UTF-8 page.
+
+    ``sae_weights_hash`` (:func:`llmjp_ckpt.saes.dead.weights_hash`) is recorded in a
+    ``<meta name="llmjp-sae-weights-hash">`` tag: the SAE the page was computed from.
+    """
     raw_json = json.dumps(js_data)  # exactly what HTML.get_html embeds
     checks = {"d3 CDN tag": _CDN_D3, "plotly CDN tag": _CDN_PLOTLY, "embedded data": raw_json}
     missing = [name for name, s in checks.items() if s not in page]
@@ -107,12 +109,14 @@ def finalize_page(page: str, js_data: dict[str, Any], title: str, assets_href: s
         page = page.replace(old, new)
     if "${tok}" in page.replace(safe_json, ""):  # a token interpolated somewhere we do not escape: refuse
         raise RuntimeError("sae-dashboard page template changed: unescaped ${tok} left in its scripts")
-    page = page.replace(_CDN_D3, f'<script src="{escape.attr(assets_href)}/{D3_NAME}"></script>')
-    page = page.replace(_CDN_PLOTLY, f'<script src="{escape.attr(assets_href)}/{PLOTLY_NAME}"></script>')
+    page = page.replace(_CDN_D3, f'<script src="{escape.text(assets_href)}/{D3_NAME}"></script>')
+    page = page.replace(_CDN_PLOTLY, f'<script src="{escape.text(assets_href)}/{PLOTLY_NAME}"></script>')
     page = page.replace("function setupPage(", _JS_ESCAPE_FN + "\nfunction setupPage(", 1)
-    back = f'<p><a href="{escape.attr(back_href)}">&larr; site index</a></p>\n' if back_href else ""
+    back = f'<p><a href="{escape.text(back_href)}">&larr; site index</a></p>\n' if back_href else ""
+    meta = (f'<meta name="{HASH_META}" content="{escape.text(sae_weights_hash)}">\n'
+            if sae_weights_hash else "")
     return ("<!DOCTYPE html>\n<html lang=\"ja\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{escape.text(title)}</title>\n</head>\n<body>\n{back}"
+            f"{meta}<title>{escape.text(title)}</title>\n</head>\n<body>\n{back}"
             f"<h2>{escape.text(title)}</h2>\n{page}\n</body>\n</html>\n")
 
 
@@ -129,11 +133,67 @@ def _fold_free(sae: Any) -> Any:
     return sae
 
 
+def feature_centric_layout() -> Any:
+    """sae-dashboard's default feature-centric layout, but its sequences may centre on any token.
+
+    Its default ``buffer=(5, 5)`` never picks a token in the first 6 or last 5 positions of a
+    window as a top activation, so a page's top example could differ from the top-N store's;
+    ``buffer=None`` searches (and shows) whole windows, as the store does.
+    """
+    from sae_dashboard.components_config import (
+        ActsHistogramConfig,
+        FeatureTablesConfig,
+        LogitsHistogramConfig,
+        LogitsTableConfig,
+        SequencesConfig,
+    )
+    from sae_dashboard.layout import Column, SaeVisLayoutConfig
+
+    return SaeVisLayoutConfig(
+        columns=[Column(FeatureTablesConfig()),
+                 Column(ActsHistogramConfig(), LogitsTableConfig(), LogitsHistogramConfig()),
+                 Column(SequencesConfig(stack_mode="stack-none", buffer=None))],
+        height=750)
+
+
+@contextlib.contextmanager
+def _stable_top_activations() -> Iterator[None]:
+    """Within the block, sae-dashboard breaks ties among top activations like the top-N store.
+
+    sae-dashboard picks a page's top sequences with ``torch.topk``, whose order among equal
+    values is unspecified; equal maxima are common in real text (windows that share their
+    prefix up to the top token). The store keeps the earliest window on ties, so a stable sort
+    over windows given in id order picks the same window. Seam: sae-dashboard looks the
+    function up as a global of ``sequence_data_generator``; restored on exit.
+    """
+    from sae_dashboard import sequence_data_generator as sdg
+
+    original = sdg.k_largest_indices
+
+    def stable(x: torch.Tensor, k: int, largest: bool = True,
+               buffer: tuple[int, int] | None = (5, -5)) -> torch.Tensor:
+        lo, hi = buffer if buffer is not None else (0, x.size(1))
+        x = x[:, lo:hi]
+        idx = torch.sort(x.flatten(), descending=largest, stable=True).indices[:k]
+        return torch.stack((idx // x.size(1), idx % x.size(1) + lo), dim=1)
+
+    sdg.k_largest_indices = stable
+    try:
+        yield
+    finally:
+        sdg.k_largest_indices = original
+
+
 def write_feature_pages(sae: Any, model: Any, tokens: torch.Tensor, features: Iterable[int],
                         out_dir: str | Path, tt: TokenText, assets_href: str, *,
                         title: str = "", back_href: str | None = None,
-                        minibatch_tokens: int = 64) -> dict[int, Path]:
-    """Render one page per feature in ``out_dir`` (``feature_<N>.html``); return them."""
+                        minibatch_tokens: int = 64,
+                        sae_weights_hash: str | None = None) -> dict[int, Path]:
+    """Render one page per feature in ``out_dir`` (``feature_<N>.html``); return them.
+
+    The top examples are the highest activations over ``tokens``: the site passes the top-N
+    store's windows (with some more test windows), so each page's top example is the store's.
+    """
     from sae_dashboard.html_fns import HTML
     from sae_dashboard.sae_vis_data import SaeVisConfig
     from sae_dashboard.sae_vis_runner import SaeVisRunner
@@ -152,8 +212,10 @@ def write_feature_pages(sae: Any, model: Any, tokens: torch.Tensor, features: It
         hook_point=hook, features=feats, minibatch_size_tokens=minibatch_tokens,
         minibatch_size_features=min(256, len(feats)), device=str(tokens.device),
         ignore_tokens={tt.bos_id} if tt.bos_id is not None else set(), verbose=False,
+        feature_centric_layout=feature_centric_layout(),
     )
-    data = SaeVisRunner(cfg).run(encoder=_fold_free(sae), model=model, tokens=tokens)
+    with _stable_top_activations():
+        data = SaeVisRunner(cfg).run(encoder=_fold_free(sae), model=model, tokens=tokens)
     decode_fn = make_decode_fn(tt)
     layout = cfg.feature_centric_layout
     out_dir = Path(out_dir)
@@ -175,9 +237,32 @@ def write_feature_pages(sae: Any, model: Any, tokens: torch.Tensor, features: It
             # json.dumps (ASCII-escaped) output are ASCII, so reading back as UTF-8 is exact.
             frag = scratch.read_bytes().decode("utf-8")
             page = finalize_page(frag, page_obj.js_data, f"{title} feature {feat}".strip(),
-                                 assets_href, back_href)
+                                 assets_href, back_href, sae_weights_hash)
             written[feat] = atomic.write_text(out_dir / f"feature_{feat}.html", page)
     return written
+
+
+def page_data(page: str) -> dict[str, Any]:
+    """The data a written page embeds (sae-dashboard's ``defineData()`` return value)."""
+    at = page.find("function defineData()")
+    at = page.find("return ", at) if at >= 0 else -1
+    if at < 0:
+        raise UserError("not a sae-dashboard feature page: no defineData() found")
+    data, _ = json.JSONDecoder().raw_decode(page, at + len("return "))
+    return data
+
+
+def page_top_example(page: str) -> tuple[list[int], list[float]]:
+    """The token ids and activations of a written page's first top-activation sequence
+    (sae-dashboard leaves out position 0, the BOS; a token that does not fire reads 0)."""
+    data = page_data(page)
+    (feature_data,) = data["DASHBOARD_DATA"].values()
+    groups = [g for g in feature_data["tokenData"].values()
+              if str(g.get("title", "")).startswith("TOP ACTIVATIONS")]
+    if not groups or not groups[0]["data"]:
+        return [], []
+    seq = groups[0]["data"][0]
+    return [int(t["tokID"]) for t in seq], [float(t.get("featAct", 0.0)) for t in seq]
 
 
 def page_name(feature: int) -> str:

@@ -131,6 +131,33 @@ def store_examples(store: Any, feature: int, tt: TokenText, n: int) -> list[Exam
     return out
 
 
+def dashboard_tokens(store: Any, features: list[int], test: Any, per_feature: int = 20) -> Any:
+    """The windows sae-dashboard computes a SAE's pages from: the store's top ``per_feature``
+    windows of each page's feature (sae-dashboard shows 20 top sequences) and the ``test``
+    windows (context for its histograms), by window id. Each page's top example is then the
+    store's: the store's top window is the highest over all test windows, and it is here."""
+    import torch
+
+    t = store.t
+    wins = t["top_windows"][features, :per_feature].reshape(-1)
+    wins = torch.unique(wins[wins >= 0])
+    rows = torch.searchsorted(t["window_ids"], wins)
+    by_id = dict(zip(wins.tolist(), t["window_tokens"][rows].long()))
+    by_id.update({i: test[i].long() for i in range(len(test)) if i not in by_id})
+    return torch.stack([by_id[i] for i in sorted(by_id)])
+
+
+def check_store_current(store: Any, folder: Path) -> None:
+    """A :class:`UserError` unless ``store`` was computed from the SAE now in ``folder``."""
+    from llmjp_ckpt.saes.dead import weights_hash
+
+    have, want = store.meta.get("sae_weights_hash"), weights_hash(folder)
+    if have != want:
+        raise UserError(f"{store.path / 'features.json'}: sae_weights_hash {have} but the SAE in "
+                        f"{folder} has {want}; expected a current top-N store (rerun "
+                        "`llmjp-ckpt features`)")
+
+
 def inputs_fingerprint(run: Path) -> dict[str, Any]:
     """Size and mtime of what the site reads, so a rerun notices new inputs."""
     out = {}

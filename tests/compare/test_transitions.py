@@ -38,7 +38,8 @@ def build_run(root, seed: int = 0):
             fresh = unit(torch.randn(N, D, generator=g))
             W = torch.where(keep[:, None], unit(W + 0.1 * torch.randn(N, D, generator=g)), fresh)
             W = W[torch.randperm(N, generator=g)]
-        write_sae(root / "saes" / step_dir(step) / "fam", W)
+        # dead latents (saes.dead) planted independently of the test-split frequency below
+        write_sae(root / "saes" / step_dir(step) / "fam", W, counts=rng.choice([0, 50], N))
         for f in range(N - 5):  # a few features absent from the table
             rows.append({"checkpoint": step, "sae_id": "fam", "feature": f,
                          "frequency": float(rng.choice([0.0, 0.01, 0.2])),
@@ -62,9 +63,16 @@ def done_run(tmp_path_factory):
     return root, result
 
 
-def _recomputed_shares(df, subset, column):
-    if subset == "alive":
+def _recomputed_shares(df, subset, column, run=None):
+    if subset == "alive" and run is None:
         df = df[df["frequency"] > 0]
+    elif subset == "alive":  # the one definition of dead: the SAE's firing counts
+        from llmjp_ckpt.saes.dead import alive_mask
+
+        masks = {(s, sid): alive_mask(run / "saes" / step_dir(s) / sid)
+                 for s, sid in set(zip(df["checkpoint"], df["sae_id"]))}
+        df = df[[bool(masks[(s, sid)][f]) for s, sid, f in
+                 zip(df["checkpoint"], df["sae_id"], df["feature"])]]
     elif subset == "interpretable":
         df = df[df["granularity"].notna() & (df["granularity"] != "uninterpretable")]
     out = {}
@@ -82,7 +90,7 @@ def test_transitions_json_equals_recomputation_from_parquet(done_run):
     per = data["families"]["fam"]["per_checkpoint"]
     for subset in ("all", "alive", "interpretable"):
         for column in ("language_paper", "language_script", "granularity"):
-            expected = _recomputed_shares(fam, subset, column)
+            expected = _recomputed_shares(fam, subset, column, root)
             got = {s: per[subset][s][column] for s in per[subset]}
             assert got.keys() == expected.keys()
             for s in expected:
@@ -126,10 +134,17 @@ def test_lineage_files_and_single_checkpoint_note(done_run):
     assert any("solo" in n and "nothing to compare" in n for n in result["notes"])
     assert result["families"]["solo"]["pairs"] == []
     chains = pd.read_parquet(root / "analysis" / "lineages" / "fam.parquet")
-    assert len(chains) == 3 * N and not chains.duplicated(["checkpoint", "feature"]).any()
+    from llmjp_ckpt.saes.dead import alive_mask
+
+    live = sum(int(alive_mask(root / "saes" / step_dir(s) / "fam").sum()) for s in STEPS)
+    assert 0 < live < 3 * N  # the dead latents (firing counts) belong to no chain
+    assert len(chains) == live and not chains.duplicated(["checkpoint", "feature"]).any()
     lj = json.loads((root / "analysis" / "lineages.json").read_text(encoding="utf-8"))
     p = result["families"]["fam"]["pairs"][0]
-    assert lj["fam"]["chains"] == N + sum(q["births"] for q in result["families"]["fam"]["pairs"])
+    first = result["families"]["fam"]["pairs"][0]["live_a"]
+    assert first == N - result["families"]["fam"]["dead_latents"][str(STEPS[0])]
+    births = sum(q["births"] for q in result["families"]["fam"]["pairs"])
+    assert lj["fam"]["chains"] == first + births
     assert p["births"] == p["live_b"] - p["shared"]
 
 

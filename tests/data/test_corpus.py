@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import tracemalloc
 from pathlib import Path
@@ -184,3 +185,75 @@ def test_hugging_face_dataset_input_gives_the_same_windows(prepared, corpus_root
     # The same documents and windows; only the seeded split keys (and so the 50/50 cut) differ.
     assert got and got <= universe
     assert len(got) >= 0.8 * len(want)
+
+
+# ---- the seeded train shuffle ---------------------------------------------------------------
+
+def _doc_index(tok, window: list[int]) -> int:
+    """The document's number: build_corpus starts every document with ``f"{i} "``."""
+    return int(tok.decode(window[1:8]).split()[0])
+
+
+def _mean_batch_spread(docs: list[int], batch: int) -> float:
+    import numpy as np
+
+    chunks = [docs[i:i + batch] for i in range(0, len(docs) - batch + 1, batch)]
+    return float(np.mean([np.std(c) for c in chunks]))
+
+
+@pytest.fixture(scope="module")
+def shuffle_runs(tmp_path_factory, tok_dir):
+    root = build_corpus(tmp_path_factory.mktemp("c"), n_docs={"ja": 300, "en": 300}, short_every=0)
+    runs = {}
+    for name, over in {"shuffled": {}, "same": {}, "reading": {"shuffle": False},
+                       "seed1": {"seed": 1}}.items():
+        runs[name] = tmp_path_factory.mktemp(name)
+        corpus.prepare_data(data_config(root, tok_dir, token_budget=64 * 10_000, **over),
+                            runs[name])
+    return runs
+
+
+def test_train_batches_mix_documents_like_a_random_permutation(shuffle_runs, tok_dir):
+    import numpy as np
+
+    from llmjp_ckpt.models.adapter import load_tokenizer
+
+    tok = load_tokenizer(str(tok_dir))
+    batch = 16  # windows a batch (SAELens reads the split in order)
+    docs = {k: [_doc_index(tok, r["input_ids"]) for r in rows(shuffle_runs[k], "train")]
+            for k in ("shuffled", "reading")}
+    assert sorted(docs["shuffled"]) == sorted(docs["reading"]) and len(docs["shuffled"]) > 400
+    rng = np.random.default_rng(123)
+    random_spread = np.mean([_mean_batch_spread(list(rng.permutation(docs["reading"])), batch)
+                             for _ in range(20)])
+    shuffled = _mean_batch_spread(docs["shuffled"], batch)
+    reading = _mean_batch_spread(docs["reading"], batch)
+    print(f"mean batch doc-index spread: shuffled {shuffled:.1f}, random {random_spread:.1f}, "
+          f"reading order {reading:.1f}")
+    assert abs(shuffled - random_spread) < 0.15 * random_spread, (shuffled, random_spread)
+    assert reading < 0.2 * random_spread, (reading, random_spread)
+    # Still 50/50 in every batch: the languages alternate row by row.
+    langs = [r["language"] for r in rows(shuffle_runs["shuffled"], "train")]
+    assert all(a != b for a, b in itertools.pairwise(langs))
+
+
+def test_train_shuffle_is_seeded_and_recorded(shuffle_runs):
+    from llmjp_ckpt.runfolder import RunFolder
+
+    order = {k: [r["input_ids"] for r in rows(run, "train")] for k, run in shuffle_runs.items()}
+    assert order["same"] == order["shuffled"]
+    assert order["seed1"] != order["shuffled"]
+    for split in ("val", "test"):  # only train is shuffled
+        assert rows(shuffle_runs["shuffled"], split) == rows(shuffle_runs["reading"], split)
+    st = RunFolder(shuffle_runs["shuffled"]).stage_record("data")
+    assert st["config"]["seed"] == 0 and st["config"]["shuffle"] is True
+    assert st["train_shuffle"]["shuffled"] is True and st["train_shuffle"]["seed"] == 0
+    reading = RunFolder(shuffle_runs["reading"]).stage_record("data")
+    assert reading["train_shuffle"]["shuffled"] is False
+    info = json.loads((shuffle_runs["shuffled"] / "data" / "data_info.json").read_text())
+    assert info["train_shuffle"]["seed"] == 0
+
+
+def test_negative_seed_refused(tmp_path):
+    with pytest.raises(UserError, match="seed=-1: expected a non-negative integer"):
+        DataConfig(tokenizer="x", corpus_root="y", seed=-1)

@@ -47,9 +47,13 @@ def test_dead_latents_per_mode_and_files(tmp_path: Path) -> None:
     figs = ns.write_norm_study(run, [], png=False)
     assert {p.name for p in figs} == {"norms_by_token_type.html", "dead_latents_by_normalization.html"}
     saved = json.loads((run / "analysis" / "norms.json").read_text(encoding="utf-8"))
-    assert saved["dead_latents"] == dead
+    assert saved["dead_latents"] == dead and all(r["eval_tokens"] == 1000 for r in dead)
+    # only the firing counts decide: a sparsity file saying "all dead" changes nothing
     from safetensors.torch import save_file
 
-    save_file({"other": torch.zeros(3)}, str(run / "saes" / "iter_0000010" / "none" / "sparsity.safetensors"))
-    with pytest.raises(UserError, match="'sparsity' missing"):
+    save_file({"sparsity": torch.full((64,), -10.0)},
+              str(run / "saes" / "iter_0000010" / "none" / "sparsity.safetensors"))
+    assert ns.dead_rows(run) == dead
+    (run / "saes" / "iter_0000010" / "none" / "firing_counts.safetensors").unlink()
+    with pytest.raises(UserError, match=r"none/firing_counts\.safetensors: not found"):
         ns.dead_rows(run)

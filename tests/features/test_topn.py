@@ -37,15 +37,6 @@ def check_against_reference(res, acts: torch.Tensor, n: int) -> None:
     assert torch.equal(res.max_activation, acts.amax((0, 1)).clamp(min=0))
     mean = (acts * fired).double().sum((0, 1)) / fired.sum((0, 1)).clamp(min=1)
     assert torch.allclose(res.mean_activation, mean)
-    # quantile examples: firing windows whose stored value is their window max
-    q_ok = res.quantile_windows >= 0
-    f_q, s_q = q_ok.nonzero(as_tuple=True)
-    wmax = acts.amax(1)
-    assert torch.equal(res.quantile_values[f_q, s_q], wmax[res.quantile_windows[f_q, s_q], f_q])
-    assert (res.quantile_values[f_q, s_q] > 0).all()
-    assert torch.equal(q_ok.any(1), fired.any((0, 1)))
-    assert torch.equal(res.quantile_token_acts[f_q, s_q],
-                      acts[res.quantile_windows[f_q, s_q], :, f_q].half())
 
 
 def test_synthetic_with_ties_and_dead_latents() -> None:
@@ -58,10 +49,10 @@ def test_synthetic_with_ties_and_dead_latents() -> None:
     acts[11, 2, 7] = 1.5  # fires once
     tokens = torch.zeros(w, t + 1, dtype=torch.long)
     tokens[:, 0] = torch.arange(w)  # the fake encoder reads the window id from column 0
-    cfg = TopNConfig(n_top=8, n_quantile=3, n_sample=10, batch_size=7)
+    cfg = TopNConfig(n_top=8, batch_size=7)
     res = collect_topn(tokens, lambda b: {"a": acts[b[:, 0]]}, {"a": f}, cfg)["a"]
     check_against_reference(res, acts, 8)
-    assert (res.top_windows[3] == -1).all() and (res.quantile_windows[3] == -1).all()
+    assert (res.top_windows[3] == -1).all()
     assert res.top_windows[7].tolist() == [11] + [-1] * 7
 
 
@@ -70,7 +61,7 @@ def test_model_and_two_saes_match_reference() -> None:
     saes = {"s1": build_sae(seed=1), "s2": build_sae(d_sae=48, k=3, hook="blocks.1.hook_resid_post", seed=2)}
     toks = build_windows(n=30)
     enc = model_encoder(model, saes)
-    cfg = TopNConfig(n_top=5, n_quantile=2, n_sample=6, batch_size=8)
+    cfg = TopNConfig(n_top=5, batch_size=8)
     res = collect_topn(toks, enc, {k: s.cfg.d_sae for k, s in saes.items()}, cfg)
     for name, sae in saes.items():
         full = torch.cat([enc(toks[i : i + 8])[name] for i in range(0, len(toks), 8)])
@@ -86,7 +77,7 @@ def test_store_round_trip_and_examples(tmp_path: Path) -> None:
     acts = torch.relu(torch.randn(12, 4, 5, generator=g))
     acts[:, :, 4] = 0
     tokens = torch.cat([torch.arange(12)[:, None], torch.randint(3, 50, (12, 4), generator=g)], 1)
-    cfg = TopNConfig(n_top=3, n_quantile=2, n_sample=4, batch_size=5)
+    cfg = TopNConfig(n_top=3, batch_size=5)
     res = collect_topn(tokens, lambda b: {"x": acts[b[:, 0]]}, {"x": 5}, cfg)["x"]
     save_store(tmp_path / "s", res, tokens, {"step": 10, "sae_id": "x"})
     st = FeatureStore.load(tmp_path / "s")
@@ -97,8 +88,7 @@ def test_store_round_trip_and_examples(tmp_path: Path) -> None:
     w0 = int(res.top_windows[0, 0])
     assert [tok for tok, _ in ex[0]] == [f"<id {i}>" for i in tokens[w0, 1:].tolist()]
     assert max(v for _, v in ex[0]) == pytest.approx(float(res.top_values[0, 0]), rel=1e-3)
-    assert st.examples(4) == [] and st.examples(4, kind="quantile") == []
-    assert len(st.examples(1, kind="quantile")) == 2
+    assert st.examples(4) == []
     with pytest.raises(UserError, match="feature 5"):
         st.examples(5)
 
@@ -107,7 +97,7 @@ def test_bad_store_files(tmp_path: Path) -> None:
     acts = torch.relu(torch.randn(4, 3, 2))
     tokens = torch.cat([torch.arange(4)[:, None], torch.ones(4, 3, dtype=torch.long)], 1)
     res = collect_topn(tokens, lambda b: {"x": acts[b[:, 0]]}, {"x": 2},
-                       TopNConfig(n_top=2, n_quantile=1, n_sample=2, batch_size=2))["x"]
+                       TopNConfig(n_top=2, batch_size=2))["x"]
     folder = save_store(tmp_path / "s", res, tokens, {})
     with pytest.raises(UserError, match="missing"):
         FeatureStore.load(tmp_path / "nowhere")
@@ -147,7 +137,7 @@ def test_analyze_run_end_to_end(tmp_path: Path) -> None:
         loads.append(step)
         return build_model(seed=step)
 
-    cfg = FeaturesConfig(n_top=4, n_quantile=2, n_sample=4, batch_size=8, norm_windows=8, png=False)
+    cfg = FeaturesConfig(n_top=4, batch_size=8, norm_windows=8, png=False)
     out = analyze_run(run, cfg, model_loader=loader, token_text=build_token_text())
     df = pd.read_parquet(out)
     assert list(df.columns) == COLUMNS
@@ -198,7 +188,7 @@ def test_examples_keep_byte_pieces_html_and_controls_verbatim(tmp_path: Path) ->
     tokens = torch.tensor([[1, 3, 4, 5, 6, 9]])
     acts = torch.ones(1, 5, 2)
     res = collect_topn(tokens, lambda b: {"x": acts}, {"x": 2},
-                       TopNConfig(n_top=1, n_quantile=1, n_sample=1, batch_size=1))["x"]
+                       TopNConfig(n_top=1, batch_size=1))["x"]
     save_store(tmp_path / "s", res, tokens, {})
     ex = FeatureStore.load(tmp_path / "s").examples(0, tt)
     assert [t for t, _ in ex[0]] == ["<0xE3>", " <script>alert(1)</script>", "a\x07b", "京都", "<pad-id 9>"]

@@ -58,7 +58,7 @@ def parse(page: str) -> Markup:
 
 @pytest.mark.parametrize("s", PAYLOADS)
 def test_escape_text_and_json(s):
-    assert "<" not in escape.text(s) and '"' not in escape.attr(s)
+    assert not set("<>\"'") & set(escape.text(s))  # safe as text and as a quoted attribute
     js = escape.json_for_script({"k": [s]})
     assert not set("<>&\u2028\u2029") & set(js)
     assert json.loads(js) == {"k": [s]}  # still the same data once parsed
@@ -249,3 +249,90 @@ def test_token_text_from_the_data_stage(built, tmp_path):
         resolve_token_text(rf, None)
     rf.record("data", {"tokenizer": str(sp_model)}, "done")
     assert resolve_token_text(rf, None).pieces == tt.pieces
+
+
+# ---- sae-dashboard pages agree with the top-N store (issue 11, item 7) -----------------------
+
+def _store_top(store, feature):
+    w = int(store.t["top_windows"][feature, 0])
+    row = int(torch.searchsorted(store.t["window_ids"], torch.tensor(w)))
+    return w, store.t["window_tokens"][row].tolist()
+
+
+def test_every_page_top_example_is_the_store_top_window(built):
+    from llmjp_ckpt.features.store import FeatureStore
+    from llmjp_ckpt.saes.dead import weights_hash
+    from llmjp_ckpt.site import assets
+    from llmjp_ckpt.site.feature_pages import HASH_META, page_top_example
+
+    if assets.d3_js() is None:
+        pytest.skip("d3 not installed (make setup): no sae-dashboard pages")
+    run, _, _, _, index = built
+    pages = sorted((index.parent / "features").glob("iter_*/*/feature_*.html"))
+    assert pages
+    for p in pages:
+        step, sid = p.parent.parent.name, p.parent.name
+        feature = int(p.stem.removeprefix("feature_"))
+        store = FeatureStore.load(run / "features" / step / sid)
+        html = p.read_text(encoding="utf-8")
+        ids, acts = page_top_example(html)
+        _, window = _store_top(store, feature)
+        assert ids == window[1:], p  # the same window (sae-dashboard drops the BOS)
+        assert max(acts) == pytest.approx(float(store.t["top_values"][feature, 0]), rel=1e-2)
+        h = weights_hash(run / "saes" / step / sid)
+        assert f'<meta name="{HASH_META}" content="{h}">' in html
+
+
+def test_page_top_example_is_the_store_top_even_outside_the_dashboard_windows(tmp_path):
+    """The store's top window is fed to sae-dashboard even when it lies past the
+    ``dashboard_windows`` test windows, and a top token at the window's edge still counts."""
+    from llmjp_ckpt.features.store import FeatureStore, save_store
+    from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
+    from llmjp_ckpt.site.feature_pages import page_top_example, write_feature_pages
+    from llmjp_ckpt.site.inputs import dashboard_tokens
+    from tests.feature_builders import build_model, build_sae, build_token_text, build_windows
+
+    torch.set_num_threads(1)
+    tt, model, sae = build_token_text(), build_model(), build_sae(d_sae=16, k=2)
+    toks = build_windows(40, 17)
+    res = collect_topn(toks, model_encoder(model, {"s": sae}), {"s": 16},
+                       TopNConfig(n_top=20))["s"]
+    save_store(tmp_path / "store", res, toks, {})
+    store = FeatureStore.load(tmp_path / "store")
+    feats = [f for f in range(16) if int(store.t["top_windows"][f, 0]) >= 4][:3]
+    assert feats  # top windows outside the first 4 test windows: the case that matters
+    edge = [f for f in range(16) if int(store.t["top_token_acts"][f, 0].float().argmax()) < 5]
+    feats += edge[:2]  # top token in the first positions: sae-dashboard's default buffer skips them
+    pages = write_feature_pages(sae, model, dashboard_tokens(store, feats, toks[:4]), feats,
+                                tmp_path / "pages", tt, "assets")
+    for f in feats:
+        ids, _ = page_top_example(pages[f].read_text(encoding="utf-8"))
+        assert ids == _store_top(store, f)[1][1:], f
+
+
+def test_page_top_example_breaks_ties_like_the_store(tmp_path):
+    """Windows sharing a prefix tie on a top token inside it (a causal model sees the same
+    prefix): the store keeps the earliest window, and so must the page."""
+    from llmjp_ckpt.features.store import FeatureStore, save_store
+    from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
+    from llmjp_ckpt.site.feature_pages import page_top_example, write_feature_pages
+    from llmjp_ckpt.site.inputs import dashboard_tokens
+    from tests.feature_builders import build_model, build_sae, build_token_text, build_windows
+
+    torch.set_num_threads(1)
+    tt, model, sae = build_token_text(), build_model(), build_sae(d_sae=16, k=2)
+    toks = build_windows(40, 17)
+    toks[:, :9] = toks[7, :9]  # every window starts like window 7
+    res = collect_topn(toks, model_encoder(model, {"s": sae}), {"s": 16},
+                       TopNConfig(n_top=20))["s"]
+    save_store(tmp_path / "store", res, toks, {})
+    store = FeatureStore.load(tmp_path / "store")
+    top = store.t["top_values"]
+    tied = [f for f in range(16) if float(top[f, 1]) == float(top[f, 0]) > 0]
+    assert tied  # top values shared by several windows
+    pages = write_feature_pages(sae, model, dashboard_tokens(store, tied, toks[:4]), tied,
+                                tmp_path / "pages", tt, "assets")
+    for f in tied:
+        assert int(store.t["top_windows"][f, 0]) == 0  # the earliest of the tied windows
+        ids, _ = page_top_example(pages[f].read_text(encoding="utf-8"))
+        assert ids == _store_top(store, f)[1][1:], f
