@@ -79,7 +79,7 @@ def test_planted_features_get_the_planted_language(demo):
 def test_transitions_equal_recomputation_on_the_toy_series(demo):
     import pandas as pd
 
-    from tests.test_transitions import _recomputed_shares
+    from tests.compare.test_transitions import _recomputed_shares
 
     run = demo.parents[1]
     data = json.loads((run / "analysis" / "transitions.json").read_text(encoding="utf-8"))
@@ -117,7 +117,7 @@ def test_browser_nothing_executes_and_text_is_literal(demo):
     pytest.importorskip("websocket")
     if not shutil.which("chromium"):
         pytest.skip("chromium not installed (make setup installs Debian's chromium)")
-    from tests.test_site_browser import Browser, _offline_ok, _readable
+    from tests.site.test_site_browser import Browser, _offline_ok, _readable
 
     site = demo.parent
     run = demo.parents[1]
