@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import platform
 import re
 import time
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 MANIFEST_LOCK = ".manifest.lock"  # held while the manifest is read, changed and written back
+SHARED_ENV = "LLMJP_CKPT_SHARED_RUN"  # set in launched jobs: the launch cleaned the folder once
 LIBRARIES = (
     "llmjp-ckpt", "torch", "transformer-lens", "transformers", "sae-lens", "sae-dashboard",
     "datasets", "huggingface_hub", "plotly",
@@ -61,7 +63,8 @@ class RunFolder:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic.clean_temporaries(self.root)
+        if not os.environ.get(SHARED_ENV):  # a launched job: others write temporaries right now
+            atomic.clean_temporaries(self.root)
 
     @property
     def manifest_path(self) -> Path:
@@ -152,6 +155,12 @@ STEP_DIR_RE = re.compile(r"^iter_(\d{7,})$")
 def step_dir(step: int) -> str:
     """The study's checkpoint folder name: ``iter_0000010`` for step 10."""
     return f"iter_{int(step):07d}"
+
+
+def parse_step_dir(name: str) -> int | None:
+    """The step of a checkpoint folder name (``iter_0000010`` -> 10), else None."""
+    m = STEP_DIR_RE.match(name)
+    return int(m.group(1)) if m else None
 
 
 def sae_folders(run: str | Path) -> list[tuple[int, str, Path]]:

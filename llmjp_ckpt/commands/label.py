@@ -13,7 +13,8 @@ HELP = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True,
-                   help="feature examples: peer JSONL(.gz), a published per-feature JSON, or a folder of them")
+                   help="feature examples: peer JSONL(.gz), a published per-feature JSON, "
+                        "or a folder of them")
     p.add_argument("--out", help="CSV to write, one row per feature (required unless --manual)")
     p.add_argument("--language-rule", choices=["paper", "script"], default="script",
                    help="language rule for the 'language' column (default: script)")
@@ -22,28 +23,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lexicon", metavar="FILE.tsv",
                    help="synonym/translation sets, one per line, tab-separated (granularity hook)")
     p.add_argument("--manual", metavar="LABELS.jsonl",
-                   help="label granularity by hand in the terminal, appending to this JSONL (resumable)")
-    p.add_argument("--no-color", action="store_true", help="manual mode: brackets instead of colours")
+                   help="label granularity by hand in the terminal, appending to this JSONL "
+                        "(resumable)")
+    p.add_argument("--no-color", action="store_true",
+                   help="manual mode: brackets instead of colours")
+    p.add_argument("--fit", metavar="LABELS.jsonl",
+                   help="refit the granularity thresholds on these labels (checkpoint, feature, "
+                        "granularity; joined to --input's examples), report LOCO kappa")
+    p.add_argument("--params-out", metavar="PARAMS.json",
+                   help="with --fit: where to write the refit thresholds")
 
 
 def run(args: argparse.Namespace) -> int:
-    import csv
-    import io
-    import math
     import sys
 
-    from tqdm import tqdm
-
-    from llmjp_ckpt import atomic
     from llmjp_ckpt.errors import UserError
-    from llmjp_ckpt.labels import GRANULARITIES, LANGUAGES
-    from llmjp_ckpt.labels.agreement import agreement
+    from llmjp_ckpt.labels.assign import agreement_report, label_records, write_rows_csv
     from llmjp_ckpt.labels.examples import load_records
     from llmjp_ckpt.labels.granularity import RuleBackend, classify
-    from llmjp_ckpt.labels.language import RULES, paper_language, script_language
     from llmjp_ckpt.labels.lexical import load_lexicon
 
     records = load_records(args.input)
+    if args.fit:
+        from llmjp_ckpt.labels.evaluate import refit
+
+        if not args.params_out:
+            raise UserError("--params-out: expected a JSON path to write the refit thresholds")
+        print(refit(records, args.fit, args.params_out))
+        return 0
     backend = RuleBackend(lexicon=load_lexicon(args.lexicon)) if args.lexicon else None
     if args.manual:
         from llmjp_ckpt.labels.manual import label_interactively
@@ -55,43 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("--out: expected a CSV path (or use --manual LABELS.jsonl)")
 
-    rule = RULES[args.language_rule]
-    rows = []
-    for rec in tqdm(records, desc="labelling features", disable=len(records) < 500):
-        gran, conf = (classify(rec.examples, backend) if args.granularity == "auto"
-                      else ("", float("nan")))
-        rows.append({
-            "checkpoint": "" if rec.checkpoint is None else rec.checkpoint,
-            "feature": "" if rec.feature is None else rec.feature,
-            "n_examples": len(rec.examples),
-            "language": rule(rec.examples),
-            "language_paper": paper_language(rec.examples),
-            "language_script": script_language(rec.examples),
-            "granularity": gran,
-            "granularity_confidence": "" if math.isnan(conf) else f"{conf:.3f}",
-            "file_language": rec.language or "",
-            "file_granularity": rec.granularity or "",
-        })
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(args.out, buf.getvalue())
+    rows = label_records(records, language_rule=args.language_rule,
+                         granularity=args.granularity == "auto", backend=backend)
+    write_rows_csv(rows, args.out)
     print(f"wrote {len(rows)} features to {args.out}")
-
-    with_lang = [r for r in rows if r["file_language"]]
-    if with_lang:
-        a = agreement([r["file_language"] for r in with_lang], [r["language"] for r in with_lang],
-                      LANGUAGES)
-        same = sum(r["file_language"] == r["language"] for r in with_lang)
-        print(f"\nlanguage ({args.language_rule} rule) vs file: {same}/{len(with_lang)} agree, "
-              f"kappa={a.kappa:.3f}")
-    with_gran = [r for r in rows if r["file_granularity"] and r["granularity"]]
-    if with_gran:
-        a = agreement([r["file_granularity"] for r in with_gran], [r["granularity"] for r in with_gran],
-                      GRANULARITIES, [r["checkpoint"] for r in with_gran])
-        print()
-        print(a.format("granularity (automatic) vs file, shares by checkpoint:"))
-    if not with_lang and not with_gran:
+    report = agreement_report(rows, args.language_rule)
+    if report is None:
         print("the file carries no labels: no agreement to report", file=sys.stderr)
+    else:
+        print(report)
     return 0

@@ -14,11 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from llmjp_ckpt.config import read_json
     from llmjp_ckpt.data.corpus import INFO_FILE, as_config, prepare_data
 
     out = prepare_data(as_config(args.config), args.run, force=args.force)
-    info = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
+    info = read_json(out / INFO_FILE)
     print(f"{out}: windows per split {info['windows_per_split']}" + (f"; SHORT: {info['shortfall']}" if info["shortfall"] else ""))
     return 0

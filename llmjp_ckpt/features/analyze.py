@@ -167,7 +167,7 @@ def run_step(run: Path, step: int, saes: dict[str, Path], cfg: FeaturesConfig,
         loaded = {sid: load_sae(p, cfg.device) for sid, p in todo.items()}  # bad file: one line
         enc = model_encoder(model, loaded)
         res = collect_topn(tokens, enc, {k: s.cfg.d_sae for k, s in loaded.items()}, cfg.topn(),
-                           desc=step_dir(step))
+                           desc=step_dir(step), device=cfg.device)
         for sid, r in res.items():
             hook = loaded[sid].cfg.metadata.hook_name
             fstore.save_store(out[sid], r, tokens, {"step": step, "sae_id": sid, "hook_name": hook,
@@ -202,7 +202,8 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
     # the stage is done for this config *and* these SAEs (a retrain or a new checkpoint reruns it)
     from llmjp_ckpt.labels.granularity import backend_from_params
 
-    gran_backend = backend_from_params(cfg.granularity_params, "features config: granularity_params")
+    gran_backend = backend_from_params(cfg.granularity_params,
+                                       "features config: granularity_params")
     stage_cfg = {"features": without_runtime(dataclasses.asdict(cfg)),  # device/dtype: not hashed
                  "granularity_thresholds": dataclasses.asdict(gran_backend.params),
                  "saes": [f"{step_dir(st)}/{sid}" for st in sorted(all_saes) for sid in sorted(all_saes[st])],

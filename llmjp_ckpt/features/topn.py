@@ -1,10 +1,22 @@
-"""True top-N activating windows for every SAE latent, in one streaming pass plus one cheap one.
+"""True top-N activating windows for every SAE latent, in one streaming pass.
 
-Pass 1 streams every window once: per batch it reduces the SAE activations to one value per
+The pass streams every window once: per batch it reduces the SAE activations to one value per
 (window, latent) — the window's max — and merges them into running per-latent buffers of the
 N best windows (a stable sort of ``[buffer | batch]``, so ties keep the earlier window) and
-firing counts and sums. Memory is O(latents × N), independent of the
-number of tokens. Pass 2 re-encodes only the selected windows to read their per-token values.
+firing counts and sums. Memory is O(latents × N × positions), independent of the number of
+windows.
+
+Per-token values are kept *during* the pass, not re-read after it. A second pass that
+re-encodes "only the selected windows" is no saving at the study's size: 32,768 latents × 50
+examples are 1.6M (latent, window) slots, so nearly every test window is some latent's
+example and pass 2 was a second full model pass. Instead each buffer entry owns a physical
+slot of a ``[latents, N, positions]`` float16 store; when a window enters a latent's top N,
+its per-token values are copied into the slot freed by the window it evicts (only windows
+where the latent fired: a zero entry is dropped at the end anyway). The copies are the
+entries that enter the buffers — about N × (1 + ln(windows / N)) per latent over a whole pass,
+most of them in the first batches — and the store costs latents × N × positions × 2 bytes
+(210 MB at 32,768 × 50 × 64), on the same device as the activations. The values stored are
+those of the forward that ranked them, so results equal the old re-read's (tested).
 """
 
 from __future__ import annotations
@@ -62,18 +74,20 @@ class FeatureTopN:
 class TopNCollector:
     """Running per-latent buffers for one SAE (see the module docstring)."""
 
-    def __init__(self, d_sae: int, cfg: TopNConfig):
+    def __init__(self, d_sae: int, cfg: TopNConfig, device: str | torch.device = "cpu"):
         self.cfg, self.d_sae = cfg, d_sae
         n = cfg.n_top
-        self.top_values = torch.full((d_sae, n), float("-inf"))
-        self.top_windows = torch.full((d_sae, n), -1, dtype=torch.long)
-        self.fire_count = torch.zeros(d_sae, dtype=torch.long)
-        self.act_sum = torch.zeros(d_sae, dtype=torch.float64)
-        self.max_activation = torch.zeros(d_sae)
+        self.top_values = torch.full((d_sae, n), float("-inf"), device=device)
+        self.top_windows = torch.full((d_sae, n), -1, dtype=torch.long, device=device)
+        # physical slot in ``_token_store`` of each (sorted) buffer entry
+        self.top_slot = torch.arange(n, device=device).expand(d_sae, n).contiguous()
+        self.fire_count = torch.zeros(d_sae, dtype=torch.long, device=device)
+        self.act_sum = torch.zeros(d_sae, dtype=torch.float64, device=device)
+        self.max_activation = torch.zeros(d_sae, device=device)
+        self._token_store: Tensor | None = None  # [F, N, T] float16, allocated on first update
         self.n_tokens = 0
         self.n_windows = 0
         self.n_positions: int | None = None
-        self._slots: tuple[Tensor, Tensor, Tensor] | None = None
         self.top_token_acts: Tensor | None = None
 
     # --- pass 1 -------------------------------------------------------------------------
@@ -85,7 +99,12 @@ class TopNCollector:
         acts = acts.detach().float()
         self._to(acts.device)
         window_ids = window_ids.long().to(acts.device)
+        if self.n_positions is not None and acts.shape[1] != self.n_positions:
+            raise ValueError(f"acts have {acts.shape[1]} positions, earlier batches {self.n_positions}")
         self.n_positions = acts.shape[1]
+        if self._token_store is None:
+            self._token_store = torch.zeros(self.d_sae, self.cfg.n_top, acts.shape[1],
+                                            dtype=torch.float16, device=acts.device)
         self.n_tokens += acts.shape[0] * acts.shape[1]
         self.n_windows += acts.shape[0]
         flat = acts.reshape(-1, self.d_sae)
@@ -102,62 +121,57 @@ class TopNCollector:
         # a stable descending sort of [buffer | batch] keeps the earlier window on ties
         rows = (wmax.amax(1) > self.top_values[:, -1]).nonzero().squeeze(1)
         if len(rows):
-            b_ids = window_ids.expand(len(rows), -1)
-            vals = torch.cat([self.top_values[rows], wmax[rows]], 1)
-            order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, : self.cfg.n_top]
-            self.top_values[rows] = vals.gather(1, order)
-            self.top_windows[rows] = torch.cat([self.top_windows[rows], b_ids], 1).gather(1, order)
+            self._merge(acts, rows, wmax[rows], window_ids)
 
-    _BUFFERS = ("top_values", "top_windows", "fire_count", "act_sum", "max_activation")
+    def _merge(self, acts: Tensor, rows: Tensor, wmax: Tensor, window_ids: Tensor) -> None:
+        """Merge the batch maxima ``wmax [R, B]`` of latents ``rows`` into their buffers and copy
+        the per-token values of the windows that enter into the slots of those they evict."""
+        n = self.cfg.n_top
+        b_ids = window_ids.expand(len(rows), -1)
+        vals = torch.cat([self.top_values[rows], wmax], 1)
+        order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :n]
+        new_vals = vals.gather(1, order)
+        self.top_values[rows] = new_vals
+        self.top_windows[rows] = torch.cat([self.top_windows[rows], b_ids], 1).gather(1, order)
+        # slots: kept entries keep theirs; each row's entering windows take, in order, the slots
+        # of the entries it evicted (as many as enter, so row-major order pairs them up)
+        old_slot = self.top_slot[rows]
+        from_batch = order >= n
+        kept = torch.zeros(len(rows), n + 1, dtype=torch.bool, device=order.device)
+        kept.scatter_(1, torch.where(from_batch, n, order), True)
+        slots = old_slot.gather(1, order.clamp(max=n - 1))
+        slots[from_batch] = old_slot[~kept[:, :n]]
+        self.top_slot[rows] = slots
+        r, c = (from_batch & (new_vals > 0)).nonzero(as_tuple=True)
+        if len(r):
+            feat = rows[r]
+            assert self._token_store is not None
+            self._token_store[feat, slots[r, c]] = acts[order[r, c] - n, :, feat].to(torch.float16)
+
+    _BUFFERS = ("top_values", "top_windows", "top_slot", "fire_count", "act_sum",
+                "max_activation", "_token_store")
 
     def _to(self, device: torch.device) -> None:
         """Keep the running buffers where the activations are (CPU or an accelerator)."""
         if self.top_values.device == device:
             return
         for name in self._BUFFERS:
-            setattr(self, name, getattr(self, name).to(device))
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).to(device))
 
     def finish_pass1(self) -> None:
-        """Drop non-firing entries and plan pass 2 (on the CPU)."""
-        if self.n_windows == 0:
+        """Drop non-firing entries and put the per-token values in buffer order (on the CPU)."""
+        if self.n_windows == 0 or self._token_store is None:
             raise UserError("no token windows to collect top-N examples from (empty split?)")
         self._to(torch.device("cpu"))
         empty = ~(self.top_values > 0)
         self.top_windows[empty] = -1
         self.top_values[empty] = 0.0
-        # pass-2 plan: every (latent, slot) that needs per-token values, sorted by window
-        wins = self.top_windows  # [F, N]
-        flat = wins.reshape(-1)
-        keep = (flat >= 0).nonzero().squeeze(1)
-        order = torch.sort(flat[keep], stable=True).indices
-        slot = keep[order]
-        self._slots = (flat[slot], slot // wins.shape[1], slot % wins.shape[1])
-        t = self.n_positions or 0
-        self.top_token_acts = torch.zeros(self.d_sae, self.cfg.n_top, t, dtype=torch.float16)
-
-    def selected_windows(self) -> Tensor:
-        """Sorted unique window ids that pass 2 must re-encode."""
-        assert self._slots is not None, "call finish_pass1() first"
-        return torch.unique(self._slots[0])
-
-    # --- pass 2 -------------------------------------------------------------------------
-    @torch.no_grad()
-    def gather(self, acts: Tensor, window_ids: Tensor) -> None:
-        """Store per-token values for the slots whose window is in this (sorted) batch."""
-        assert self._slots is not None and self.top_token_acts is not None
-        slot_win, slot_feat, slot_col = self._slots
-        window_ids = window_ids.long().cpu()
-        lo = torch.searchsorted(slot_win, window_ids[0], side="left")
-        hi = torch.searchsorted(slot_win, window_ids[-1], side="right")
-        if hi <= lo:
-            return
-        w, f, c = slot_win[lo:hi], slot_feat[lo:hi], slot_col[lo:hi]
-        pos = torch.searchsorted(window_ids, w)
-        if not torch.equal(window_ids[pos.clamp(max=len(window_ids) - 1)], w):
-            raise ValueError("pass-2 batch is missing selected windows (batches must be contiguous)")
-        dev = acts.device
-        vals = acts.detach()[pos.to(dev), :, f.to(dev)].to(torch.float16).cpu()  # [S, T]
-        self.top_token_acts[f, c] = vals
+        t = self._token_store.shape[2]
+        idx = self.top_slot.unsqueeze(2).expand(-1, -1, t)
+        self.top_token_acts = self._token_store.gather(1, idx)
+        self.top_token_acts[empty] = 0
+        self._token_store = None
 
     def result(self) -> FeatureTopN:
         assert self.top_token_acts is not None
@@ -176,28 +190,24 @@ def _batches(ids: Tensor, size: int) -> Iterator[Tensor]:
 
 def collect_topn(
     tokens: Tensor, encode: EncodeFn, d_sae: dict[str, int], cfg: TopNConfig = TopNConfig(),
-    desc: str = "top-N",
+    desc: str = "top-N", device: str | torch.device = "cpu",
 ) -> dict[str, FeatureTopN]:
     """Top-N for every latent of every SAE in ``d_sae`` over ``tokens [n_windows, L]``.
 
     ``encode`` runs the model once per batch and returns each SAE's activations, so several
-    SAEs on the same checkpoint share one forward pass.
+    SAEs on the same checkpoint share one forward pass; it is called once per batch of windows
+    (no second pass). The buffers live on ``device`` (they follow the activations' device).
     """
     if tokens.ndim != 2 or len(tokens) == 0:
         raise UserError(f"token windows: shape {tuple(tokens.shape)}, expected [n_windows > 0, length]")
-    collectors = {name: TopNCollector(d, cfg) for name, d in d_sae.items()}
+    collectors = {name: TopNCollector(d, cfg, device) for name, d in d_sae.items()}
     all_ids = torch.arange(len(tokens))
-    for ids in tqdm(list(_batches(all_ids, cfg.batch_size)), desc=f"{desc} pass 1", leave=False):
+    for ids in tqdm(list(_batches(all_ids, cfg.batch_size)), desc=f"{desc} windows", leave=False):
         acts = encode(tokens[ids])
         for name, col in collectors.items():
             col.update(acts[name], ids)
     for col in collectors.values():
         col.finish_pass1()
-    union = torch.unique(torch.cat([c.selected_windows() for c in collectors.values()]))
-    for ids in tqdm(list(_batches(union, cfg.batch_size)), desc=f"{desc} pass 2", leave=False):
-        acts = encode(tokens[ids])
-        for name, col in collectors.items():
-            col.gather(acts[name], ids)
     return {name: col.result() for name, col in collectors.items()}
 
 

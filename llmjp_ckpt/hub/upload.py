@@ -6,7 +6,7 @@ uploads only those four files and creates the repo without a ``private`` flag, s
 it leaves out through the Hub API itself: the repo is created private *first* when asked
 (SAELens then finds it and skips its own ``create_repo``), and one extra commit adds each
 SAE's ``metrics.json`` and the model card. A registry entry in SAELens' ``pretrained_saes.yaml``
-schema is merged into ``configs/pretrained_saes.yaml``.
+schema is merged into ``RUN/pretrained_saes.yaml`` (or a given path), never into the package.
 
 The token comes only from ``HF_TOKEN`` or the Hugging Face login, read by ``huggingface_hub``
 itself: this module never reads, passes, prints or writes it.
@@ -27,14 +27,19 @@ from llmjp_ckpt import atomic
 from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import sae_folders
+from llmjp_ckpt.saes.normalisation import mode_of
+from llmjp_ckpt.weights import check_sae_weights, tensor_shapes
 
 log = logging.getLogger(__name__)
 SAELENS_FILES = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "runner_cfg.json")
 REQUIRED = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "metrics.json")
+# What SAELens does not upload, added by our own commit: the metrics and the dead-latent counts
+# (saes.dead.FIRING_FILE, the one definition of a dead latent), when the folder has them.
+EXTRA_FILES = ("metrics.json", "firing_counts.safetensors")
 _SHOWN = {"checkpoint_step", "d_sae", "k", "step"}  # already columns of the metrics table
 _PREFERRED = ("explained_variance", "fvu", "mse", "cosine", "l0", "dead_fraction", "dense_fraction",
               "ce_loss_score", "kl_div_score")
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "configs" / "pretrained_saes.yaml"
+REGISTRY_NAME = "pretrained_saes.yaml"  # written into the run folder unless a path is given
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,11 @@ class SAEFolder:
         return f"{self.folder.parent.name}/{self.sae_id}"
 
     @property
-    def normalization(self) -> str:
-        return str(self.cfg.get("token_norm") or self.cfg.get("normalize_activations") or "none")
+    def normalisation(self) -> str:
+        return mode_of(self.cfg)
 
     def files(self) -> list[Path]:
-        return [self.folder / n for n in (*SAELENS_FILES, "metrics.json") if (self.folder / n).is_file()]
+        return [self.folder / n for n in (*SAELENS_FILES, *EXTRA_FILES) if (self.folder / n).is_file()]
 
 
 def collect_saes(run: str | Path) -> list[SAEFolder]:
@@ -66,6 +71,8 @@ def collect_saes(run: str | Path) -> list[SAEFolder]:
         missing = [n for n in REQUIRED if not (folder / n).is_file()]
         if missing:
             raise UserError(f"{folder}: missing {', '.join(missing)} (expected a finished SAE from `llmjp-ckpt train`)")
+        check_sae_weights(folder)  # a truncated / corrupt weights file: one line, before any upload
+        tensor_shapes(folder / "sparsity.safetensors", "SAELens' sparsity.safetensors")
         out.append(SAEFolder(step, sae_id, folder, _read_json(folder / "cfg.json"), _read_json(folder / "metrics.json")))
     return out
 
@@ -97,7 +104,7 @@ def model_card(saes: list[SAEFolder], repo_id: str) -> str:
     head = ["checkpoint step", "SAE id", "normalisation", "d_sae", "k", *keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in sorted(saes, key=lambda s: (s.step, s.sae_id)):
-        row = [s.step, f"`{s.repo_path}`", s.normalization, s.cfg.get("d_sae"), s.cfg.get("k"),
+        row = [s.step, f"`{s.repo_path}`", s.normalisation, s.cfg.get("d_sae"), s.cfg.get("k"),
                *[s.metrics.get(k, "") for k in keys]]
         lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
     example = saes[0].repo_path
@@ -108,9 +115,10 @@ def model_card(saes: list[SAEFolder], repo_id: str) -> str:
         f"- **Checkpoint steps**: {', '.join(str(x) for x in sorted({s.step for s in saes}))}",
         f"- **Hook**: {', '.join(f'`{h}`' for h in hooks)}",
         (f"- **Normalisation modes** (per token, before the SAE): "
-         f"{', '.join(sorted({s.normalization for s in saes}))}"),
+         f"{', '.join(sorted({s.normalisation for s in saes}))}"),
         (f"- **SAEs**: {len(saes)}, one folder per `iter_XXXXXXX/<sae_id>` (SAELens format: cfg.json, "
-         "sae_weights.safetensors, sparsity.safetensors, runner_cfg.json, plus metrics.json)"), "",
+         "sae_weights.safetensors, sparsity.safetensors, runner_cfg.json, plus metrics.json "
+         "and firing_counts.safetensors, the dead-latent counts)"), "",
         "## Metrics", "", *lines, "",
         "## Loading", "",
         "```python",
@@ -169,7 +177,7 @@ def upload_run(run: str | Path, repo_id: str, *, private: bool = False, dry_run:
     plan = upload_plan(saes, repo_id)
     card = model_card(saes, repo_id)
     entry = registry_entry(saes, repo_id)
-    reg = Path(registry_path) if registry_path else DEFAULT_REGISTRY
+    reg = Path(registry_path) if registry_path else Path(run) / REGISTRY_NAME
     if dry_run:
         for src, dst in plan:
             print(f"{src} -> {dst}")
@@ -185,9 +193,11 @@ def upload_run(run: str | Path, repo_id: str, *, private: bool = False, dry_run:
         api.create_repo(repo_id, private=True, exist_ok=True)
     upload_saes_to_huggingface({s.repo_path: s.folder for s in saes}, repo_id,
                                hf_revision=revision, add_default_readme=False)
-    ops = [CommitOperationAdd(f"{s.repo_path}/metrics.json", str(s.folder / "metrics.json")) for s in saes]
+    ops = [CommitOperationAdd(f"{s.repo_path}/{n}", str(s.folder / n))
+           for s in saes for n in EXTRA_FILES if (s.folder / n).is_file()]
     ops.append(CommitOperationAdd("README.md", card.encode("utf-8")))
-    api.create_commit(repo_id, operations=ops, commit_message="Add metrics.json and model card",
+    api.create_commit(repo_id, operations=ops,
+                      commit_message="Add metrics.json, firing counts and model card",
                       revision=revision)
     write_registry(entry, reg)
     log.info("uploaded %d SAEs to %s; registry entry in %s", len(saes), repo_id, reg)

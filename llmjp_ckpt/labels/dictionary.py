@@ -24,6 +24,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+from llmjp_ckpt import chars
 from llmjp_ckpt.labels import lexical
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class JMdictLexicon:
         self._ja: dict[str, frozenset[int]] = {}  # cache of Japanese look-ups
         self._keys: dict[str, tuple[bool, frozenset[int], frozenset[int]]] = {}  # per token
 
+    def reopen(self) -> None:
+        """A fresh read-only connection (after ``fork``: SQLite connections must not cross it)."""
+        self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+
     def _english_index(self) -> dict[str, tuple[frozenset[int], frozenset[int]]]:
         """variant key of a single-word gloss -> (sense ids, entry ids) it glosses."""
         per_sense: dict[int, tuple[int, set[str]]] = {}
@@ -84,7 +89,7 @@ class JMdictLexicon:
 
     def _ja_entries(self, form: str) -> frozenset[int]:
         if form not in self._ja:
-            if len(form) < 2 and all(0x3041 <= ord(c) <= 0x30FF for c in form):
+            if len(form) < 2 and all(chars.is_kana(c) for c in form):
                 found: frozenset[int] = frozenset()  # one kana: a particle, far too ambiguous
             else:
                 rows = self._db.execute("SELECT idseq FROM Kanji WHERE text = ? UNION "
@@ -108,7 +113,7 @@ class JMdictLexicon:
         none: frozenset[int] = frozenset()
         if lexical.is_latin_word(s):
             hit = (True, *self._en.get(lexical.variant_key(s), (none, none)))
-        elif s and any(0x3041 <= ord(c) <= 0x9FFF for c in s):
+        elif s and any(chars.in_cjk_span(c) for c in s):
             hit = (False, none, self._ja_entries(s))
         else:
             hit = (False, none, none)

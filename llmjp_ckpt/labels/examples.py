@@ -21,11 +21,13 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmjp_ckpt.chars import majority_language
 from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.runfolder import parse_step_dir
 
 Window = list[tuple[str, float]]
 
@@ -46,7 +48,6 @@ class FeatureRecord:
     granularity: str | None = None  # the file's (authors') granularity label, if any
     language_counts: dict[str, int] | None = None
     source: str = ""  # "file:line" for messages
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def validate_examples(obj: Any, where: str, *, allow_empty: bool = False) -> list[Window]:
@@ -151,8 +152,7 @@ def _read_published(path: Path) -> list[FeatureRecord]:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     objs = obj if isinstance(obj, list) else [obj]
-    ckpt_match = next((re.fullmatch(r"iter_(\d+)", p.name) for p in path.parents
-                       if re.fullmatch(r"iter_(\d+)", p.name)), None)
+    folder_step = next((s for p in path.parents if (s := parse_step_dir(p.name)) is not None), None)
     digits = re.findall(r"\d+", path.stem)
     out = []
     for i, o in enumerate(objs):
@@ -170,27 +170,18 @@ def _read_published(path: Path) -> list[FeatureRecord]:
         if "checkpoint" in o:
             ckpt = _int_field(o, "checkpoint", where)
         else:
-            ckpt = int(ckpt_match.group(1)) if ckpt_match else None
+            ckpt = folder_step
         counts = _counts_field(o.get("language"), where, name="language")
         out.append(FeatureRecord(
             checkpoint=ckpt,
             feature=feat,
             examples=validate_examples(o["token_act"], where),
-            language=_language_from_counts(counts) if counts else None,
+            language=majority_language(counts) if counts else None,
             granularity=_granularity_field(o.get("granularity"), where),
             language_counts=counts,
             source=where,
         ))
     return out
-
-
-def _language_from_counts(counts: dict[str, int]) -> str:
-    """The study's threshold: a language whose examples are > 0.9 of all; else ``mix``."""
-    n = sum(counts.values())
-    for lang in ("en", "ja"):
-        if n and counts.get(lang, 0) > 0.9 * n:
-            return lang
-    return "mix"
 
 
 def _int_field(obj: dict, key: str, where: str) -> int:

@@ -28,14 +28,17 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
 
-Script = Literal["en", "ja", "neutral"]
-Language = Literal["en", "ja", "mix"]
-WindowLike = Sequence[Sequence]  # a window: [[token_text, activation], ...]
+from llmjp_ckpt.chars import (
+    Language,
+    Script,
+    char_script,
+    majority_language,
+    strip_byte_pieces,
+)
 
-THRESHOLD = 0.9
+WindowLike = Sequence[Sequence]  # a window: [[token_text, activation], ...]
 _PAPER_EN = re.compile(r"^[A-Za-z\s\"'(),.\-]+$")
 _DIGITS = re.compile(r"^[0-9]+$")
-_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
 # ----------------------------------------------------------------------------- paper rule
@@ -76,35 +79,15 @@ def paper_counts(examples: Sequence[WindowLike]) -> dict[str, int]:
 
 def paper_language(examples: Sequence[WindowLike]) -> Language:
     """The study's language label of a feature: ``en``, ``ja`` or ``mix``."""
-    return _decide(paper_counts(examples))
+    return majority_language(paper_counts(examples))
 
 
 # ---------------------------------------------------------------------------- script rule
-def _is_japanese_char(ch: str) -> bool:
-    o = ord(ch)
-    return (
-        0x3041 <= o <= 0x309F  # hiragana
-        or (0x30A0 <= o <= 0x30FF and o != 0x30FB)  # katakana incl. ー, not the middle dot ・
-        or 0x31F0 <= o <= 0x31FF  # katakana phonetic extensions
-        or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF  # kanji
-        or 0x20000 <= o <= 0x2FFFF
-        or o in (0x3005, 0x3006, 0x3007, 0x303B)  # 々 〆 〇 〻
-    )
-
-
-def _is_latin_letter(ch: str) -> bool:
-    return unicodedata.category(ch).startswith("L") and unicodedata.name(ch, "").startswith("LATIN")
-
-
 @lru_cache(maxsize=1 << 17)  # pieces repeat: the vocabulary is ~100k
 def token_script(token: str) -> Script:
     """``ja`` if the token holds kana/kanji, else ``en`` if it holds Latin letters, else neutral."""
-    text = _BYTE_PIECE.sub("", unicodedata.normalize("NFKC", token))
-    if any(_is_japanese_char(c) for c in text):
-        return "ja"
-    if any(_is_latin_letter(c) for c in text):
-        return "en"
-    return "neutral"
+    scripts = {char_script(c) for c in strip_byte_pieces(unicodedata.normalize("NFKC", token))}
+    return "ja" if "ja" in scripts else "en" if "en" in scripts else "neutral"
 
 
 def script_scores(
@@ -135,15 +118,7 @@ def script_scores(
 
 def script_language(examples: Sequence[WindowLike], active_frac: float = 0.5) -> Language:
     """Our script-aware language label: ``en``, ``ja`` or ``mix`` (no evidence at all: ``mix``)."""
-    return _decide(script_scores(examples, active_frac))
-
-
-def _decide(counts: dict[str, float]) -> Language:
-    n = sum(counts.values())
-    for lang in ("en", "ja"):
-        if n > 0 and counts.get(lang, 0) > THRESHOLD * n:
-            return lang  # type: ignore[return-value]
-    return "mix"
+    return majority_language(script_scores(examples, active_frac))
 
 
 RULES = {"paper": paper_language, "script": script_language}

@@ -13,9 +13,9 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-_BYTE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+from llmjp_ckpt import chars
+
 _LATIN_WORD = re.compile(r"^[a-z]+$")
-_KATAKANA = re.compile(r"^[\u30A1-\u30FA\u30FC\u30FD\u30FE]+$")
 
 
 def surface(token: str) -> str:
@@ -30,7 +30,8 @@ def is_latin_word(text: str) -> bool:
 
 
 def is_katakana(text: str) -> bool:
-    return bool(_KATAKANA.match(text))
+    """Katakana letters only (``ー`` included, ``・`` not): a loanword's spelling."""
+    return bool(text) and all(chars.is_katakana_letter(c) for c in text)
 
 
 # British spellings → American, applied to the stem left after inflection stripping.
@@ -121,6 +122,7 @@ def katakana_to_romaji(text: str) -> str:
 _VOWELS = set("aeiouy")
 
 
+@lru_cache(maxsize=65536)  # called for every katakana × Latin pair of a feature
 def loan_skeleton(text: str) -> str:
     """A consonant skeleton comparable across an English word and its katakana loan.
 
@@ -171,7 +173,8 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 def is_byte_piece(token: str) -> bool:
-    return bool(_BYTE.fullmatch(token.strip()))
+    """The token, stripped of whitespace, is one byte-fallback piece ``<0xNN>``."""
+    return chars.is_byte_piece(token.strip())
 
 
 def load_lexicon(path: str | Path) -> dict[str, set[str]]:

@@ -69,6 +69,9 @@ class SaeGrid:
     k: list[int] = field(default_factory=lambda: [32])
     lr: list[float] = field(default_factory=lambda: [1e-3])
     normalisation: list[str] = field(default_factory=lambda: ["scalar"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Init seeds of each grid cell, trained in the same activation pass (the seed baseline):
+    seed 0 keeps the plain sae_id, seed s > 0 adds ``_s{s}``; all share one stream."""
 
 
 @dataclass
@@ -102,10 +105,24 @@ class SaeSpec:
     k: int
     lr: float
     normalisation: str
+    seed: int = 0
+    """The grid seed (``saes.seeds``): 0 is the plain SAE, s > 0 its seed-s twin."""
+
+    @property
+    def base_id(self) -> str:
+        """The sae_id of this cell's seed-0 SAE (the seed baseline's reference)."""
+        return f"x{self.expansion}_k{self.k}_lr{self.lr:g}_{self.normalisation}"
 
     @property
     def sae_id(self) -> str:
-        return f"x{self.expansion}_k{self.k}_lr{self.lr:g}_{self.normalisation}"
+        return self.base_id + (f"_s{self.seed}" if self.seed else "")
+
+    def hash_fields(self) -> dict[str, Any]:
+        """The fields an SAE's config hash covers (seed 0 as before seeds existed)."""
+        out = dataclasses.asdict(self)
+        if not self.seed:
+            out.pop("seed")
+        return out
 
 
 @dataclass
@@ -146,6 +163,11 @@ class TrainConfig:
         for e in g.expansion:
             if not isinstance(e, int) or e < 1:
                 raise UserError(f"saes.expansion={e!r}: expected an integer >= 1")
+        seeds = g.seeds
+        if (not seeds or len(set(seeds)) != len(seeds)
+                or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in seeds)):
+            raise UserError(f"saes.seeds={seeds!r}: expected a non-empty list of distinct "
+                            "non-negative integers")
         for n in g.normalisation:
             if n not in MODES:
                 raise UserError(f"saes.normalisation={n!r}: expected one of {', '.join(MODES)}")
@@ -217,7 +239,8 @@ class TrainConfig:
 
     def specs(self) -> list[SaeSpec]:
         g = self.saes
-        return [SaeSpec(e, k, float(lr), n) for e, k, lr, n in itertools.product(g.expansion, g.k, g.lr, g.normalisation)]
+        return [SaeSpec(e, k, float(lr), n, sd) for e, k, lr, n, sd in
+                itertools.product(g.expansion, g.k, g.lr, g.normalisation, g.seeds)]
 
     def runner_fields(self) -> dict[str, Any]:
         """Runner fields with our defaults filled in (``logger`` as a dict)."""

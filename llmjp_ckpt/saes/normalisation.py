@@ -230,6 +230,10 @@ class TokenNormTopKTrainingSAEConfig(TopKTrainingSAEConfig):
     def to_dict(self) -> dict[str, Any]:
         return _without_old_key(super().to_dict())
 
+    def get_inference_sae_cfg_dict(self) -> dict[str, Any]:
+        # what the trainer writes as the saved SAE's cfg.json
+        return _without_old_key(super().get_inference_sae_cfg_dict())
+
     @classmethod
     def architecture(cls) -> str:
         return ARCHITECTURE

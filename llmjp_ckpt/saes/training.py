@@ -18,8 +18,11 @@ Layout and safety:
 Seeds: the config's ``seed`` seeds random / NumPy / torch (:mod:`llmjp_ckpt.seeding`) before
 each SAE's initialisation (seed derived from ``(seed, step, sae_id)``), before the
 geometric-median sample and before the activation store is built and shuffles (``(seed,
-step)``), so one checkpoint retrained alone gives the same weights as in a full run (on CPU;
-a resumed run continues from the checkpoint's weights, not from the same random state).
+step)``), so one checkpoint retrained alone gives the same weights as in a full run (on CPU);
+a run resumed from a periodic SAELens checkpoint also restores the mixing buffer and the
+random state (:mod:`llmjp_ckpt.saes.resume`) and ends bit-identical to an uninterrupted one.
+The grid's ``saes.seeds`` add seed-s twins (``<sae_id>_s<s>``, init seed derived from that id)
+to the same pass: they see the very same activation stream (one store, one data seed).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def spec_hash(cfg: TrainConfig, step: int | None, spec: SaeSpec, data_info: str)
     """What one SAE depends on: model, step, hook, its own fields, runner, data, warm start."""
     return config_hash({
         "model": without_runtime(asdict(cfg.model)) | {"steps": None}, "step": step, "hook_layer": cfg.hook_layer,
-        "spec": asdict(spec), "sae_options": cfg.sae_options, "runner": cfg.runner_fields(),
+        "spec": spec.hash_fields(), "sae_options": cfg.sae_options, "runner": cfg.runner_fields(),
         "data": data_info, "warm_start": cfg.warm_start, "metrics": asdict(cfg.metrics),
         "seed": cfg.seed,
     })
@@ -241,6 +244,7 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
 
     from llmjp_ckpt.saes.dead import write_firing_counts
     from llmjp_ckpt.saes.metrics import count_firings, evaluate
+    from llmjp_ckpt.saes.resume import install as install_exact_resume
     from llmjp_ckpt.seeding import seed_everything
 
     datasets.config.TORCHVISION_AVAILABLE = False  # see STACK-NOTES: torchvision 0.29 breaks row access
@@ -261,6 +265,7 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     sae_cfgs = {
         s.sae_id: _sae_config(cfg, s, d_model, meta_common | {
             "normalisation": s.normalisation, "llmjp_config_hash": hashes[s.sae_id], "sae_id": s.sae_id,
+            "sae_seed": s.seed, "seed_group": s.base_id,  # the seed baseline (compare.seeds)
             "warm_start_from": (steps[steps.index(step) - 1] if cfg.warm_start and steps.index(step) else None),
             "seed": cfg.seed, "init_seed": init_seed(cfg, step, s.sae_id),
             "data_seed": data_seed(cfg, step),
@@ -292,9 +297,11 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     runner = MultiSAETrainingRunner(runner_cfg, override_dataset=train, override_model=model, override_saes=override_saes)
     # SAELens has no seam for checking activations: wrap its data loader on this instance so a
     # NaN/inf batch stops training with a clear message instead of a NaN SAE.
+    # Exact resume (saes.resume): SAELens' mixing stream as an object whose state (buffer,
+    # random state) goes into every periodic checkpoint, so a resumed run is bit-identical.
+    stream = install_exact_resume(runner)
     store = runner.activations_store
-    loader = store.get_multi_hook_data_loader
-    store.get_multi_hook_data_loader = lambda: finite_batches(loader(), f"checkpoint {step_dir(step or 0)}")  # type: ignore[method-assign]
+    store.get_multi_hook_data_loader = lambda: finite_batches(stream, f"checkpoint {step_dir(step or 0)}")  # type: ignore[method-assign]
     if resume:
         log.warning("resuming from SAELens checkpoint %s", resume)
     started = time.perf_counter()

@@ -1,8 +1,8 @@
 """Escaping corpus text for every place it can land in a page.
 
 Corpus text (token strings, document text) is data, never markup: it goes through one of these
-functions wherever it is written — HTML text, attribute values, JSON inside ``<script>``, or a
-JavaScript string literal. There is no templating engine that could skip a call.
+functions wherever it is written — HTML text and attribute values (:func:`text`), JSON inside
+``<script>``, or a JavaScript string literal. There is no templating engine that could skip a call.
 """
 
 from __future__ import annotations
@@ -24,12 +24,7 @@ _SCRIPT_UNSAFE = {
 
 
 def text(value: Any) -> str:
-    """Escape for HTML text content."""
-    return html.escape(str(value), quote=True)
-
-
-def attr(value: Any) -> str:
-    """Escape for a double- or single-quoted HTML attribute value."""
+    """Escape for HTML text content and for a double- or single-quoted attribute value."""
     return html.escape(str(value), quote=True)
 
 

@@ -8,21 +8,23 @@ rule (``paper``, ``script``) gave it in ``analysis/features.parquet``.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from llmjp_ckpt.chars import LANGUAGE_THRESHOLD
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features.store import FeatureStore
+from llmjp_ckpt.runfolder import parse_step_dir
 
 
 def piece_languages(concepts_json: Path) -> dict[int, str]:
     """Token id -> language, for the pieces of planted forms that belong to one language only."""
     langs: dict[int, set[str]] = {}
-    for form in json.loads(concepts_json.read_text(encoding="utf-8"))["forms"]:
+    for form in read_json(concepts_json)["forms"]:
         for i in form["ids"] + form["ids_attached"]:
             langs.setdefault(int(i), set()).add(form["language"])
     return {i: next(iter(s)) for i, s in langs.items() if len(s) == 1}
@@ -46,7 +48,7 @@ def planted_language(store: FeatureStore, feature: int, lang_of: dict[int, str],
     return lang if n >= min_share * len(top_ids) else None
 
 
-def planted_agreement(run_dir: str | Path, toy_dir: str | Path | None = None, min_share: float = 0.9) -> dict[str, Any]:
+def planted_agreement(run_dir: str | Path, toy_dir: str | Path | None = None, min_share: float = LANGUAGE_THRESHOLD) -> dict[str, Any]:
     """How often each language rule gives planted features their planted language."""
     import pandas as pd
 
@@ -60,8 +62,10 @@ def planted_agreement(run_dir: str | Path, toy_dir: str | Path | None = None, mi
     labels = pd.read_parquet(parquet).set_index(["checkpoint", "sae_id", "feature"])
     rows = []
     for folder in sorted((run / "features").glob("iter_*/*")):
+        step, sae_id = parse_step_dir(folder.parent.name), folder.name
+        if step is None:
+            continue
         store = FeatureStore.load(folder)
-        step, sae_id = int(folder.parent.name.split("_")[1]), folder.name
         for f in range(store.d_sae):
             lang = planted_language(store, f, lang_of, min_share)
             if lang is not None and (step, sae_id, f) in labels.index:

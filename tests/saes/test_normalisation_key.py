@@ -12,6 +12,7 @@ from sae_lens import SAE
 from llmjp_ckpt.saes.normalisation import (
     TokenNormTopKSAE,
     TokenNormTopKSAEConfig,
+    TokenNormTopKTrainingSAE,
     TokenNormTopKTrainingSAEConfig,
     mode_of,
     with_current_key,
@@ -42,6 +43,15 @@ def test_cfg_json_key_is_normalisation_and_old_key_still_loads(tmp_path: Path, m
     assert isinstance(old, TokenNormTopKSAE) and old.cfg.normalisation == mode
     x = torch.randn(5, 8) * 3 + 1
     torch.testing.assert_close(old(x), sae(x))  # same mode, same reconstruction
+
+
+def test_trained_sae_cfg_json_has_only_the_new_key(tmp_path: Path) -> None:
+    cfg = TokenNormTopKTrainingSAEConfig(d_in=8, d_sae=16, k=2, normalisation="scalar")
+    assert "token_norm" not in cfg.to_dict()
+    _, cfg_path = TokenNormTopKTrainingSAE(cfg).save_inference_model(tmp_path / "t")
+    saved = json.loads(cfg_path.read_text())
+    assert saved["normalisation"] == "scalar" and "token_norm" not in saved
+    assert SAE.load_from_disk(tmp_path / "t").cfg.normalisation == "scalar"
 
 
 def test_training_config_reads_the_old_key() -> None:
