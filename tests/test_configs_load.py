@@ -10,6 +10,7 @@ from llmjp_ckpt.compare.stage import CompareConfig
 from llmjp_ckpt.crosscoders.stage import load_config as load_crosscoder_config
 from llmjp_ckpt.data.config import DataConfig
 from llmjp_ckpt.features.analyze import FeaturesConfig
+from llmjp_ckpt.launch.config import load_launch
 from llmjp_ckpt.models.registry import load_registry
 from llmjp_ckpt.saes.config import TrainConfig
 from llmjp_ckpt.site.config import SiteConfig
@@ -24,7 +25,7 @@ def loader_for(rel: str):
     by_folder = {"data": DataConfig.from_yaml, "paper": TrainConfig.from_yaml,
                  "grid": TrainConfig.from_yaml, "demo": TrainConfig.from_yaml,
                  "models": lambda p: load_registry(Path(p).parent),
-                 "crosscoder": load_crosscoder_config}
+                 "crosscoder": load_crosscoder_config, "launch": load_launch}
     by_file = {"features.yaml": FeaturesConfig.from_yaml, "compare.yaml": CompareConfig.from_yaml,
                "site.yaml": SiteConfig.from_yaml}
     return by_folder.get(top) or by_file.get(rel)

@@ -108,7 +108,7 @@ def to_saelens(cfg: dict[str, Any], weights: dict[str, torch.Tensor], hook_name:
 
     sae_cfg = TokenNormTopKSAEConfig(
         d_in=cfg["d_in"], d_sae=cfg["num_latents"], k=cfg["k"], dtype="float32", device="cpu",
-        apply_b_dec_to_input=True, **{_mode_field(TokenNormTopKSAEConfig): "scalar"},
+        apply_b_dec_to_input=True, normalisation="scalar",
     )
     sae_cfg.metadata.hook_name = hook_name
     for key, val in (metadata or {}).items():
@@ -121,14 +121,6 @@ def to_saelens(cfg: dict[str, Any], weights: dict[str, torch.Tensor], hook_name:
         "b_dec": weights["b_dec"].contiguous(),
     })
     return sae
-
-
-def _mode_field(cls: type) -> str:
-    """The config field naming the normalisation mode (older SAEs called it ``token_norm``)."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    return "normalisation" if "normalisation" in names else "token_norm"
 
 
 def import_peer(src: str, out: str | Path, hook_name: str = "blocks.11.hook_resid_post",

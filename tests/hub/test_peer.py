@@ -52,7 +52,7 @@ def test_imported_sae_equals_the_authors_formula(tmp_path: Path) -> None:
     sae = SAE.load_from_disk(str(out))
     x = torch.randn(200, D) * 7.0  # any scale: both normalise each token
     z_ref, rec_ref = peer_formula(x, w)
-    _, rec, z = sae.reconstruct_normalized(x)
+    _, rec, z = sae.reconstruct_normalised(x)
     assert torch.allclose(z, z_ref, atol=1e-5)
     assert torch.allclose(rec, rec_ref, atol=1e-5)
     assert (z != 0).sum(-1).max() <= K
