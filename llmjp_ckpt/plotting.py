@@ -1,8 +1,11 @@
-"""Write plotly figures for every stage: self-contained HTML and, when possible, PNG.
+"""Write plotly figures for every stage: HTML that opens offline and, when possible, PNG.
 
-HTML carries plotly.js inline, so it opens offline from ``file://``. PNGs are rendered by kaleido
-in one browser session for all of a stage's figures; when no browser is found the export is
-logged once and skipped, never fatal.
+Every figure folder holds one ``plotly.min.js`` (copied from the installed plotly package) that
+its HTML figures load with a relative ``<script src>`` (plotly's ``include_plotlyjs="directory"``),
+so a figure opens offline from ``file://`` without carrying its own 4.6 MB copy; the site points
+the same tag at its single ``assets/plotly.min.js`` (:data:`PLOTLY_SRC`). PNGs are rendered by
+kaleido in one browser session for all of a stage's figures; when no browser is found the export
+is logged once and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -18,15 +21,40 @@ import plotly.graph_objects as go
 from llmjp_ckpt import atomic
 
 log = logging.getLogger(__name__)
+PLOTLY_JS = "plotly.min.js"
+PLOTLY_SRC = f'<script charset="utf-8" src="{PLOTLY_JS}"></script>'  # what "directory" writes
 
 
-def write_figures(figures: dict[str, go.Figure], out_dir: Path, png: bool = True) -> dict[str, list[str]]:
-    """Write ``name.html`` for every figure and, if a browser is found, ``name.png``."""
+def plotly_js_path() -> Path:
+    """plotly.min.js inside the installed plotly package."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+
+
+def ensure_plotly_js(out_dir: Path) -> Path:
+    """One ``plotly.min.js`` in ``out_dir`` (rewritten only when it differs)."""
+    src, dst = plotly_js_path(), out_dir / PLOTLY_JS
+    data = src.read_bytes()
+    if not dst.is_file() or dst.stat().st_size != len(data) or dst.read_bytes() != data:
+        atomic.write_bytes(dst, data)
+    return dst
+
+
+def write_figures(figures: dict[str, go.Figure], out_dir: Path,
+                  png: bool = True) -> dict[str, list[str]]:
+    """Write ``name.html`` for every figure (plotly.js shared in ``out_dir``) and, if a browser
+    is found, ``name.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[str]] = {}
+    if figures:
+        ensure_plotly_js(out_dir)
     for name, fig in figures.items():
         path = out_dir / f"{name}.html"
-        atomic.write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+        html = fig.to_html(include_plotlyjs="directory", full_html=True)
+        if PLOTLY_SRC not in html:  # plotly changed its tag: the site could not relink it
+            raise RuntimeError(f"plotly's include_plotlyjs='directory' tag changed: {html[:300]}")
+        atomic.write_text(path, html)
         written[name] = [str(path)]
     if not png or not figures:
         return written

@@ -2,8 +2,8 @@
 
 - plotly.js ships inside the installed ``plotly`` package (``plotly/package_data/plotly.min.js``).
 - d3 v6 (needed by sae-dashboard's pages) is fetched from the npm registry by ``make setup``
-  into the gitignored ``.vendor/d3/`` folder (or named with ``LLMJP_D3_JS``); it is never
-  committed to the repository.
+  into the gitignored ``.vendor/d3/`` folder of the clone (or of the current folder, or named
+  with ``LLMJP_D3_JS`` for an installed copy); it is never committed to the repository.
 
 :func:`copy_assets` copies them next to the pages (``RUN/dashboards/assets/``), so the site
 opens from ``file://`` with no network.
@@ -19,8 +19,9 @@ from llmjp_ckpt import atomic
 PLOTLY_NAME = "plotly.min.js"
 D3_NAME = "d3.v6.min.js"
 D3_ENV = "LLMJP_D3_JS"
-_REPO = Path(__file__).resolve().parents[2]
-D3_VENDOR = _REPO / ".vendor" / "d3" / "package" / "dist" / "d3.min.js"
+_REPO = Path(__file__).resolve().parents[2]  # the clone, for an editable install
+_D3_IN_VENDOR = Path(".vendor") / "d3" / "package" / "dist" / "d3.min.js"
+D3_VENDOR = _REPO / _D3_IN_VENDOR
 
 
 def plotly_js() -> Path:
@@ -34,9 +35,9 @@ def plotly_js() -> Path:
 
 
 def d3_js() -> Path | None:
-    """d3 v6 from ``$LLMJP_D3_JS`` or ``.vendor/d3`` (``make setup``), else None."""
+    """d3 v6 from ``$LLMJP_D3_JS``, the clone's or the cwd's ``.vendor/d3``, else None."""
     env = os.environ.get(D3_ENV)
-    for cand in ([Path(env)] if env else []) + [D3_VENDOR]:
+    for cand in ([Path(env)] if env else []) + [D3_VENDOR, Path.cwd() / _D3_IN_VENDOR]:
         if cand.is_file():
             return cand
     return None

@@ -12,7 +12,12 @@ Pages (all static, all corpus text escaped through :mod:`llmjp_ckpt.site.escape`
 - ``lineages/lineage_<n>.html``: one feature's examples across checkpoints, side by side (chains
   from the compare stage's ``RUN/analysis/lineages/<sae_id>.parquet``);
 - ``features/iter_XXXXXXX/<sae_id>/feature_<N>.html``: sae-dashboard pages
-  (:mod:`llmjp_ckpt.site.feature_pages`), scripts from ``assets/``.
+  (:mod:`llmjp_ckpt.site.feature_pages`), scripts from ``assets/``, computed over the top-N
+  store's windows (:func:`llmjp_ckpt.site.inputs.dashboard_tokens`): each page's top example
+  is the store's.
+
+Live/dead counts come from :mod:`llmjp_ckpt.saes.dead`; a store whose ``sae_weights_hash`` is
+not its SAE's is refused.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ from llmjp_ckpt import atomic
 from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder, step_dir
+from llmjp_ckpt.saes.dead import alive_mask, weights_hash
 from llmjp_ckpt.site.config import SiteConfig
-from llmjp_ckpt.site.escape import attr, text
+from llmjp_ckpt.site.escape import text
 from llmjp_ckpt.site.inputs import (
     Example,
     Lineage,
+    check_store_current,
+    dashboard_tokens,
     inputs_fingerprint,
     lineage_members,
     load_features_table,
@@ -48,7 +56,6 @@ from llmjp_ckpt.site.render import (
     browser_name,
     feature_block,
     feature_href,
-    fmt,
     options,
     page,
     tables,
@@ -95,11 +102,9 @@ def _link_or_copy(src: Path, dst: Path) -> Path:
 
 def _copy_inputs(run: Path, out: Path) -> list[Path]:
     """Copy the compare/feature figures and transitions.json into the site folder."""
-    figs = []
-    src = run / "analysis" / "figures"
-    for p in sorted(src.glob("*")) if src.is_dir() else []:
-        if p.is_file() and p.suffix in (".html", ".png", ".svg"):
-            figs.append(_link_or_copy(p, out / "figures" / p.name))
+    from llmjp_ckpt.site.index_page import copy_figures
+
+    figs = copy_figures(run, out)  # plotly.js relinked to the one assets/plotly.min.js
     tj = run / "analysis" / "transitions.json"
     if tj.is_file():
         shutil.copyfile(tj, out / "data" / "transitions.json")
@@ -108,7 +113,8 @@ def _copy_inputs(run: Path, out: Path) -> list[Path]:
 
 def _render_feature_pages(run: Path, out: Path, saes: dict[int, dict[str, Path]],
                           selected: dict[tuple[int, str], list[int]], cfg: SiteConfig,
-                          loader: ModelLoader | None, tt: TokenText) -> dict[tuple[int, str, int], str]:
+                          loader: ModelLoader | None, tt: TokenText,
+                          stores: dict[tuple[int, str], Any]) -> dict[tuple[int, str, int], str]:
     from tqdm.auto import tqdm
 
     from llmjp_ckpt.features.analyze import load_test_tokens
@@ -120,27 +126,34 @@ def _render_feature_pages(run: Path, out: Path, saes: dict[int, dict[str, Path]]
                     assets.D3_VENDOR, assets.D3_ENV)
         return {}
     import torch
-    from sae_lens import SAE
 
     import llmjp_ckpt  # noqa: F401  registers the token-norm SAE architecture before loading
+    from llmjp_ckpt.weights import load_sae
 
     assets.copy_assets(out / "assets")
     if loader is None:
         raise ValueError("a model loader is needed for the sae-dashboard pages")
-    tokens = load_test_tokens(run, cfg.dashboard_windows).to(cfg.device)
+    test = load_test_tokens(run, cfg.dashboard_windows)
     links: dict[tuple[int, str, int], str] = {}
     for step in tqdm(sorted(saes), desc="site: sae-dashboard pages"):
-        model = loader(step)
-        for sid, folder in saes[step].items():
-            feats = selected.get((step, sid), [])[: cfg.max_feature_pages]
-            if not feats:
-                continue
-            sae = SAE.load_from_disk(str(folder), device=cfg.device).eval()
+        # no store: no examples to agree with; a checkpoint with no page to render loads nothing
+        todo = {sid: folder for sid, folder in saes[step].items()
+                if selected.get((step, sid)) and stores.get((step, sid)) is not None}
+        if not todo:
+            continue
+        model = loader(step)  # once for all this checkpoint's SAEs
+        for sid, folder in todo.items():
+            feats = selected[(step, sid)][: cfg.max_feature_pages]
+            store = stores[(step, sid)]
+            # the store's top windows (and the test windows): each page's top example is the store's
+            tokens = dashboard_tokens(store, feats, test).to(cfg.device)
+            sae = load_sae(folder, cfg.device)  # a bad weights file: one line, no traceback
             with torch.no_grad():
                 pages = write_feature_pages(
                     sae, model, tokens, feats, out / "features" / step_dir(step) / sid, tt,
                     "../../../assets", title=f"{step_dir(step)} / {sid}",
-                    back_href=f"../../../{'browser/' + browser_name(step, sid)}")
+                    back_href=f"../../../{'browser/' + browser_name(step, sid)}",
+                    sae_weights_hash=store.meta.get("sae_weights_hash"))
             for f in pages:
                 links[(step, sid, f)] = feature_href(step, sid, f)
         del model
@@ -151,7 +164,7 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
                 lineages: list[Lineage], tt: TokenText, loader: ModelLoader | None) -> dict[str, Any]:
     from llmjp_ckpt.features.store import FeatureStore, is_complete
 
-    for sub in ("browser", "lineages", "figures", "data", "features", "assets"):
+    for sub in ("browser", "lineages", "figures", "data", "features", "assets", "catalog"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     rows = _rows(df)
     members = lineage_members(lineages)
@@ -160,13 +173,15 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
         for sid in by_id:
             part = df[(df["checkpoint"] == step) & (df["sae_id"] == sid)]
             selected[(step, sid)] = select_features(part, cfg, members.get((step, sid), set()))
-    links = (_render_feature_pages(run, out, saes, selected, cfg, loader, tt)
-             if cfg.feature_pages else {})
     stores = {}
     for step, by_id in saes.items():
-        for sid in by_id:
+        for sid, sae_folder in by_id.items():
             folder = run / "features" / step_dir(step) / sid
             stores[(step, sid)] = FeatureStore.load(folder) if is_complete(folder) else None
+            if stores[(step, sid)] is not None:  # a retrained SAE: its examples are stale
+                check_store_current(stores[(step, sid)], sae_folder)
+    links = (_render_feature_pages(run, out, saes, selected, cfg, loader, tt, stores)
+             if cfg.feature_pages else {})
 
     def examples(step: int, sid: str, f: int) -> list[Example]:
         st = stores.get((step, sid))
@@ -183,6 +198,8 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
                    f'<label>granularity <select id="f-gran">{options(grans)}</select></label>'
                    '<label>min frequency <input id="f-freq" type="number" step="0.0001" value="0"></label></div>')
         note = "" if stores.get((step, sid)) else "<p>No top-N store for this SAE (run <code>llmjp-ckpt features</code>).</p>"
+        note += ('<p class="meta">SAE weights hash '
+                 f'<code>{text(weights_hash(saes[step][sid]))}</code></p>')
         blocks = []
         for f in feats:
             row = rows.get((step, sid, f), {"feature": f})
@@ -195,6 +212,17 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
                 + filters + note + "".join(blocks))
         atomic.write_text(out / "browser" / browser_name(step, sid),
                           page(f"{step_dir(step)} / {sid}: feature browser", body, "..", FILTER_JS))
+    # every feature of every SAE: searchable index + examples shards (site/catalog.py)
+    from llmjp_ckpt.site.catalog import copy_script, write_catalog
+
+    copy_script(out / "assets")
+    catalogs = {}
+    for step, by_id in saes.items():
+        for sid in by_id:
+            part = df[(df["checkpoint"] == step) & (df["sae_id"] == sid)]
+            catalogs[(step, sid)] = write_catalog(
+                out, step, sid, part, stores.get((step, sid)), tt, cfg.n_examples, cfg.context,
+                weights_hash(by_id[sid])).relative_to(out).as_posix()
     # lineages
     lin_links = []
     for i, lin in enumerate(lineages):
@@ -210,38 +238,28 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
         atomic.write_text(out / "lineages" / name,
                           page(f"lineage {lin.name}", f'<div class="row">{"".join(cols)}</div>', ".."))
         chain = " → ".join(f"{m.step}:{m.feature}" for m in sorted(lin.members, key=lambda m: m.step))
-        lin_links.append(f'<li><a href="lineages/{attr(name)}">lineage {text(lin.name)}</a> '
-                         f'<span class="meta">{text(chain)}</span></li>')
+        lin_links.append({"href": f"lineages/{name}", "name": lin.name, "chain": chain})
     # index
     figs = _copy_inputs(run, out)
     metrics = load_metrics(saes)
     keys = _scalar_metrics(metrics)
-    head = "".join(f"<th>{text(k)}</th>" for k in ["checkpoint", "SAE", *keys, "live features", "browser"])
-    trs = []
+    from llmjp_ckpt.site.index_page import SaeRow, number, write_index
+
+    rows_t = []
+    dead: dict[str, int] = {}
     for step in sorted(saes):
         for sid in saes[step]:
-            part = df[(df["checkpoint"] == step) & (df["sae_id"] == sid)]
-            live = int((part["frequency"] > 0).sum())
-            cells = [text(step_dir(step)), text(sid), *(fmt(metrics[(step, sid)].get(k)) for k in keys),
-                     f"{live} / {len(part)}",
-                     f'<a href="browser/{attr(browser_name(step, sid))}">features</a>']
-            trs.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    # One frame for all figures: each figure page carries its own plotly.js (~4.6 MB), so the
-    # index loads one at a time; the links switch the frame.
-    html_figs = [p for p in figs if p.suffix == ".html"]
-    fig_html = "<p>No figures yet.</p>"
-    if html_figs:
-        items = "".join(f'<li><a href="figures/{attr(p.name)}" target="figure">{text(p.stem)}</a></li>'
-                        for p in html_figs)
-        fig_html = (f'<ul class="figs">{items}</ul><iframe name="figure" src="figures/{attr(html_figs[0].name)}" '
-                    f'title="figure"></iframe>')
-    body = (f"<h2>Checkpoints and SAEs</h2><table><tr>{head}</tr>{''.join(trs)}</table>"
-            f"<h2>Transitions</h2>{_transitions_summary(run / 'analysis' / 'transitions.json')}"
-            f"<h2>Figures</h2>{fig_html}"
-            f"<h2>Lineages</h2>{'<ul>' + ''.join(lin_links) + '</ul>' if lin_links else '<p>No lineages yet.</p>'}")
-    atomic.write_text(out / "index.html", page(f"SAEs across checkpoints: {run.name}", body))
+            alive = alive_mask(saes[step][sid])  # the one definition of dead (saes.dead)
+            dead[f"{step_dir(step)}/{sid}"] = int((~alive).sum())
+            vals = [number(metrics[(step, sid)].get(k)) for k in keys]
+            rows_t.append(SaeRow(step_dir(step), sid, vals, f"{int(alive.sum())} / {alive.size}",
+                                 f"browser/{browser_name(step, sid)}", catalogs.get((step, sid)),
+                                 int(alive.size)))
+    write_index(run, out, f"SAEs across checkpoints: {run.name}", figs, lin_links,
+                ["checkpoint", "SAE", *keys, "live features", "features"], rows_t,
+                _transitions_summary(run / "analysis" / "transitions.json"))
     return {"feature_pages": len(links), "browsers": len(selected), "lineages": len(lineages),
-            "figures": len(figs)}
+            "figures": len(figs), "dead_latents": dead}
 
 
 def _make_readable(folder: Path) -> None:
@@ -251,7 +269,8 @@ def _make_readable(folder: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-def features_model_loader(rf: RunFolder, saes: dict[int, dict[str, Path]], device: str) -> ModelLoader:
+def features_model_loader(rf: RunFolder, saes: dict[int, dict[str, Path]], device: str,
+                          trust_pickle: bool = False, dtype: str = "float32") -> ModelLoader:
     """Load checkpoints as the features stage did (its recorded config), on ``device``."""
     from llmjp_ckpt.features.analyze import FeaturesConfig, default_model_loader
 
@@ -259,7 +278,23 @@ def features_model_loader(rf: RunFolder, saes: dict[int, dict[str, Path]], devic
     known = {f.name for f in dataclasses.fields(FeaturesConfig)}
     fcfg = FeaturesConfig(**{k: v for k, v in recorded.items() if k in known})
     first = next(iter(next(iter(saes.values())).values()))
-    return default_model_loader(rf.root, dataclasses.replace(fcfg, device=device), first)
+    fcfg = dataclasses.replace(fcfg, device=device, dtype=dtype,
+                               trust_pickle=fcfg.trust_pickle or trust_pickle)
+    return default_model_loader(rf.root, fcfg, first)
+
+
+def last_model_cache(loader: ModelLoader) -> ModelLoader:
+    """``loader`` that keeps the last checkpoint's model: a tokenizer fallback and the pages of
+    that checkpoint's SAEs share one load, and only one model is held at a time."""
+    last: dict[int, Any] = {}
+
+    def load(step: int) -> Any:
+        if step not in last:
+            last.clear()  # drop the previous model before loading the next
+            last[step] = loader(step)
+        return last[step]
+
+    return load
 
 
 def build_site(run_dir: str | Path, cfg: SiteConfig | None = None, *,
@@ -269,18 +304,26 @@ def build_site(run_dir: str | Path, cfg: SiteConfig | None = None, *,
     from llmjp_ckpt.features.analyze import discover_saes
 
     cfg = cfg or SiteConfig()
+    from llmjp_ckpt.devices import check, without_runtime
+
+    check(cfg.device, cfg.dtype)  # before anything is written
     rf = RunFolder(run_dir)
     run = rf.root
     index = run / SITE_DIR / "index.html"
-    record = {**dataclasses.asdict(cfg), "inputs": inputs_fingerprint(run)}
     saes = discover_saes(run)
+    # the SAEs' weight hashes: a retrained SAE (same id) rebuilds its pages
+    record = {**without_runtime(dataclasses.asdict(cfg)), "inputs": inputs_fingerprint(run),
+              "sae_weights_hashes": {f"{step_dir(st)}/{sid}": weights_hash(p)
+                                     for st in sorted(saes) for sid, p in saes[st].items()}}
     df = load_features_table(run)
     lineages = load_lineages(run, cfg.max_lineages)
     with rf.stage(STAGE, record, force=force, outputs=[index], steps=sorted(saes)) as stage:
         if stage.skipped:
             return index
         if model_loader is None and (cfg.feature_pages or token_text is None):
-            model_loader = features_model_loader(rf, saes, cfg.device)
+            model_loader = features_model_loader(rf, saes, cfg.device, cfg.trust_pickle, cfg.dtype)
+        if model_loader is not None:
+            model_loader = last_model_cache(model_loader)
         try:
             tt = resolve_token_text(rf, token_text)
         except UserError:  # no usable data-stage tokenizer: the model's own

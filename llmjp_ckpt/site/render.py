@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from llmjp_ckpt.runfolder import step_dir
-from llmjp_ckpt.site.escape import attr, text
+from llmjp_ckpt.site.escape import text
 from llmjp_ckpt.site.inputs import Example
 from llmjp_ckpt.tokens import PARTIAL
 
@@ -46,11 +46,10 @@ iframe{width:100%;height:560px;border:1px solid #ddd}.figs{columns:3}.filters la
 
 
 def page(title: str, body: str, root: str = ".", script: str = "") -> str:
-    nav = f'<p><a href="{attr(root)}/index.html">index</a></p>' if root != "." else ""
-    js = f"<script>{script}</script>\n" if script else ""
-    return ("<!DOCTYPE html>\n<html lang=\"ja\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{text(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{nav}"
-            f"<h1>{text(title)}</h1>\n{body}\n{js}</body>\n</html>\n")
+    """A page in the site's one shell (``templates/shell.html``); ``body`` already escaped."""
+    from llmjp_ckpt.site.templating import shell
+
+    return shell(title, body, root, script)
 
 
 def fmt(v: Any) -> str:
@@ -88,7 +87,7 @@ FILTER_JS = """
 
 def options(values: list[str]) -> str:
     return '<option value="">all</option>' + "".join(
-        f'<option value="{attr(v)}">{text(v)}</option>' for v in values)
+        f'<option value="{text(v)}">{text(v)}</option>' for v in values)
 
 
 def feature_block(row: dict[str, Any], examples: list[Example], context: int,
@@ -100,10 +99,10 @@ def feature_block(row: dict[str, Any], examples: list[Example], context: int,
             f'language {fmt(row.get("language_paper"))} (paper) / {fmt(row.get("language_script"))} '
             f'(script) · granularity {fmt(row.get("granularity"))} '
             f'({fmt(row.get("granularity_confidence"))})')
-    dash = f' · <a href="{attr(link)}">sae-dashboard page</a>' if link else ""
-    dash += f' · <a href="{attr(lineage)}">lineage</a>' if lineage else ""
+    dash = f' · <a href="{text(link)}">sae-dashboard page</a>' if link else ""
+    dash += f' · <a href="{text(lineage)}">lineage</a>' if lineage else ""
     exs = "".join(render_example(e, scale, context) for e in examples) or "<p>no examples (dead latent)</p>"
-    return (f'<div class="feat" data-lang="{attr(lang)}" data-gran="{attr(gran)}" '
+    return (f'<div class="feat" data-lang="{text(lang)}" data-gran="{text(gran)}" '
             f'data-freq="{float(row.get("frequency") or 0.0)!r}">'
             f'<h3>{text(heading)}</h3><div class="meta">{meta}{dash}</div>{exs}</div>')
 

@@ -156,7 +156,8 @@ def test_figures_exist_and_work_offline(done_run):
     for paths in result["figures"].values():
         html = Path(paths[0]).read_text(encoding="utf-8")
         assert '<meta charset="utf-8"' in html
-        assert "<script src=\"http" not in html and len(html) > 1_000_000  # plotly.js inline
+        assert "<script src=\"http" not in html and len(html) < 1_000_000  # plotly.js shared:
+        assert 'src="plotly.min.js"' in html and (Path(paths[0]).parent / "plotly.min.js").is_file()
 
 
 def test_rerun_is_skipped_and_changed_config_reruns(done_run):

@@ -192,3 +192,65 @@ def test_sae_dashboard_page(site, browser):
     assert browser.send("Runtime.evaluate", expression="document.querySelectorAll('span.token').length",
                         returnByValue=True)["result"]["value"] > 0
     browser.screenshot("sae_dashboard.png")
+
+
+def test_index_opens_on_the_two_findings(site, browser):
+    """Both headline figures sit above every table, inside the first screen, and draw."""
+    res = browser.open(site, settle=2.5)
+    _offline_ok(res, site)
+    geo = browser.send("Runtime.evaluate", returnByValue=True, expression="""(() => {
+        const f = [...document.querySelectorAll('.headline iframe')].map(e => e.getBoundingClientRect());
+        const t = document.querySelector('table').getBoundingClientRect();
+        return {n: f.length, bottom: Math.max(...f.map(r => r.bottom)), table: t.top,
+                screen: window.innerHeight};
+    })()""")["result"]["value"]
+    assert geo["n"] == 2 and geo["bottom"] <= geo["screen"] and geo["bottom"] < geo["table"], geo
+    browser.screenshot("index_first_screen.png")
+    for name in ("features_language_paper.html", "features_granularity.html"):
+        fig = site.parent / "figures" / name
+        res = browser.open(fig, settle=2.0)
+        _offline_ok(res, fig)
+        assert res["svgs"] > 0, f"{name}: headline figure not drawn"
+
+
+def test_catalog_loads_searches_and_shows_examples(site, browser):
+    """All features listed; search by id and by a Japanese token; examples from a shard; the
+    payloads shown as text and never run."""
+    page = site.parent / "catalog" / "iter_0000010__none.html"
+    res = browser.open(page, settle=1.0)
+    _offline_ok(res, page)
+
+    def ev(expr: str):
+        return browser.send("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get("value")
+
+    def search(q: str) -> list[str]:
+        ev(f"(() => {{ const i = document.getElementById('cat-q'); i.value = {json.dumps(q)};"
+           " i.dispatchEvent(new Event('input')); })()")
+        return ev("[...document.querySelectorAll('#cat-results tr')].map(r => r.dataset.id)")
+
+    assert ev("window.__catalogReady") is True
+    assert "32 features" in ev("document.getElementById('cat-count').textContent")
+    assert search("7") == ["7"]
+    ids = search("京")
+    assert ids, "no feature found by a Japanese token"
+    cells = ev("[...document.querySelectorAll('#cat-results tr td:last-child')].map(c => c.textContent)")
+    assert all("京" in c for c in cells)
+    ev(f"LLMJP_open({ids[0]})")
+    browser.pump(1.0)
+    shown = ev("document.getElementById('cat-feature').innerText")
+    assert ev("document.querySelectorAll('#cat-feature .ex').length") > 0, shown
+    assert "\u2581" not in shown and not re.search(BYTE_PIECE, shown)
+    browser.screenshot("catalog.png")
+    # a payload feature: its text is shown, nothing ran
+    search("")
+    for f in range(32):
+        ev(f"LLMJP_open({f})")
+        browser.pump(0.1)
+        text = ev("document.getElementById('cat-feature').innerText")
+        if "document.title" in text:
+            break
+    else:
+        pytest.fail("no catalog example shows a payload (test would prove nothing)")
+    assert not (ev("document.title") or "").startswith("XSS")
+    assert ev("document.querySelectorAll('#cat-feature svg, #cat-feature img, #cat-feature script')"
+              ".length") == 0
