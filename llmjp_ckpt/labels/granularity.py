@@ -21,6 +21,7 @@ lazily; never needed by tests).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
+from llmjp_ckpt import chars
 from llmjp_ckpt.labels import lexical
 from llmjp_ckpt.labels.dictionary import default_dictionary
 from llmjp_ckpt.labels.language import script_scores
@@ -67,29 +69,39 @@ class TokenStats:
     script_mix: float  # minority script's share of the script-rule vote (0 = one language)
     top_forms: tuple[tuple[str, int], ...] = ()
     form_variant: float = 0.0  # ``variant`` by form relations alone (spelling, inflection, loan)
+    ctx_prev: float = 0.0  # distinct tokens just before the max token, per example
 
 
 def _max_index(window: Sequence) -> int:
     return max(range(len(window)), key=lambda j: float(window[j][1]))
 
 
+_LETTERS = re.compile(r" ?[A-Za-z]+")
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _letters(piece: str) -> bool:
+    """A Latin-letter piece, optionally after one space (``▁`` shown as a space)."""
+    return _LETTERS.fullmatch(piece) is not None
+
+
 def _word_at(window: Sequence, i: int) -> str:
     """The whole Latin word the piece ``i`` belongs to (SentencePiece: a space starts a word)."""
-    def piece(j: int) -> str:
-        return str(window[j][0])
-
-    def letters(t: str) -> bool:
-        return bool(re.fullmatch(r" ?[A-Za-z]+", t))
-
-    if not letters(piece(i)):
-        return piece(i)
+    here = str(window[i][0])
+    if not _letters(here):
+        return here
     lo = i
-    while lo > 0 and not piece(lo).startswith(" ") and letters(piece(lo - 1)):
+    while lo > 0 and not str(window[lo][0]).startswith(" ") and _letters(str(window[lo - 1][0])):
         lo -= 1
     hi = i
-    while hi + 1 < len(window) and letters(piece(hi + 1)) and not piece(hi + 1).startswith(" "):
+    while hi + 1 < len(window):
+        nxt = str(window[hi + 1][0])
+        if not _letters(nxt) or nxt.startswith(" "):
+            break
         hi += 1
-    return "".join(piece(j) for j in range(lo, hi + 1))
+    if lo == hi:
+        return here
+    return "".join(str(window[j][0]) for j in range(lo, hi + 1))
 
 
 def shape_class(token: str) -> str:
@@ -102,17 +114,17 @@ def shape_class(token: str) -> str:
         return "digit"
     if all(unicodedata.category(c)[0] in "PSZC" for c in s):
         return "punct"
-    if all(0x3041 <= ord(c) <= 0x309F for c in s):
+    if all(chars.is_hiragana(c) for c in s):
         return "hiragana"
-    if all(0x30A0 <= ord(c) <= 0x30FF for c in s):
+    if all(chars.is_katakana(c) for c in s):
         return "katakana"
-    if all(0x4E00 <= ord(c) <= 0x9FFF or 0x3400 <= ord(c) <= 0x4DBF or c == "々" for c in s):
+    if all(chars.is_kanji(c) or c == "々" for c in s):
         return "kanji"
     if re.fullmatch(r"[A-Za-z]+", s):
         lead = "word" if t[:1].isspace() else "piece"
         case = "upper" if s.isupper() and len(s) > 1 else "cap" if s[0].isupper() else "lower"
         return f"latin-{lead}-{case}"
-    if any(0x3041 <= ord(c) <= 0x9FFF for c in s):
+    if any(chars.in_cjk_span(c) for c in s):
         return "ja-mixed"
     return "other"
 
@@ -127,28 +139,70 @@ def token_stats(
 ) -> TokenStats:
     """Statistics of ``examples`` (a list of windows of ``[token_text, activation]`` pairs)."""
     windows = [w for w in examples if len(w) > 0]
-    n = len(windows)
-    if n == 0:
-        return TokenStats(0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0)
-    pieces, words = [], []
+    pieces, words, prevs = max_tokens(windows)
+    votes = script_scores(windows) if windows else {"en": 0.0, "ja": 0.0}
+    return stats_from_max_tokens(pieces, words, prevs, votes, embed=embed,
+                                 embed_threshold=embed_threshold, lexicon=lexicon,
+                                 dictionary=dictionary)
+
+
+START = "\x00start"  # the "previous token" of a max token that opens its window
+
+
+def max_tokens(windows: Sequence[Sequence]) -> tuple[list[str], list[str], list[str]]:
+    """Per non-empty window: its max token (first on ties), the whole word around it, and the
+    surface form of the token before it (:data:`START` at the window's start)."""
+    pieces, words, prevs = [], [], []
     for w in windows:
-        i = _max_index(w)
+        if not w:
+            continue
+        acts = [float(p[1]) for p in w]
+        i = acts.index(max(acts))
         pieces.append(str(w[i][0]))
         words.append(_word_at(w, i))
-    forms = Counter(lexical.surface(p) for p in pieces)
+        prevs.append(lexical.surface(str(w[i - 1][0])) if i > 0 else START)
+    return pieces, words, prevs
+
+
+def stats_from_max_tokens(
+    pieces: Sequence[str],
+    words: Sequence[str],
+    prevs: Sequence[str],
+    votes: Mapping[str, float],
+    *,
+    embed: Embedder | None = None,
+    embed_threshold: float = 0.6,
+    lexicon: Mapping[str, set[str]] | None = None,
+    dictionary: Dictionary | None = None,
+) -> TokenStats:
+    """:class:`TokenStats` from the max tokens of each example (:func:`max_tokens`) and the
+    script rule's votes (``language.script_scores``); shared by :func:`token_stats` and the
+    batched labeller (:mod:`llmjp_ckpt.labels.batch`)."""
+    n = len(pieces)
+    if n == 0:
+        return TokenStats(0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0)
+    surf = [_surface(p) for p in pieces]
+    forms = Counter(surf)
     top = forms.most_common()
     p1 = top[0][1] / n
     p2 = sum(c for _, c in top[:2]) / n
     entropy = -sum(c / n * math.log2(c / n) for _, c in top)
-    shapes = Counter(shape_class(p) for p in pieces)
+    shapes = Counter(_shape(p) for p in pieces)
     shape = shapes.most_common(1)[0][1] / n
+    ctx_prev = len(set(prevs)) / n
 
     # Related forms: union-find over distinct max-token forms, each also known by the word it
     # most often sits in (``apped`` → ``capped``), so inflections split across pieces join.
     rep: dict[str, Counter] = {}
-    for p, w in zip(pieces, words):
-        rep.setdefault(lexical.surface(p), Counter())[lexical.surface(w)] += 1
+    for f, w in zip(surf, words):
+        rep.setdefault(f, Counter())[_surface(w)] += 1
     names = [f for f, _ in top if f]
+    if len(names) == 1 and not (embed or lexicon):  # one form: nothing can relate
+        c = forms[names[0]]
+        tot = votes["en"] + votes["ja"]
+        mix = min(votes["en"], votes["ja"]) / tot if tot else 0.0
+        return TokenStats(n, p1, p2, entropy, len(top), c / n, 0.0, shape, mix, tuple(top[:5]),
+                          0.0, ctx_prev)
     parent = {f: f for f in names}
 
     def find(f: str) -> str:
@@ -167,8 +221,8 @@ def token_stats(
     # it is directly related to (in ~ on, on ~ from must not make in ~ from).
     near: dict[str, set[str]] = {c: {c} for c in clusters}
     if dictionary is not None:
-        words = {f: (f, *(w for w, _ in rep[f].most_common(DICT_WORDS))) for f in names}
-        for a, b in _dictionary_pairs(words, dictionary):
+        dwords = {f: (f, *(w for w, _ in rep[f].most_common(DICT_WORDS))) for f in names}
+        for a, b in _dictionary_pairs(dwords, dictionary):
             ca, cb = find(a), find(b)
             near[ca].add(cb)
             near[cb].add(ca)
@@ -179,11 +233,20 @@ def token_stats(
     own = max(clusters.values(), key=sum, default=[0])
     form_variant = (sum(own) - max(own)) / n
 
-    votes = script_scores(windows)
     tot = votes["en"] + votes["ja"]
     script_mix = min(votes["en"], votes["ja"]) / tot if tot else 0.0
     return TokenStats(n, p1, p2, entropy, len(top), cluster, variant, shape, script_mix,
-                      tuple(top[:5]), form_variant)
+                      tuple(top[:5]), form_variant, ctx_prev)
+
+
+@functools.lru_cache(maxsize=1 << 17)  # pieces repeat: the vocabulary is ~100k
+def _surface(piece: str) -> str:
+    return lexical.surface(piece)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _shape(piece: str) -> str:
+    return shape_class(piece)
 
 
 def _related_pairs(
@@ -242,10 +305,47 @@ def _related_pairs(
 
 def _dictionary_pairs(alias: dict[str, tuple[str, ...]], dictionary: Dictionary,
                       ) -> list[tuple[str, str]]:
-    """Pairs of forms whose names translate or gloss one another in ``dictionary``."""
+    """Pairs of forms whose names translate or gloss one another in ``dictionary``.
+
+    A dictionary with ``keys(form) -> (sense ids, entry ids)`` (JMdict) is read through an
+    inverted index — two English words relate by a shared sense, any other two forms by a shared
+    entry, exactly ``JMdictLexicon.related`` — instead of asking ``related`` for every pair.
+    """
     named = [(f, x) for f, names in alias.items() for x in set(names)]
-    return [(f, g) for i, (f, x) in enumerate(named) for g, y in named[i + 1 :]
-            if f != g and dictionary.related(x, y)]
+    keys = getattr(dictionary, "keys", None)
+    if keys is None:
+        return [(f, g) for i, (f, x) in enumerate(named) for g, y in named[i + 1 :]
+                if f != g and dictionary.related(x, y)]
+    eng: list[tuple[str, frozenset[int]]] = []
+    ent: list[tuple[str, bool, frozenset[int]]] = []
+    for f, x in named:
+        senses, entries = keys(x)
+        english = lexical.is_latin_word(_surface(x))
+        if english and senses:
+            eng.append((f, senses))
+        if entries:
+            ent.append((f, english, entries))
+    pairs: set[tuple[str, str]] = set()
+    # keys held by two or more names, found with set algebra (C speed), then only those grouped
+    for items, is_sense in ((eng, True), (ent, False)):
+        seen: set[int] = set()
+        dup: set[int] = set()
+        for it in items:
+            ks = it[-1]
+            dup |= seen & ks
+            seen |= ks
+        if not dup:
+            continue
+        groups: dict[int, list] = {}
+        for it in items:
+            for k in it[-1] & dup:
+                groups.setdefault(k, []).append(it)
+        for members in groups.values():
+            for a, b in itertools.combinations(members, 2):
+                f, g = a[0], b[0]
+                if f != g and (is_sense or not (a[1] and b[1])):
+                    pairs.add((f, g) if f < g else (g, f))
+    return sorted(pairs)
 
 
 def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[float]]) -> Embedder:
@@ -284,7 +384,8 @@ class RuleParams:
     token_p2: float = 0.9  # ... or the top two cover ≥ this ...
     token_pair_p1: float = 0.4  # ... with the top one ≥ this (two unrelated words, one feature)
     sem_shape: float = 0.6  # semantic: one shape class covers ≥ this ...
-    sem_mix: float = 0.2  # ... and the minority script has < this of the vote
+    sem_mix: float = 0.2  # ... and the minority script has < this of the vote ...
+    sem_ctx_max: float = 1.0  # ... and distinct tokens before the max ≤ this per example
     min_examples: int = 3  # fewer examples: only 'token' if all agree, else uninterpretable
 
     @classmethod
@@ -308,11 +409,15 @@ class RuleBackend:
     dictionary: Dictionary | None = None  # None: JMdict when ``jamdict-data`` is installed
     use_dictionary: bool = True  # False: spelling, inflection and loanword rules only
 
+    def resolved(self) -> Dictionary | None:
+        """The dictionary in use: the given one, else JMdict when installed and wanted."""
+        if self.dictionary is None and self.use_dictionary:
+            return default_dictionary()
+        return self.dictionary
+
     def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
-        d = self.dictionary
-        if d is None and self.use_dictionary:
-            d = default_dictionary()
-        st = token_stats(examples, embed=self.embed, lexicon=self.lexicon, dictionary=d)
+        st = token_stats(examples, embed=self.embed, lexicon=self.lexicon,
+                         dictionary=self.resolved())
         return decide(st, self.params)
 
 
@@ -334,7 +439,7 @@ def decide(st: TokenStats, p: RuleParams) -> tuple[str, float]:
         return "token", conf(st.p1, p.token_p1)
     if st.p2 >= p.token_p2 and st.p1 >= p.token_pair_p1:
         return "token", conf(st.p2, p.token_p2)
-    if st.shape >= p.sem_shape and st.script_mix < p.sem_mix:
+    if st.shape >= p.sem_shape and st.script_mix < p.sem_mix and st.ctx_prev <= p.sem_ctx_max:
         return "semantic", conf(st.shape, p.sem_shape)
     # Uninterpretable: as sure as the nearest other decision is far.
     to_token = (p.token_p2 - st.p2) / p.token_p2
@@ -431,11 +536,29 @@ def parse_judge_answer(text: str) -> tuple[str, float]:
 _DEFAULT: RuleBackend | None = None
 
 
+def default_backend() -> RuleBackend:
+    """The shared :class:`RuleBackend` with the shipped parameters (built on first use)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = RuleBackend()
+    return _DEFAULT
+
+
+def backend_from_params(path: str | Path | None, field_name: str = "granularity_params",
+                        ) -> RuleBackend:
+    """A :class:`RuleBackend` with thresholds from ``path`` (``label --fit``'s output); the
+    shared default backend when ``path`` is None. Bad files raise a one-line ``UserError``."""
+    from llmjp_ckpt.errors import UserError
+
+    if path is None:
+        return default_backend()
+    try:
+        return RuleBackend(params=RuleParams.load(path))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"{field_name}: {path}: expected a thresholds file written by "
+                        f"`llmjp-ckpt label --fit` ({exc})") from None
+
+
 def classify(examples: Sequence[Sequence], backend: Backend | None = None) -> tuple[str, float]:
     """Label a feature's examples: ``(label, confidence)``, label one of :data:`LABELS`."""
-    global _DEFAULT
-    if backend is None:
-        if _DEFAULT is None:
-            _DEFAULT = RuleBackend()
-        backend = _DEFAULT
-    return backend.classify(examples)
+    return (backend or default_backend()).classify(examples)
