@@ -15,6 +15,7 @@ from llmjp_ckpt.config import build, read_json, read_yaml
 from llmjp_ckpt.data.config import DataConfig
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.models.registry import discover_steps
+from llmjp_ckpt.resources import CONFIG_DIR
 from llmjp_ckpt.runfolder import RunFolder
 from llmjp_ckpt.saes.config import TrainConfig
 
@@ -22,16 +23,20 @@ log = logging.getLogger(__name__)
 TOY_STAGE = "toy"
 
 
-def ensure_toy(run: RunFolder, quick: bool, seed: int) -> Path:
-    """Make the toy world in ``OUT/toy`` unless it is already there for this seed and size."""
-    from llmjp_ckpt.toy import make_toy
+def ensure_toy(run: RunFolder, quick: bool, seed: int, tokenizer: str = "sentencepiece") -> Path:
+    """Make the toy world in ``OUT/toy`` unless it is already there for this seed, size and
+    tokenizer kind (``sentencepiece`` or ``byte-bpe``)."""
+    from llmjp_ckpt.toy import default_config, make_toy, quick_config
 
     toy_dir = run.path("toy")
-    cfg = {"quick": quick, "seed": seed}
+    cfg: dict = {"quick": quick, "seed": seed}
+    if tokenizer != "sentencepiece":  # the default keeps the config (and its hash) as it was
+        cfg["tokenizer"] = tokenizer
+    toy_cfg = quick_config(tokenizer=tokenizer) if quick else default_config(tokenizer=tokenizer)
     with run.stage(TOY_STAGE, cfg, outputs=[toy_dir / "toy.json"]) as stage:
         if stage.skipped:
             return toy_dir
-        info = make_toy(toy_dir, quick=quick, seed=seed)
+        info = make_toy(toy_dir, quick=quick, seed=seed, config=toy_cfg)
         stage.info.update(steps=info["steps"], layer=info["layer"], hook=info["hook"])
     return toy_dir
 
@@ -39,7 +44,7 @@ def ensure_toy(run: RunFolder, quick: bool, seed: int) -> Path:
 def demo_configs(toy_dir: str | Path, quick: bool = False) -> tuple[DataConfig, TrainConfig]:
     """The demo's (DataConfig, TrainConfig) from configs/demo/, with the toy folder's paths and steps."""
     toy = Path(toy_dir).resolve()
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = CONFIG_DIR  # packaged, so an installed copy finds them too
     data = read_yaml(configs / "data" / "demo.yaml") | {"tokenizer": str(toy / "tokenizer"), "corpus_root": str(toy / "corpus")}
     train = read_yaml(configs / "demo" / ("train_quick.yaml" if quick else "train.yaml"))
     info = read_json(toy / "toy.json") if (toy / "toy.json").is_file() else {}
@@ -54,8 +59,12 @@ def demo_configs(toy_dir: str | Path, quick: bool = False) -> tuple[DataConfig, 
     return build(DataConfig, data, "configs/data/demo.yaml"), TrainConfig.from_dict(train, "configs/demo")
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0) -> Path:
-    """Run every stage into ``out``; return the path of the site's ``index.html``."""
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0,
+             tokenizer: str = "sentencepiece") -> Path:
+    """Run every stage into ``out``; return the path of the site's ``index.html``.
+
+    ``tokenizer`` is the toy's tokenizer kind: ``sentencepiece`` (LLM-jp's) or ``byte-bpe``.
+    """
     from llmjp_ckpt.compare import compare_run
     from llmjp_ckpt.data.corpus import prepare_data
     from llmjp_ckpt.features.analyze import analyze_run
@@ -74,7 +83,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0) 
         t0 = now
         print(f"[demo] {name}: {timings[name]} s", flush=True)
 
-    toy_dir = ensure_toy(run, quick, seed)
+    toy_dir = ensure_toy(run, quick, seed, tokenizer)
     lap("toy")
     data_cfg, train_cfg = demo_configs(toy_dir, quick)
     prepare_data(data_cfg, run.root)

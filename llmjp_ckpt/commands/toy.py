@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", default=None,
                    help="checkpoint schedule, comma-separated and strictly increasing (e.g. 10,30,100,300)")
     p.add_argument("--no-signals", action="store_true", help="skip measuring the learning signals")
+    # A string, not argparse choices, so that a bad value is one UserError line (exit 2).
+    p.add_argument("--tokenizer", default="sentencepiece",
+                   help="sentencepiece (LLM-jp's kind, default) or byte-bpe (GPT-2 / OLMo kind)")
 
 
 def parse_steps(text: str | None) -> tuple[int, ...] | None:
@@ -37,18 +40,19 @@ def run(args: argparse.Namespace) -> int:
 
     seed = parse_seed(args.seed)
     steps = parse_steps(args.steps)
-    cfg = quick_config(steps) if args.quick else default_config(steps)
+    cfg = (quick_config if args.quick else default_config)(steps, tokenizer=args.tokenizer)
     if args.no_signals:
         cfg = dataclasses.replace(cfg, signals=False)
     info = make_toy(Path(args.out), quick=args.quick, seed=seed, config=cfg)
     log = Path(args.out) / "train_log.json"
-    import json
+    from llmjp_ckpt.config import read_json
 
     print(f"toy world in {args.out}: layer {info['layer']} ({info['hook']}), "
-          f"tokenizer {info['tokenizer_size']} pieces, model vocab {info['model_vocab_size']}")
+          f"{info['tokenizer']} tokenizer {info['tokenizer_size']} pieces, "
+          f"model vocab {info['model_vocab_size']}")
     keys = ("parallel_acc", "mismatched_acc", "chance", "gloss_acc", "cross_gap", "variant_gap", "lang_gap")
     print(f"{'step':>6} {'loss':>7} " + " ".join(f"{k:>14}" for k in keys))
-    for row in json.loads(log.read_text(encoding="utf-8"))["checkpoints"]:
+    for row in read_json(log)["checkpoints"]:
         sig = row.get("signals", {})
         print(f"{row['step']:>6} {row['loss']:>7.3f} " + " ".join(f"{sig.get(k, float('nan')):>14.3f}" for k in keys))
     return 0

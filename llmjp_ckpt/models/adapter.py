@@ -15,9 +15,10 @@ After ``import llmjp_ckpt``::
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import gc
-import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -25,10 +26,26 @@ from typing import Any
 
 import torch
 
+from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.models.registry import ModelEntry, discover_steps, load_registry, step_path
+from llmjp_ckpt.models.registry import (
+    ModelEntry,
+    discover_steps,
+    hub_revision_steps,
+    load_registry,
+    step_path,
+)
 
 SUPPORTED_ARCHITECTURE = "LlamaForCausalLM"
+# Architectures whose weights TransformerLens 2.17 converts (get_pretrained_state_dict's list,
+# causal LMs only): a local checkpoint folder of one of these loads through TransformerLens'
+# own config and weight conversion; Llama goes through tl_config_dict (rope_theta honoured).
+TL_ARCHITECTURES = (
+    "GPT2LMHeadModel", "GPTNeoForCausalLM", "OPTForCausalLM", "GPTJForCausalLM",
+    "GPTNeoXForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "BloomForCausalLM",
+    "Qwen2ForCausalLM", "Qwen3ForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM",
+    "GemmaForCausalLM", "Gemma2ForCausalLM",
+)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -77,6 +94,10 @@ def available_steps(entry: ModelEntry, checkpoint_root: str | Path | None = None
     root = entry.root(checkpoint_root)
     if root is not None:
         return discover_steps(root)
+    if entry.steps == "transformer_lens":
+        return tl_checkpoint_steps(entry.name)
+    if entry.steps == "hub_refs":
+        return sorted(hub_revision_steps(entry)[0])
     if isinstance(entry.steps, str):
         raise UserError(f"model {entry.name}: steps are 'discover' but no local root is set ({entry.root_env} or local_root)")
     return list(entry.steps)
@@ -109,6 +130,12 @@ def resolve(
         if step not in steps:
             raise UserError(f"step {step} is not in {root}: available steps are {steps}")
         return Resolved(name=name, step=step, local_dir=step_path(root, step))
+    if entry.steps == "transformer_lens":
+        if step is not None and step not in steps:
+            raise UserError(f"step {step} is not a TransformerLens checkpoint of {name}: "
+                            f"available steps are {steps}")
+        return Resolved(name=name, step=step, hub_repo=entry.hub_repo or name,
+                        revision=tl_revision(name, step))
     if not entry.hub_repo:
         raise UserError(f"model {name} has neither a local root nor a hub repo")
     if step is not None and steps and step not in steps and step != entry.final_step:
@@ -128,10 +155,7 @@ def read_config(res: Resolved) -> dict[str, Any]:
             raise UserError(f"checkpoint folder {res.local_dir} does not exist")
         if not path.exists():
             raise UserError(f"{path} is missing: expected a Hugging Face config.json in the checkpoint folder")
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path} is not valid JSON ({exc})") from None
+        cfg = read_json(path)
         if not isinstance(cfg, dict):
             raise UserError(f"{path}: expected a JSON object")
         where = str(path)
@@ -140,13 +164,48 @@ def read_config(res: Resolved) -> dict[str, Any]:
 
         cfg = AutoConfig.from_pretrained(res.hub_repo, revision=res.revision).to_dict()
         where = res.location
-    validate_config(cfg, where)
+    validate_config(cfg, where, local=res.local_dir is not None)
     return cfg
 
 
-def validate_config(cfg: dict[str, Any], where: str) -> None:
-    """Refuse configs that TransformerLens would load as a silently different model."""
+def is_llama(cfg: dict[str, Any]) -> bool:
+    return SUPPORTED_ARCHITECTURE in (cfg.get("architectures") or [])
+
+
+def tl_checkpoint_steps(name: str) -> list[int]:
+    """TransformerLens' own checkpoint list of a model it knows (Pythia, stanford-crfm)."""
+    return list(_tl_checkpoint_steps(name))
+
+
+@functools.cache
+def _tl_checkpoint_steps(name: str) -> tuple[int, ...]:
+    import transformer_lens.loading_from_pretrained as loading
+
+    try:
+        labels, kind = _ORIGINAL.get("labels", loading.get_checkpoint_labels)(name)
+    except ValueError as exc:
+        raise UserError(f"model {name}: TransformerLens has no checkpoints of it ({exc})") from None
+    if kind != "step":
+        raise UserError(f"model {name}: TransformerLens labels its checkpoints by {kind}, not step")
+    return tuple(labels)
+
+
+def tl_revision(name: str, step: int | None) -> str:
+    """The hub revision TransformerLens loads for ``step`` (its own naming, for listings)."""
+    if step is None:
+        return "main"
+    return f"checkpoint-{step}" if name.startswith("stanford-crfm/") else f"step{step}"
+
+
+def validate_config(cfg: dict[str, Any], where: str, local: bool = False) -> None:
+    """Refuse configs that TransformerLens would load as a silently different model.
+
+    Llama (LLM-jp-3) is checked field by field; a ``local`` folder may also hold any single
+    architecture of :data:`TL_ARCHITECTURES`, which TransformerLens converts itself.
+    """
     archs = cfg.get("architectures") or []
+    if local and len(archs) == 1 and archs[0] in TL_ARCHITECTURES:
+        return  # TransformerLens' own conversion reads it (and refuses what it cannot map)
     if cfg.get("model_type") != "llama" or SUPPORTED_ARCHITECTURE not in archs:
         raise UserError(
             f"{where}: architecture {archs or cfg.get('model_type')!r} is not supported: expected "
@@ -220,7 +279,19 @@ def load_hf_model(res: Resolved, dtype: torch.dtype, trust_pickle: bool = False)
 
     if res.local_dir is not None:
         safe = check_weights(res.local_dir, trust_pickle)
-        return AutoModelForCausalLM.from_pretrained(res.local_dir, dtype=dtype, use_safetensors=safe)
+        try:
+            model, info = AutoModelForCausalLM.from_pretrained(
+                res.local_dir, dtype=dtype, use_safetensors=safe, output_loading_info=True)
+        except (RuntimeError, ValueError) as exc:  # e.g. weight shapes that differ from config
+            first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
+            raise UserError(f"{res.local_dir}: the weights do not match config.json "
+                            f"({first})") from None
+        missing = info.get("missing_keys") or []
+        if missing:  # HF would start these weights at random, silently
+            raise UserError(f"{res.local_dir}: the weights do not match config.json "
+                            f"({len(missing)} missing, e.g. {min(missing)}): expected weights of "
+                            f"{(model.config.architectures or ['?'])[0]}")
+        return model
     return AutoModelForCausalLM.from_pretrained(res.hub_repo, revision=res.revision, dtype=dtype, use_safetensors=not trust_pickle)
 
 
@@ -228,8 +299,13 @@ def load_hf_model(res: Resolved, dtype: torch.dtype, trust_pickle: bool = False)
 # The TransformerLens seam
 
 
+_ORIGINAL: dict[str, Any] = {}  # TransformerLens' own functions, before _install wraps them
+
+
 def _is_ours(name: str) -> bool:
-    return name in _LOCAL or name in registry()
+    """Names our seam handles; ``loader: transformer_lens`` entries go to TransformerLens as is."""
+    entry = registry().get(name)
+    return name in _LOCAL or (entry is not None and entry.loader == "adapter")
 
 
 def _install() -> None:
@@ -242,6 +318,7 @@ def _install() -> None:
     orig_convert = loading.convert_hf_model_config
     orig_labels = loading.get_checkpoint_labels
     orig_state_dict = loading.get_pretrained_state_dict
+    _ORIGINAL.update(labels=orig_labels, convert=orig_convert)
 
     def get_pretrained_model_config(model_name: str, *args: Any, **kwargs: Any):
         if not _is_ours(str(model_name)):
@@ -263,7 +340,22 @@ def _install() -> None:
         res = _OPTIONS.get().get("resolved")
         if res is None or not _is_ours(str(model_name)):
             return orig_convert(model_name, **kwargs)
-        return tl_config_dict(read_config(res), res)
+        cfg = read_config(res)
+        if is_llama(cfg):
+            return tl_config_dict(cfg, res)
+        # another architecture in a local folder: TransformerLens' own conversion reads it
+        try:
+            # through a neutral link: TransformerLens sends any path containing "llama" to its
+            # hard-coded Llama branch (STACK-NOTES), whatever the folder holds
+            with tempfile.TemporaryDirectory() as tmp:
+                link = Path(tmp) / "checkpoint"
+                link.symlink_to(Path(str(res.local_dir)).resolve(), target_is_directory=True)
+                converted = orig_convert(str(link))
+            return {**converted, "tokenizer_name": str(res.local_dir)}
+        except (NotImplementedError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            arch = (cfg.get("architectures") or ["?"])[0]
+            raise UserError(f"{res.local_dir / 'config.json'}: not a {arch} config TransformerLens "
+                            f"2.17 can read ({exc.__class__.__name__}: {exc})") from None
 
     def get_checkpoint_labels(model_name: str, **kwargs: Any):
         if not _is_ours(str(model_name)):
@@ -283,6 +375,12 @@ def _install() -> None:
             hf_model = load_hf_model(res, dtype, opts.get("trust_pickle", False))
         for p in hf_model.parameters():
             p.requires_grad = False
+        if cfg.original_architecture != SUPPORTED_ARCHITECTURE:
+            # TransformerLens' own converter for that architecture; the copy of cfg without
+            # from_checkpoint keeps it from fetching a checkpoint itself (it would go to the hub)
+            plain = copy.copy(cfg)
+            plain.from_checkpoint = False
+            return orig_state_dict(official_model_name, plain, hf_model, dtype=dtype)
         state_dict = loading.convert_llama_weights(hf_model, cfg)
         # The state dict's tensors may share storage with hf_model; TL copies them into its own
         # parameters, after which nothing holds the HF model (load_model collects it).
@@ -294,7 +392,7 @@ def _install() -> None:
     loading.get_checkpoint_labels = get_checkpoint_labels
     loading.get_pretrained_state_dict = get_pretrained_state_dict
     loading._llmjp_installed = True
-    register_names(list(registry()))
+    register_names([n for n, e in registry().items() if e.loader == "adapter"])
 
 
 def register_names(names: list[str]) -> None:
@@ -317,11 +415,6 @@ def register_local(folder: str | Path) -> str:
     return name
 
 
-def is_local_folder(source: str | Path) -> bool:
-    p = Path(source).expanduser()
-    return p.is_dir() and (p / "config.json").exists()
-
-
 def load_model(
     source: str | Path,
     step: int | None = None,
@@ -341,7 +434,13 @@ def load_model(
 
     _install()
     source = str(source)
+    entry = registry().get(source)
+    tl_own = entry is not None and entry.loader == "transformer_lens"
+    if tl_own and entry.root(checkpoint_root) is None:
+        return _load_with_transformer_lens(entry, step, device=device, dtype=dtype,
+                                           **from_pretrained_kwargs)
     if source in registry():
+        register_names([source])  # an entry added after install ($LLMJP_CKPT_REGISTRY)
         name, kwargs = source, ({"checkpoint_value": step} if step is not None else {})
         res = resolve(name, step, None, checkpoint_root)
     else:
@@ -364,6 +463,28 @@ def load_model(
         )
     finally:
         _OPTIONS.reset(token)
+    gc.collect()
+    return model
+
+
+def _load_with_transformer_lens(entry: ModelEntry, step: int | None, **kwargs: Any):
+    """A model TransformerLens knows, through its own loading path and nothing of ours:
+    ``checkpoint_value`` for its checkpointed families (Pythia, stanford-crfm), a hub
+    ``revision`` for the branches of a ``hub_refs`` entry."""
+    import transformer_lens.loading_from_pretrained as loading
+    from transformer_lens import HookedTransformer
+
+    try:
+        loading.get_official_model_name(entry.name)
+    except ValueError:
+        raise UserError(f"model {entry.name}: loader transformer_lens needs a name TransformerLens "
+                        "knows (its OFFICIAL_MODEL_NAMES); use loader: adapter for others") from None
+    res = resolve(entry.name, step)  # one clear line for a step that is not there
+    if step is not None and entry.steps == "transformer_lens":
+        kwargs["checkpoint_value"] = step
+    elif step is not None:
+        kwargs["revision"] = res.revision
+    model = HookedTransformer.from_pretrained_no_processing(entry.name, **kwargs)
     gc.collect()
     return model
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from llmjp_ckpt import atomic
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.models.adapter import study_layer_hook
+from llmjp_ckpt.runfolder import step_dir
 from llmjp_ckpt.toy.config import ToyConfig, default_config, parse_seed, quick_config
 from llmjp_ckpt.toy.corpus import Generator, write_corpus
 from llmjp_ckpt.toy.lexicon import COLOUR_OF, CONCEPTS, HOME_OF, LIKES
@@ -50,29 +51,31 @@ def make_toy(out_dir: str | Path, quick: bool = False, seed: object = 0,
     counts = write_corpus(docs, out / "corpus")
     lap("corpus")
 
-    model_bytes = tk.build_unigram([d.delimited(tk.DELIMITER) for d in docs], cfg.vocab_size)
+    delimited = [d.delimited(tk.DELIMITER) for d in docs]
     with atomic.atomic_dir(out / "tokenizer") as tmp:
-        tk.save_hf_tokenizer(model_bytes, tmp)
+        if cfg.tokenizer == "byte-bpe":
+            tk.save_hf_byte_bpe(tk.build_byte_bpe(delimited, cfg.vocab_size), tmp)
+        else:
+            tk.save_hf_tokenizer(tk.build_unigram(delimited, cfg.vocab_size), tmp)
     n_tok = len(tk.load_hf_tokenizer(out / "tokenizer"))
     vocab = tk.padded_vocab_size(n_tok)
-    atomic.write_json(out / "concepts.json", concepts_record(docs, model_bytes))
+    sp = tk.toy_encoder(out / "tokenizer")
+    atomic.write_json(out / "concepts.json", concepts_record(docs, out / "tokenizer"))
     lap("tokenizer")
 
-    import sentencepiece as spm
     import torch
 
-    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
     # A rerun into the same folder must not leave checkpoints of another schedule behind
     # (the registry discovers steps from the iter_* folders).
     for old in sorted((out / "checkpoints").glob("iter_*")):
-        if old.name not in {f"iter_{s:07d}" for s in cfg.train.steps}:
+        if old.name not in {step_dir(s) for s in cfg.train.steps}:
             shutil.rmtree(old)
     stream = torch.tensor([t for d in docs for t in [1] + sp.encode(d.text)], dtype=torch.long)
     rows = train(stream, cfg.shape, cfg.train, vocab, out / "checkpoints", out / "tokenizer", seed)
     lap("train")
-    ckpts = [(r["step"], out / "checkpoints" / f"iter_{r['step']:07d}") for r in rows]
+    ckpts = [(r["step"], out / "checkpoints" / step_dir(r["step"])) for r in rows]
     if cfg.signals:
-        for row, s in zip(rows, sig.measure_all(ckpts, cfg.layer, out / "tokenizer" / "tokenizer.model",
+        for row, s in zip(rows, sig.measure_all(ckpts, cfg.layer, out / "tokenizer",
                                                   seed, cfg.n_translation, cfg.per_form)):
             row["signals"] = {k: v for k, v in s.items() if k != "step"}
         lap("signals")
@@ -84,6 +87,7 @@ def make_toy(out_dir: str | Path, quick: bool = False, seed: object = 0,
         "layer": cfg.layer,
         "hook": study_layer_hook(cfg.layer, cfg.shape.layers),
         "n_layers": cfg.shape.layers,
+        "tokenizer": cfg.tokenizer,
         "tokenizer_size": n_tok,
         "model_vocab_size": vocab,
         "corpus_docs": counts,
@@ -95,21 +99,27 @@ def make_toy(out_dir: str | Path, quick: bool = False, seed: object = 0,
     return info
 
 
-def concepts_record(docs, model_bytes: bytes) -> dict:
+def concepts_record(docs, tokenizer_dir: Path) -> dict:
     """The planted truth: every form with its concept, category, language, count and pieces.
 
     ``pieces`` is the form's tokenisation after a space or at the start of a text (``▁cat``,
-    ``▁猫``); ``pieces_attached`` right after other text (``猫`` in ``…。猫は``, ``cat`` in
-    ``(cat)``).
+    ``▁猫``; byte-level BPE: `` cat``), ``pieces_attached`` right after other text (``猫`` in
+    ``…。猫は``, ``cat`` in ``(cat)``). SentencePiece pieces are raw; byte-level BPE pieces are
+    their real text (:meth:`llmjp_ckpt.tokens.TokenText.piece_text`), never the byte alphabet.
     """
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2 as pb
+    from llmjp_ckpt.tokens import TokenText
+    from llmjp_ckpt.toy import tokenizer as tk
 
-    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
-    proto = pb.ModelProto()
-    proto.ParseFromString(model_bytes)
-    proto.normalizer_spec.add_dummy_prefix = False
-    sp_attached = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+    after_space, attached = tk.toy_encoder(tokenizer_dir), tk.attached_encoder(tokenizer_dir)
+    tt = TokenText.load(tokenizer_dir)
+    sentencepiece = tt.kind == "sentencepiece"
+
+    def ids_of(enc, text: str) -> list[int]:
+        return enc.encode(text if sentencepiece or enc is attached else " " + text)
+
+    def pieces_of(ids: list[int]) -> list[str]:
+        return [tt.piece(i) if sentencepiece else tt.piece_text(i) for i in ids]
+
     seen: dict[str, int] = {}
     for d in docs:
         for text, cid, lang in d.segments:
@@ -122,10 +132,10 @@ def concepts_record(docs, model_bytes: bytes) -> dict:
                 "form": form, "language": lang, "concept": c.id, "category": c.category,
                 "variant": lang == "ja" and form != c.ja[0],
                 "count": seen.get(f"{lang}:{form}", 0),
-                "pieces": sp.encode(form, out_type=str),
-                "ids": sp.encode(form),
-                "pieces_attached": sp_attached.encode(form, out_type=str),
-                "ids_attached": sp_attached.encode(form),
+                "pieces": pieces_of(ids_of(after_space, form)),
+                "ids": ids_of(after_space, form),
+                "pieces_attached": pieces_of(ids_of(attached, form)),
+                "ids_attached": ids_of(attached, form),
             })
     return {
         "concepts": [{"id": c.id, "category": c.category, "ja": list(c.ja), "en": c.en} for c in CONCEPTS],

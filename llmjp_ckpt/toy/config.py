@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.toy.corpus import CorpusConfig
+from llmjp_ckpt.toy.tokenizer import check_kind
 from llmjp_ckpt.toy.train import LMTrainConfig, ModelShape
 
 
@@ -16,6 +17,7 @@ class ToyConfig:
 
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     vocab_size: int = 1000  # upper bound for the tokenizer; the model's is padded past it
+    tokenizer: str = "sentencepiece"  # "sentencepiece" (LLM-jp's kind) or "byte-bpe" (GPT-2 kind)
     shape: ModelShape = field(default_factory=ModelShape)
     train: LMTrainConfig = field(default_factory=LMTrainConfig)
     signals: bool = True  # measure the learning signals at every checkpoint
@@ -23,6 +25,7 @@ class ToyConfig:
     per_form: int = 6
 
     def __post_init__(self) -> None:
+        check_kind(self.tokenizer)
         steps = self.train.steps
         if not steps or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps):
             raise UserError(f"toy steps {list(steps)!r}: expected positive integers")
@@ -37,22 +40,25 @@ class ToyConfig:
         return max(1, self.shape.layers // 2)
 
 
-def quick_config(steps: tuple[int, ...] | None = None) -> ToyConfig:
+def quick_config(steps: tuple[int, ...] | None = None,
+                 tokenizer: str = "sentencepiece") -> ToyConfig:
     """A small world for tests and a first look (well under a minute of training)."""
     return ToyConfig(
         corpus=CorpusConfig(n_docs=590),  # ~64k tokens in documents of 65-150 tokens
         shape=ModelShape(hidden=64, intermediate=192, layers=4, heads=4),
         train=LMTrainConfig(steps=steps or (10, 30, 100, 200), batch=16),
-        n_translation=100, per_form=3,
+        n_translation=100, per_form=3, tokenizer=tokenizer,
     )
 
 
-def default_config(steps: tuple[int, ...] | None = None) -> ToyConfig:
+def default_config(steps: tuple[int, ...] | None = None,
+                   tokenizer: str = "sentencepiece") -> ToyConfig:
     """The demo's world."""
     return ToyConfig(
         corpus=CorpusConfig(n_docs=2220),  # ~240k tokens
         shape=ModelShape(hidden=96, intermediate=256, layers=4, heads=4),
         train=LMTrainConfig(steps=steps or (10, 30, 100, 300, 1000), batch=16),
+        tokenizer=tokenizer,
     )
 
 

@@ -184,12 +184,15 @@ def measure(checkpoint: str | Path, layer: int, sp, translation: list[Probe],
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def measure_all(checkpoints: list[tuple[int, Path]], layer: int, tokenizer_model: Path,
+def measure_all(checkpoints: list[tuple[int, Path]], layer: int, tokenizer_dir: Path,
                 seed: int, n_translation: int = 300, per_form: int = 6) -> list[dict]:
-    """Signals for every ``(step, folder)``; probes drawn once from their own seed stream."""
-    import sentencepiece as spm
+    """Signals for every ``(step, folder)``; probes drawn once from their own seed stream.
 
-    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_model))
+    ``tokenizer_dir`` is the toy's tokenizer folder (either kind; ids 1 and 3 are BOS and pad).
+    """
+    from llmjp_ckpt.toy.tokenizer import toy_encoder
+
+    sp = toy_encoder(tokenizer_dir)
     translation = translation_probes(sp, seed + 1_000_003, n_translation)
     forms = form_probes(sp, seed + 2_000_003, per_form)
     rows = []

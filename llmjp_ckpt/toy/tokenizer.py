@@ -1,9 +1,18 @@
-"""A SentencePiece Unigram tokenizer in LLM-jp's style, built from the toy corpus.
+"""The toy's tokenizer, built from the toy corpus: SentencePiece (LLM-jp's kind) or byte-level BPE.
 
-Byte fallback, the ``▁`` word marker, ``<unk>``=0, ``<s>``=1, ``</s>``=2, ``<pad>``=3, identity
-normalisation (so the Hugging Face fast tokenizer converted from it gives the same ids), saved
-as a ``LlamaTokenizerFast`` folder (``tokenizer.model`` + ``tokenizer.json`` +
+``sentencepiece`` (the default): a Unigram model in LLM-jp's style — byte fallback, the ``▁``
+word marker, ``<unk>``=0, ``<s>``=1, ``</s>``=2, ``<pad>``=3, identity normalisation (so the
+Hugging Face fast tokenizer converted from it gives the same ids), saved as a
+``LlamaTokenizerFast`` folder (``tokenizer.model`` + ``tokenizer.json`` +
 ``tokenizer_config.json`` with ``add_bos_token: true``) — like the real LLM-jp-3 tokenizer.
+
+``byte-bpe``: a byte-level BPE (``tokenizers``' ``ByteLevelBPETokenizer``: GPT-2 / Pythia /
+OLMo / Llama-3 style, ``Ġ`` for a space, a kanji's three bytes merged or not) with the same
+four specials at the same ids, saved as a ``PreTrainedTokenizerFast`` folder whose
+post-processor prepends ``<s>``.
+
+Either way the toy reads its tokenizer through :func:`toy_encoder` (``encode(text)`` → ids
+without BOS) and :func:`attached_encoder` (a form right after other text).
 """
 
 from __future__ import annotations
@@ -108,3 +117,85 @@ def padded_vocab_size(n: int, multiple: int = 128) -> int:
     produced by the tokenizer.
     """
     return int(math.ceil((n + 1) / multiple) * multiple)
+
+
+TOKENIZERS = ("sentencepiece", "byte-bpe")
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it is a toy tokenizer kind, else a :class:`UserError`."""
+    from llmjp_ckpt.errors import UserError
+
+    if kind not in TOKENIZERS:
+        raise UserError(f"--tokenizer {kind!r}: expected one of {', '.join(TOKENIZERS)}")
+    return kind
+
+
+def build_byte_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
+    """A byte-level BPE ``tokenizers.Tokenizer`` for ``texts`` (forms delimited by
+    :data:`DELIMITER`, which the byte-level pre-tokenizer splits on like any whitespace, so no
+    merge spans a form and its neighbours)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    # a form keeps the space before it (``Ġcat``), as :func:`chunks` does for SentencePiece
+    texts = [t.replace(" " + DELIMITER, DELIMITER + " ") for t in texts]
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=min_frequency,
+                            special_tokens=list(SPECIALS), show_progress=False)
+    tok = bpe._tokenizer  # the underlying tokenizers.Tokenizer (ByteLevelBPETokenizer wraps it)
+    for piece, pid in SPECIALS.items():
+        if tok.token_to_id(piece) != pid:
+            raise RuntimeError(f"byte-level BPE put {piece} at {tok.token_to_id(piece)}, not {pid}")
+    return tok
+
+
+def save_hf_byte_bpe(tok, out_dir: str | Path) -> Path:
+    """Write ``tok`` as a ``PreTrainedTokenizerFast`` folder that prepends ``<s>``."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                            special_tokens=[("<s>", SPECIALS["<s>"])])
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                 unk_token="<unk>", pad_token="<pad>")
+    hf.init_kwargs["add_bos_token"] = True  # read by TransformerLens (prepend_bos) and our loader
+    hf.save_pretrained(str(out_dir))
+    return Path(out_dir)
+
+
+class _HFEncoder:
+    """``encode(text)`` → ids without specials, from a ``tokenizer.json``."""
+
+    def __init__(self, tokenizer_json: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(tokenizer_json))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+
+def toy_encoder(tokenizer_dir: str | Path):
+    """The toy tokenizer in ``tokenizer_dir`` as an object with ``encode(text) -> ids`` (no BOS):
+    SentencePiece's own processor when ``tokenizer.model`` is there, else ``tokenizer.json``."""
+    folder = Path(tokenizer_dir)
+    if (folder / "tokenizer.model").is_file():
+        import sentencepiece as spm
+
+        return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    return _HFEncoder(folder / "tokenizer.json")
+
+
+def attached_encoder(tokenizer_dir: str | Path):
+    """Like :func:`toy_encoder`, for text right after other text (SentencePiece without its
+    dummy ``▁`` prefix; byte-level BPE needs no change: it adds no prefix space)."""
+    folder = Path(tokenizer_dir)
+    if (folder / "tokenizer.model").is_file():
+        import sentencepiece as spm
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        proto = pb.ModelProto()
+        proto.ParseFromString((folder / "tokenizer.model").read_bytes())
+        proto.normalizer_spec.add_dummy_prefix = False
+        return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+    return _HFEncoder(folder / "tokenizer.json")

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.runfolder import step_dir
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def train(stream: torch.Tensor, shape: ModelShape, cfg: LMTrainConfig, vocab_siz
             opt.step()
             losses.append(float(loss.detach()))
             if step in save_at:
-                save_checkpoint(model, tokenizer, out_dir / f"iter_{step:07d}")
+                save_checkpoint(model, tokenizer, out_dir / step_dir(step))
                 rows.append({"step": step, "loss": sum(losses) / len(losses),
                              "last_loss": losses[-1], "tokens": step * cfg.batch * cfg.seq_len,
                              "lr": _lr(step - 1, cfg)})

@@ -139,8 +139,8 @@ def bad_cases(root: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
         "root missing": (["--checkpoint-root", str(tmp / "nowhere"), "llm-jp/llm-jp-3-1.8b", "--step", "10"], "does not exist"),
         "step not there": (["--checkpoint-root", str(root), "llm-jp/llm-jp-3-1.8b", "--step", "5"], "available steps are [10, 100, 1000]"),
         "config missing": ([str(nocfg)], "config.json"),
-        "config corrupt": ([str(corrupt)], "not valid JSON"),
-        "not llama": ([str(_edit_config(src, tmp / "gpt2", model_type="gpt2", architectures=["GPT2LMHeadModel"]))], "not supported"),
+        "config corrupt": ([str(corrupt)], "not valid UTF-8 JSON"),
+        "not llama": ([str(_edit_config(src, tmp / "gpt2", model_type="gpt2", architectures=["GPT2LMHeadModel"]))], "not a GPT2LMHeadModel config"),
         "pickle only": ([str(pickled)], "pickle"),
         "rope scaling": ([str(_edit_config(src, tmp / "rope", rope_scaling={"type": "linear", "factor": 2.0}))], "rope_scaling"),
     }

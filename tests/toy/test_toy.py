@@ -238,6 +238,7 @@ def test_cli_bad_options_exit_2_with_one_line(tmp_path, capsys):
         (["toy", "--out", str(tmp_path / "o"), "--seed", "x1"], "seed"),
         (["toy", "--out", str(tmp_path / "o"), "--quick", "--steps", "10,30,20,40"], "steps"),
         (["toy", "--out", str(tmp_path / "o"), "--quick", "--steps", "10,ten"], "--steps"),
+        (["toy", "--out", str(tmp_path / "o"), "--quick", "--tokenizer", "wordpiece"], "--tokenizer"),
     ]
     for argv, word in cases:
         assert main(argv) == 2, argv
