@@ -79,7 +79,8 @@ def seed_baseline(series: dict[str, list[tuple[int, Path]]], families: dict[str,
                 log.info("%s: matching seed %d against seed %d at step %d", group, ref, seed, step)
                 m = match_decoders(a, b, cfg)
                 if matches_dir is not None:
-                    write_matches_csv(m, matches_dir / group / f"{step_dir(step)}__s{ref}__s{seed}.csv")
+                    name = f"{step_dir(step)}__s{ref}__s{seed}.csv"
+                    write_matches_csv(m, matches_dir / group / name)
                 fracs.append(m.shared_fraction)
                 sims += m.similarity[m.partner >= 0].tolist()
                 row[f"shared_fraction_s{seed}"] = m.shared_fraction
@@ -114,29 +115,33 @@ def baseline_figure(group: str, entry: dict[str, Any]) -> go.Figure:
                         subplot_titles=("shared fraction", "cross-checkpoint / cross-seed"))
     rows = entry["per_checkpoint"]
     x = [r["checkpoint"] for r in rows]
-    fig.add_trace(go.Scatter(x=x + x[::-1], y=[r["max"] for r in rows] + [r["min"] for r in rows][::-1],
-                             fill="toself", line={"width": 0}, fillcolor="rgba(128,128,128,0.25)",
-                             name="cross-seed range", hoverinfo="skip"), row=1, col=1)
+    band = [r["max"] for r in rows] + [r["min"] for r in rows][::-1]
+    fig.add_trace(go.Scatter(x=x + x[::-1], y=band, fill="toself", line={"width": 0},
+                             fillcolor="rgba(128,128,128,0.25)", name="cross-seed range",
+                             hoverinfo="skip"), row=1, col=1)
     fig.add_trace(go.Scatter(x=x, y=[r["cross_seed_shared_fraction"] for r in rows],
                              mode="lines+markers", line={"dash": "dash", "color": "grey"},
                              name="cross-seed (same checkpoint)"), row=1, col=1)
     by_id: dict[str, list[dict[str, Any]]] = {}
     for p in entry["cross_checkpoint"]:
         by_id.setdefault(p["sae_id"], []).append(p)
-    for sae_id, ps in by_id.items():
+    palette = ["#00a087", "#f39b7f", "#3c5488", "#e64b35", "#4dbbd5", "#8491b4"]
+    for n, (sae_id, ps) in enumerate(by_id.items()):
+        colour = {"color": palette[n % len(palette)]}
         text = [f"{p['from']} → {p['to']}" for p in ps]
         fig.add_trace(go.Scatter(x=[p["to"] for p in ps], y=[p["shared_fraction"] for p in ps],
-                                 text=text, mode="lines+markers",
+                                 text=text, mode="lines+markers", line=colour,
                                  name=f"cross-checkpoint {html.escape(sae_id)}"), row=1, col=1)
         fig.add_trace(go.Scatter(x=[p["to"] for p in ps], y=[p["ratio"] for p in ps], text=text,
-                                 mode="lines+markers", showlegend=False,
+                                 mode="lines+markers", showlegend=False, line=colour,
                                  name=f"ratio {html.escape(sae_id)}"), row=2, col=1)
     fig.add_hline(y=1.0, line_dash="dot", row=2, col=1)
-    fig.update_xaxes(type="log", title_text="training step (a pair at its later step)", row=2, col=1)
+    fig.update_xaxes(type="log", title_text="training step (a pair at its later step)",
+                     row=2, col=1)
     fig.update_xaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=1)
-    fig.update_layout(title=f"Seed baseline (cosine ≥ {entry['threshold']}) — {html.escape(group)}",
-                      width=1000, height=650)
+    title = f"Seed baseline (cosine ≥ {entry['threshold']}) — {html.escape(group)}"
+    fig.update_layout(title=title, width=1000, height=650)
     return fig
 
 

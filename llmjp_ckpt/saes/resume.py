@@ -152,9 +152,13 @@ def _fix_step_counters(ckpt: Path, names: list[str]) -> None:
         torch.save(state, path)
 
 
-def install(runner: Any) -> ExactStream:
+def install(runner: Any) -> ExactStream | None:
     """Give ``runner`` (a ``MultiSAETrainingRunner``) an :class:`ExactStream` and exact
-    checkpoints; returns the stream."""
+    checkpoints; returns the stream, or None with ``prefetch_llm_batches`` (its thread reads
+    ahead of the trainer, so no checkpoint could hold a consistent stream state)."""
+    if runner.cfg.prefetch_llm_batches:
+        log.warning("runner.prefetch_llm_batches: a resumed run is SAELens' approximate resume")
+        return None
     store = runner.activations_store
     stream = ExactStream(store)
     names = list(runner.cfg.saes)

@@ -299,9 +299,10 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     # NaN/inf batch stops training with a clear message instead of a NaN SAE.
     # Exact resume (saes.resume): SAELens' mixing stream as an object whose state (buffer,
     # random state) goes into every periodic checkpoint, so a resumed run is bit-identical.
-    stream = install_exact_resume(runner)
     store = runner.activations_store
-    store.get_multi_hook_data_loader = lambda: finite_batches(stream, f"checkpoint {step_dir(step or 0)}")  # type: ignore[method-assign]
+    stream = install_exact_resume(runner) or store.get_multi_hook_data_loader()
+    where = f"checkpoint {step_dir(step or 0)}"
+    store.get_multi_hook_data_loader = lambda: finite_batches(stream, where)  # type: ignore[method-assign]
     if resume:
         log.warning("resuming from SAELens checkpoint %s", resume)
     started = time.perf_counter()

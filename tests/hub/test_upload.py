@@ -149,7 +149,7 @@ def test_uploaded_layout_loads_with_from_pretrained(hub: FakeHub, run_dir: Path,
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     sae = SAE.from_pretrained(REPO, "iter_0000100/scalar")
     local = SAE.load_from_disk(str(run_dir / "saes" / "iter_0000100" / "scalar"))
-    assert type(sae) is type(local) and sae.cfg.token_norm == "scalar"
+    assert type(sae) is type(local) and sae.cfg.normalisation == "scalar"
     assert torch.equal(sae.W_enc, local.W_enc) and torch.equal(sae.b_dec, local.b_dec)
     x = torch.randn(3, 32)
     assert torch.equal(sae.encode(x), local.encode(x))
@@ -206,3 +206,39 @@ def test_bad_input(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(UserError, match="HF_TOKEN"):
         upload_run(run, REPO, registry_path=tmp_path / "r.yaml")
     assert hub.calls == []
+
+
+def test_registry_entry_goes_to_the_run_never_the_package(hub: FakeHub, run_dir: Path,
+                                                          tmp_path: Path) -> None:
+    import shutil
+
+    import llmjp_ckpt
+    from llmjp_ckpt.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    package = Path(llmjp_ckpt.__file__).resolve().parent
+    before = sorted(package.rglob("pretrained_saes.yaml"))
+    assert main(["upload", "--run", str(run), "--repo-id", REPO]) == 0
+    assert REPO in yaml.safe_load((run / "pretrained_saes.yaml").read_text(encoding="utf-8"))
+    assert main(["upload", "--run", str(run), "--repo-id", REPO,
+                 "--registry", str(tmp_path / "elsewhere.yaml")]) == 0
+    assert (tmp_path / "elsewhere.yaml").is_file()
+    assert sorted(package.rglob("pretrained_saes.yaml")) == before
+
+
+def test_firing_counts_uploaded_and_identical(hub: FakeHub, run_dir: Path, tmp_path: Path) -> None:
+    """The dead-latent counts (saes.dead) go up beside each SAE, byte for byte (issue 15)."""
+    from llmjp_ckpt.hub.upload import collect_saes, upload_plan, upload_run
+    from llmjp_ckpt.saes.dead import FIRING_FILE
+
+    plan = upload_run(run_dir, REPO, registry_path=tmp_path / "reg.yaml")
+    for step in ("iter_0000010", "iter_0000100"):
+        for sae_id in ("none", "scalar"):
+            local = run_dir / "saes" / step / sae_id / FIRING_FILE
+            assert hub.files[f"{step}/{sae_id}/{FIRING_FILE}"] == local.read_bytes()
+            assert (str(local), f"hf://{REPO}/{step}/{sae_id}/{FIRING_FILE}") in plan
+    commit = next(c[1]["paths"] for c in hub.calls if c[0] == "create_commit")
+    assert f"iter_0000010/none/{FIRING_FILE}" in commit
+    assert FIRING_FILE in hub.files["README.md"].decode("utf-8")
+    assert plan == upload_plan(collect_saes(run_dir), REPO)  # the dry run lists the same files

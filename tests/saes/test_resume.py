@@ -10,8 +10,8 @@ import torch
 from sae_lens.training.mixing_buffer import multi_hook_concat_split_iter
 
 from llmjp_ckpt.saes import resume, training
-from tests.saes.test_seeds import world  # noqa: F401  the module-scoped tiny world
 from tests.helpers import train_config
+from tests.saes.test_seeds import world  # noqa: F401  the module-scoped tiny world
 
 HOOKS = ["h1", "h2"]
 
