@@ -12,6 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder (with saes/ and analysis/features.parquet)")
     p.add_argument("--config", default=None, help="compare config YAML (e.g. configs/compare.yaml)")
     p.add_argument("--force", action="store_true", help="redo the stage even if recorded done")
+    p.add_argument("--device", default=None,
+                   help="where the matching's similarity product runs (default: the config's, cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,6 +23,10 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = CompareConfig.from_yaml(args.config) if args.config else CompareConfig()
+    if args.device is not None:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, match=dataclasses.replace(cfg.match, device=args.device))
     out = compare_run(args.run, cfg, force=args.force)
     if out.get("skipped"):
         print("compare: already done with this config (use --force to redo)")
