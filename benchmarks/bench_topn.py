@@ -1,15 +1,23 @@
 """P5: top-N examples for every latent in one streaming pass vs sae-dashboard's own collection.
 
 Both sides get the same HookedTransformer (random, LLM-jp-shaped), the same TopK SAE, the same
-token windows, every latent, and the same N top examples (+ the same number of quantile
-groups). sae-dashboard's ``SaeVisRunner`` re-runs the model over all tokens once per batch of
+token windows, every latent, and the same N top examples (sae-dashboard also collects its
+quantile groups; ours keeps top-N only). sae-dashboard's ``SaeVisRunner`` re-runs the model
+over all tokens once per batch of
 ``minibatch_size_features`` latents (its default 256) and computes its page data; ours runs
-the model once over all windows, then once more over only the selected windows. Run:
+the model once over all windows (per-token values kept during the pass). Run:
 
     .venv/bin/python benchmarks/bench_topn.py [--d-sae 512] [--windows 64] [--n-top 20]
 
 Prints both wall times and the ratio; also checks that the two agree on each latent's top
 window for the latents where sae-dashboard's top example is unambiguous.
+
+``--fullshape`` (issue 12): the features stage at the study's shape on CPU — a random-weight
+LLM-jp-3-1.8B-shaped model (d 2,048, 16 heads, MLP 7,168, vocab 99,584) with ``--fs-layers``
+blocks (the study's hook is after block 12: the 12-block forward is the measured per-block time
+× 12, plus the embedding), a 32,768-latent K 32 TopK SAE, batches of 32 windows × 64 studied
+tokens, N = 50; per batch, side by side in one run: model forward, SAE encode, top-N
+bookkeeping (``TopNCollector.update`` + ``finish_pass1``).
 """
 
 from __future__ import annotations
@@ -40,14 +48,14 @@ def build(d_model: int, n_layers: int, d_vocab: int, d_sae: int, k: int, n_windo
     return model, sae, tokens, hook
 
 
-def run_ours(model, sae, tokens, n_top: int, n_quantile: int, batch: int):
+def run_ours(model, sae, tokens, n_top: int, batch: int):
     from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
 
     # sae-dashboard folds the decoder norm into the encoder first; do the same so both sides
     # rank identical activations
     sae = copy.deepcopy(sae)
     sae.fold_W_dec_norm()
-    cfg = TopNConfig(n_top=n_top, n_quantile=n_quantile, n_sample=max(4 * n_quantile, 16), batch_size=batch)
+    cfg = TopNConfig(n_top=n_top, batch_size=batch)
     t = time.perf_counter()
     res = collect_topn(tokens, model_encoder(model, {"s": sae}, first_position=0), {"s": sae.cfg.d_sae}, cfg)["s"]
     return time.perf_counter() - t, res
@@ -107,7 +115,7 @@ def scale_check(d_sae: int = 32768, batch: int = 32, n_batches: int = 40) -> Non
 
     from llmjp_ckpt.features.topn import TopNCollector, TopNConfig
 
-    col = TopNCollector(d_sae, TopNConfig(n_top=50, n_quantile=5, n_sample=64, batch_size=batch))
+    col = TopNCollector(d_sae, TopNConfig(n_top=50, batch_size=batch))
     g = torch.Generator().manual_seed(0)
     times = []
     for i in range(n_batches):
@@ -120,6 +128,72 @@ def scale_check(d_sae: int = 32768, batch: int = 32, n_batches: int = 40) -> Non
     per = sorted(times[-8:])[4]
     print(f"scale: {d_sae} latents, batches of {batch} x 64 tokens: {per * 1000:.0f} ms per batch "
           f"(median of the last 8 of {n_batches}); peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def fullshape_check(n_layers: int = 2, n_batches: int = 12, batch: int = 32) -> None:
+    """Top-N bookkeeping vs the model forward at the study's full shape (see the docstring)."""
+    import resource
+
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from llmjp_ckpt.features.topn import TopNCollector, TopNConfig
+
+    torch.manual_seed(0)
+    d, d_sae, study_blocks = 2048, 32768, 12
+    model = HookedTransformer(HookedTransformerConfig(
+        d_model=d, n_layers=n_layers, n_heads=16, d_head=128, d_mlp=7168, d_vocab=99584,
+        n_ctx=65, act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary",
+        gated_mlp=True, seed=0)).eval()
+    hook = f"blocks.{n_layers - 1}.hook_resid_post"
+    sae = TopKSAE(TopKSAEConfig(d_in=d, d_sae=d_sae, k=32)).eval()
+    col = TopNCollector(d_sae, TopNConfig(n_top=50, batch_size=batch))
+    g = torch.Generator().manual_seed(0)
+    t_embed, t_model, t_sae, t_book = [], [], [], []
+    with torch.no_grad():
+        for i in range(n_batches):
+            toks = torch.randint(3, 99584, (batch, 65), generator=g)
+            toks[:, 0] = 1
+            t0 = time.perf_counter()
+            model.run_with_cache(toks, stop_at_layer=0, names_filter=lambda n: False)
+            t1 = time.perf_counter()
+            _, cache = model.run_with_cache(toks, stop_at_layer=n_layers,
+                                            names_filter=lambda n: n == hook)
+            t2 = time.perf_counter()
+            acts = sae.encode(cache[hook][:, 1:])
+            t3 = time.perf_counter()
+            col.update(acts, torch.arange(i * batch, (i + 1) * batch))
+            t4 = time.perf_counter()
+            t_embed.append(t1 - t0)
+            t_model.append(t2 - t1)
+            t_sae.append(t3 - t2)
+            t_book.append(t4 - t3)
+            del cache, acts
+        t5 = time.perf_counter()
+        col.finish_pass1()
+        t_finish = time.perf_counter() - t5
+    embed = sum(t_embed) / n_batches
+    per_block = (sum(t_model) / n_batches - embed) / n_layers
+    fwd12 = embed + study_blocks * per_block
+    enc = sum(t_sae) / n_batches
+    book = (sum(t_book) + t_finish) / n_batches
+    q = max(1, n_batches // 4)  # the last quarter: nearer the steady state of a long pass
+    late = sum(t_book[-q:]) / q
+    kept = int((col.top_windows >= 0).sum())
+    print(f"full shape: {n_layers} random blocks measured, {n_batches} batches x {batch} windows x "
+          f"64 tokens, 32,768 latents, K 32, N 50, torch threads {torch.get_num_threads()}")
+    print(f"model forward ({n_layers} blocks measured): "
+          f"{sum(t_model) / n_batches * 1000:.0f} ms/batch "
+          f"(embedding {embed * 1000:.0f} ms, {per_block * 1000:.0f} ms per block)")
+    print(f"model forward, {study_blocks} blocks (embedding + {study_blocks} x per block): "
+          f"{fwd12 * 1000:.0f} ms/batch")
+    print(f"SAE encode: {enc * 1000:.0f} ms/batch")
+    print(f"top-N bookkeeping: {book * 1000:.0f} ms/batch over all {n_batches} batches incl. "
+          f"finish ({t_finish * 1000:.0f} ms once); {late * 1000:.0f} ms/batch over the last {q}")
+    print(f"ratio bookkeeping / model forward (12 blocks): {book / fwd12:.1%} (goal <= 25%); "
+          f"last {q} batches {late / fwd12:.1%}; / (forward + SAE encode) {book / (fwd12 + enc):.1%}")
+    print(f"kept examples {kept} of {d_sae * 50}; second model pass: none; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
@@ -136,17 +210,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scale", action="store_true", help="only the 32,768-latent bookkeeping check")
+    ap.add_argument("--fullshape", action="store_true",
+                    help="bookkeeping vs model forward at the study's full shape")
+    ap.add_argument("--fs-layers", type=int, default=2, help="blocks built for --fullshape")
+    ap.add_argument("--fs-batches", type=int, default=12, help="batches of 32 windows for --fullshape")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.scale:
         scale_check()
         return
+    if args.fullshape:
+        fullshape_check(args.fs_layers, args.fs_batches)
+        return
     model, sae, tokens, hook = build(args.d_model, args.layers, args.vocab, args.d_sae, args.k, args.windows)
     print(f"model d_model={args.d_model} layers={args.layers}; SAE d_sae={args.d_sae} k={args.k}; "
           f"{args.windows} windows x 65 tokens; N={args.n_top}, quantile groups={args.n_quantile}; "
           f"torch threads={args.threads}")
-    t_ours, ours = run_ours(model, sae, tokens, args.n_top, args.n_quantile, args.batch)
-    print(f"ours (one streaming pass + selected windows): {t_ours:.2f} s")
+    t_ours, ours = run_ours(model, sae, tokens, args.n_top, args.batch)
+    print(f"ours (one streaming pass):                  {t_ours:.2f} s")
     t_dash, data = run_dashboard(model, sae, tokens, hook, args.n_top, args.n_quantile, args.batch)
     print(f"sae-dashboard SaeVisRunner.run:               {t_dash:.2f} s")
     print(f"speed-up: {t_dash / t_ours:.1f}x  (target >= 3x)")

@@ -100,7 +100,8 @@ class TopNCollector:
         self._to(acts.device)
         window_ids = window_ids.long().to(acts.device)
         if self.n_positions is not None and acts.shape[1] != self.n_positions:
-            raise ValueError(f"acts have {acts.shape[1]} positions, earlier batches {self.n_positions}")
+            raise ValueError(f"acts have {acts.shape[1]} positions, "
+                             f"earlier batches {self.n_positions}")
         self.n_positions = acts.shape[1]
         if self._token_store is None:
             self._token_store = torch.zeros(self.d_sae, self.cfg.n_top, acts.shape[1],
