@@ -108,8 +108,10 @@ def model_card(saes: list[SAEFolder], repo_id: str) -> str:
                *[s.metrics.get(k, "") for k in keys]]
         lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
     example = saes[0].repo_path
-    return "\n".join([
-        "---", "library_name: saelens", "tags:", "- sparse-autoencoder", "- llm-jp", "---", "",
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(library_name="saelens", tags=["sparse-autoencoder", "llm-jp"])
+    body = "\n".join([
         f"# Sparse autoencoders across the training checkpoints of {_model_name(saes)}", "",
         f"- **Model**: {_model_name(saes)}",
         f"- **Checkpoint steps**: {', '.join(str(x) for x in sorted({s.step for s in saes}))}",
@@ -130,6 +132,8 @@ def model_card(saes: list[SAEFolder], repo_id: str) -> str:
         ("SAEs whose `cfg.json` architecture is `topk_token_norm` (per-token normalised input) need "
          "`import llmjp_ckpt` first, which registers that architecture with SAELens."), "",
     ])
+    # the front matter is huggingface_hub's own (ModelCardData), parsed back by ModelCard
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
 def registry_entry(saes: list[SAEFolder], repo_id: str) -> dict[str, Any]:
