@@ -21,6 +21,7 @@ COMMANDS = [
     "checkpoints",
     "inspect",
     "prepare-data",
+    "plan",
     "train",
     "features",
     "label",
@@ -28,7 +29,11 @@ COMMANDS = [
     "compare",
     "site",
     "upload",
+    "export",
+    "launch",
+    "status",
     "import-peer",
+    "crosscoder",
     "demo",
 ]
 

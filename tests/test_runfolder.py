@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,45 @@ def test_manifest_records_and_skips_only_same_config(tmp_path):
 
 def test_step_dir_is_the_studys_name():
     assert step_dir(10) == "iter_0000010" and step_dir(988240) == "iter_0988240"
+
+
+def _record_many(root: str, worker: int, n: int, barrier: Any) -> None:
+    """One of the concurrent writers: its own stage names, recorded ``n`` times each."""
+    os.environ["LLMJP_CKPT_SHARED_RUN"] = "1"  # as a launched job: no cleaning of others' files
+    run = RunFolder(root)
+    barrier.wait()
+    for i in range(n):
+        run.record(f"w{worker}-s{i % 5}", {"worker": worker, "i": i}, "done", i=i)
+
+
+def test_concurrent_writers_lose_no_manifest_entry(tmp_path):
+    """8 processes recording at once: every stage of every process ends in the manifest, each
+    with its last write. Without the lock, read-modify-write races drop entries."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    n_proc, n = 8, 15
+    barrier = ctx.Barrier(n_proc)
+    procs = [ctx.Process(target=_record_many, args=(str(tmp_path), w, n, barrier))
+             for w in range(n_proc)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * n_proc
+    stages = RunFolder(tmp_path).manifest()["stages"]
+    assert sorted(stages) == sorted(f"w{w}-s{s}" for w in range(n_proc) for s in range(5))
+    for name, st in stages.items():  # each entry is the worker's last write of that stage
+        assert st["i"] == max(i for i in range(n) if f"s{i % 5}" == name.split("-")[1])
+
+
+def test_a_shared_run_folder_keeps_other_writers_temporaries(tmp_path, monkeypatch):
+    (tmp_path / "saes").mkdir()
+    tmp = tmp_path / "saes" / ".tmp-sae.abc"
+    tmp.mkdir()
+    monkeypatch.setenv("LLMJP_CKPT_SHARED_RUN", "1")
+    RunFolder(tmp_path)  # a job opening the folder while another job writes into it
+    assert tmp.is_dir()
+    monkeypatch.delenv("LLMJP_CKPT_SHARED_RUN")
+    RunFolder(tmp_path)  # alone (the launch, or a sequential command): leftovers go
+    assert not tmp.exists()
