@@ -24,6 +24,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check llmjp_ckpt tests scripts benchmarks
+	$(VENV)/bin/ruff format --check llmjp_ckpt tests scripts benchmarks
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m slow
 
@@ -32,6 +33,7 @@ test-fast: setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check llmjp_ckpt tests scripts benchmarks
+	$(VENV)/bin/ruff format --check llmjp_ckpt tests scripts benchmarks
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 D_MODEL, HOOK_LAYER, EXPANSION = 256, 4, 4
 
 
-def flops_per_token(d: int, d_mlp: int, n_ctx: int, n_layers: int, d_vocab: int) -> tuple[float, float]:
+def flops_per_token(
+    d: int, d_mlp: int, n_ctx: int, n_layers: int, d_vocab: int
+) -> tuple[float, float]:
     """(per block, unembed) forward FLOPs per token for a Llama-shaped model (gated MLP)."""
     block = 2 * (4 * d * d + 3 * d * d_mlp) + 2 * 2 * n_ctx * d
     return block, 2 * d * d_vocab
@@ -43,9 +45,25 @@ def bench_p1(repeats: int) -> dict:
     """Full run_with_cache vs stop_at_layer on an LLM-jp-3-1.8B-proportioned model (scaled down)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    d, layers, vocab, hook_block = 256, 24, 99584, 11  # 24 blocks, the study's hook after block 12, LLM-jp's vocab
-    cfg = HookedTransformerConfig(d_model=d, n_layers=layers, n_heads=8, d_head=32, d_mlp=int(d * 3.5), d_vocab=vocab, n_ctx=65,
-                                  act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", gated_mlp=True)
+    d, layers, vocab, hook_block = (
+        256,
+        24,
+        99584,
+        11,
+    )  # 24 blocks, the study's hook after block 12, LLM-jp's vocab
+    cfg = HookedTransformerConfig(
+        d_model=d,
+        n_layers=layers,
+        n_heads=8,
+        d_head=32,
+        d_mlp=int(d * 3.5),
+        d_vocab=vocab,
+        n_ctx=65,
+        act_fn="silu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        gated_mlp=True,
+    )
     model = HookedTransformer(cfg).eval()
     tokens = torch.randint(3, vocab, (32, 65))
     hook = f"blocks.{hook_block}.hook_resid_post"
@@ -57,15 +75,24 @@ def bench_p1(repeats: int) -> dict:
             model.run_with_cache(tokens)
             full_t.append(time.perf_counter() - t)
             t = time.perf_counter()
-            _, cache = model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=hook_block + 1)
+            _, cache = model.run_with_cache(
+                tokens, names_filter=[hook], stop_at_layer=hook_block + 1
+            )
             trunc_t.append(time.perf_counter() - t)
             assert cache[hook].shape == (32, 65, d)
     block, unembed = flops_per_token(d, cfg.d_mlp, 65, layers, vocab)
     flop_ratio = (layers * block + unembed) / ((hook_block + 1) * block)
     speedup = min(full_t) / min(trunc_t)
-    return {"shape": f"d_model {d}, {layers} blocks, vocab {vocab}, hook after block {hook_block + 1}, 32 x 65 tokens",
-            "full_s": min(full_t), "truncated_s": min(trunc_t), "speedup": speedup, "flop_ratio": flop_ratio,
-            "speedup_over_flop_ratio": speedup / flop_ratio, "goal": ">= 0.85", "met": speedup / flop_ratio >= 0.85}
+    return {
+        "shape": f"d_model {d}, {layers} blocks, vocab {vocab}, hook after block {hook_block + 1}, 32 x 65 tokens",
+        "full_s": min(full_t),
+        "truncated_s": min(trunc_t),
+        "speedup": speedup,
+        "flop_ratio": flop_ratio,
+        "speedup_over_flop_ratio": speedup / flop_ratio,
+        "goal": ">= 0.85",
+        "met": speedup / flop_ratio >= 0.85,
+    }
 
 
 def world(root: Path) -> dict:
@@ -75,15 +102,30 @@ def world(root: Path) -> dict:
 
     tok = build_tokenizer(root / "tok")
     tok.save_pretrained(root / "tok")
-    build_checkpoints(root / "ckpts", [10], tok, hidden_size=D_MODEL, intermediate_size=int(3.5 * D_MODEL), num_hidden_layers=2 * HOOK_LAYER)
+    build_checkpoints(
+        root / "ckpts",
+        [10],
+        tok,
+        hidden_size=D_MODEL,
+        intermediate_size=int(3.5 * D_MODEL),
+        num_hidden_layers=2 * HOOK_LAYER,
+    )
     build_corpus(root / "corpus", n_docs={"ja": 600, "en": 600})
-    corpus.prepare_data(data_config(root / "corpus", root / "tok", token_budget=64 * 100_000), root / "run")
+    corpus.prepare_data(
+        data_config(root / "corpus", root / "tok", token_budget=64 * 100_000), root / "run"
+    )
     return {"ckpts": root / "ckpts", "run": root / "run"}
 
 
 def runner_fields(tokens: int) -> dict:
-    return {"train_batch_size_tokens": 1024, "training_tokens": tokens, "store_batch_size_prompts": 16,
-            "n_batches_in_buffer": 32, "lr_warm_up_steps": 10, "n_checkpoints": 0}
+    return {
+        "train_batch_size_tokens": 1024,
+        "training_tokens": tokens,
+        "store_batch_size_prompts": 16,
+        "n_batches_in_buffer": 32,
+        "lr_warm_up_steps": 10,
+        "n_checkpoints": 0,
+    }
 
 
 def ours(w: dict, tokens: int, norms: list[str], ks: list[int]) -> tuple[float, float]:
@@ -92,9 +134,13 @@ def ours(w: dict, tokens: int, norms: list[str], ks: list[int]) -> tuple[float, 
 
     run = w["run"]
     shutil.rmtree(run / "saes", ignore_errors=True)
-    cfg = {"model": {"source": str(w["ckpts"]), "steps": [10]}, "hook_layer": HOOK_LAYER,
-           "saes": {"expansion": [EXPANSION], "k": ks, "lr": [1e-3], "normalisation": norms},
-           "runner": runner_fields(tokens), "metrics": {"ce": False, "max_windows": 16}}
+    cfg = {
+        "model": {"source": str(w["ckpts"]), "steps": [10]},
+        "hook_layer": HOOK_LAYER,
+        "saes": {"expansion": [EXPANSION], "k": ks, "lr": [1e-3], "normalisation": norms},
+        "runner": runner_fields(tokens),
+        "metrics": {"ce": False, "max_windows": 16},
+    }
     t = time.perf_counter()
     out = training.train_run(cfg, run)
     total = time.perf_counter() - t
@@ -119,11 +165,21 @@ def bare(w: dict, tokens: int, out: Path) -> tuple[float, float]:
     model = load_model(str(w["ckpts"]), 10)
     train = datasets.load_from_disk(str(w["run"] / "data" / "train")).select_columns(["input_ids"])
     cfg = LanguageModelSAERunnerConfig(
-        sae=TopKTrainingSAEConfig(d_in=D_MODEL, d_sae=EXPANSION * D_MODEL, k=32), model_name="bench",
+        sae=TopKTrainingSAEConfig(d_in=D_MODEL, d_sae=EXPANSION * D_MODEL, k=32),
+        model_name="bench",
         hook_name=f"blocks.{HOOK_LAYER - 1}.hook_resid_post",
-        dataset_path="bench", context_size=65, seqpos_slice=(1, None), disable_concat_sequences=True, lr=1e-3,
-        logger=LoggingConfig(log_to_wandb=False), output_path=str(out), checkpoint_path=None, sequence_separator_token=None,
-        verbose=False, **runner_fields(tokens))
+        dataset_path="bench",
+        context_size=65,
+        seqpos_slice=(1, None),
+        disable_concat_sequences=True,
+        lr=1e-3,
+        logger=LoggingConfig(log_to_wandb=False),
+        output_path=str(out),
+        checkpoint_path=None,
+        sequence_separator_token=None,
+        verbose=False,
+        **runner_fields(tokens),
+    )
     runner = LanguageModelSAETrainingRunner(cfg, override_dataset=train, override_model=model)
     t_run = time.perf_counter()
     runner.run()
@@ -158,12 +214,17 @@ def main() -> None:
                     b.append(bare(w, args.tokens, root / "bare"))
                     o.append(ours(w, args.tokens, ["none"], [32]))
                 results["P2"] = {
-                    "tokens": args.tokens, "sae": f"topk, d_in {D_MODEL}, d_sae {EXPANSION * D_MODEL}, K 32, batch 1024",
-                    "trainer_ours_s": min(x[1] for x in o), "trainer_bare_s": min(x[1] for x in b),
+                    "tokens": args.tokens,
+                    "sae": f"topk, d_in {D_MODEL}, d_sae {EXPANSION * D_MODEL}, K 32, batch 1024",
+                    "trainer_ours_s": min(x[1] for x in o),
+                    "trainer_bare_s": min(x[1] for x in b),
                     "trainer_overhead": min(x[1] for x in o) / min(x[1] for x in b) - 1,
-                    "end_to_end_ours_s": min(x[0] for x in o), "end_to_end_bare_s": min(x[0] for x in b),
+                    "end_to_end_ours_s": min(x[0] for x in o),
+                    "end_to_end_bare_s": min(x[0] for x in b),
                     "end_to_end_overhead": min(x[0] for x in o) / min(x[0] for x in b) - 1,
-                    "all_ours": o, "all_bare": b, "goal": "trainer_overhead <= 0.05",
+                    "all_ours": o,
+                    "all_bare": b,
+                    "goal": "trainer_overhead <= 0.05",
                 }
                 results["P2"]["met"] = results["P2"]["trainer_overhead"] <= 0.05
                 print(json.dumps(results["P2"], indent=1), flush=True)
@@ -172,9 +233,17 @@ def main() -> None:
                 for _ in range(args.repeats):
                     one.append(ours(w, args.tokens, ["scalar"], FIVE_K)[0])
                     sep.append(sum(ours(w, args.tokens, ["scalar"], [k])[0] for k in FIVE_K))
-                results["P3"] = {"tokens_per_sae": args.tokens, "saes": f"scalar, d_in {D_MODEL}, expansion {EXPANSION}, K {FIVE_K}",
-                                 "one_pass_s": min(one), "five_runs_s": min(sep), "ratio": min(one) / min(sep),
-                                 "all_one_pass_s": one, "all_five_runs_s": sep, "goal": "<= 0.5", "met": min(one) / min(sep) <= 0.5}
+                results["P3"] = {
+                    "tokens_per_sae": args.tokens,
+                    "saes": f"scalar, d_in {D_MODEL}, expansion {EXPANSION}, K {FIVE_K}",
+                    "one_pass_s": min(one),
+                    "five_runs_s": min(sep),
+                    "ratio": min(one) / min(sep),
+                    "all_one_pass_s": one,
+                    "all_five_runs_s": sep,
+                    "goal": "<= 0.5",
+                    "met": min(one) / min(sep) <= 0.5,
+                }
                 print(json.dumps(results["P3"], indent=1), flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)

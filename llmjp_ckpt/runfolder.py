@@ -33,8 +33,15 @@ MANIFEST = "manifest.json"
 MANIFEST_LOCK = ".manifest.lock"  # held while the manifest is read, changed and written back
 SHARED_ENV = "LLMJP_CKPT_SHARED_RUN"  # set in launched jobs: the launch cleaned the folder once
 LIBRARIES = (
-    "llmjp-ckpt", "torch", "transformer-lens", "transformers", "sae-lens", "sae-dashboard",
-    "datasets", "huggingface_hub", "plotly",
+    "llmjp-ckpt",
+    "torch",
+    "transformer-lens",
+    "transformers",
+    "sae-lens",
+    "sae-dashboard",
+    "datasets",
+    "huggingface_hub",
+    "plotly",
 )
 
 
@@ -83,7 +90,9 @@ class RunFolder:
     def is_done(self, name: str, config: Any) -> bool:
         """True when stage ``name`` finished with this very config."""
         st = self.stage_record(name)
-        return bool(st) and st.get("status") == "done" and st.get("config_hash") == config_hash(config)
+        return (
+            bool(st) and st.get("status") == "done" and st.get("config_hash") == config_hash(config)
+        )
 
     def record(self, name: str, config: Any, status: str, **extra: Any) -> None:
         """Record a stage's status, config and the library versions.
@@ -105,8 +114,15 @@ class RunFolder:
             man["stages"][name] = entry
             atomic.write_json(self.manifest_path, man)
 
-    def stage(self, name: str, config: Any, *, force: bool = False,
-              outputs: Iterable[Path] = (), **extra: Any) -> Stage:
+    def stage(
+        self,
+        name: str,
+        config: Any,
+        *,
+        force: bool = False,
+        outputs: Iterable[Path] = (),
+        **extra: Any,
+    ) -> Stage:
         """The one stage skeleton: ``with run.stage("features", cfg, outputs=[p]) as st:``.
 
         ``st.skipped`` is true when the stage is recorded done with this config hash and every
@@ -123,12 +139,21 @@ class RunFolder:
 class Stage:
     """One stage's run, made by :meth:`RunFolder.stage`."""
 
-    def __init__(self, run: RunFolder, name: str, config: Any, *, force: bool,
-                 outputs: tuple[Path, ...], extra: dict[str, Any]):
+    def __init__(
+        self,
+        run: RunFolder,
+        name: str,
+        config: Any,
+        *,
+        force: bool,
+        outputs: tuple[Path, ...],
+        extra: dict[str, Any],
+    ):
         self.run, self.name, self.config = run, name, config
         self.info: dict[str, Any] = dict(extra)
-        self.skipped = (not force and run.is_done(name, config)
-                        and all(Path(p).exists() for p in outputs))
+        self.skipped = (
+            not force and run.is_done(name, config) and all(Path(p).exists() for p in outputs)
+        )
 
     def __enter__(self) -> Self:
         if self.skipped:
@@ -137,8 +162,12 @@ class Stage:
             self.run.record(self.name, self.config, "running", **self.info)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         if self.skipped:
             return False
         if exc is None:
@@ -182,5 +211,7 @@ def sae_folders(run: str | Path) -> list[tuple[int, str, Path]]:
             if not sae.name.startswith(".") and (sae / SAE_CFG_FILENAME).is_file():
                 out.append((int(m.group(1)), sae.name, sae))
     if not out:
-        raise UserError(f"{root}: no SAEs found (expected iter_XXXXXXX/<sae_id>/ in SAELens format; run `llmjp-ckpt train` first)")
+        raise UserError(
+            f"{root}: no SAEs found (expected iter_XXXXXXX/<sae_id>/ in SAELens format; run `llmjp-ckpt train` first)"
+        )
     return out

@@ -8,8 +8,50 @@ import random
 from pathlib import Path
 from typing import Any
 
-JA_WORDS = ["京都", "の", "猫", "は", "静か", "に", "眠る", "。", "犬", "公園", "で", "走る", "赤い", "りんご", "を", "食べ", "ました", "東京", "タワー", "高い"]
-EN_WORDS = ["The", "cat", "in", "Kyoto", "sleeps", "quietly", ".", "A", "dog", "runs", "park", "I", "ate", "red", "apple", "Tokyo", "Tower", "is", "tall", "friends"]
+JA_WORDS = [
+    "京都",
+    "の",
+    "猫",
+    "は",
+    "静か",
+    "に",
+    "眠る",
+    "。",
+    "犬",
+    "公園",
+    "で",
+    "走る",
+    "赤い",
+    "りんご",
+    "を",
+    "食べ",
+    "ました",
+    "東京",
+    "タワー",
+    "高い",
+]
+EN_WORDS = [
+    "The",
+    "cat",
+    "in",
+    "Kyoto",
+    "sleeps",
+    "quietly",
+    ".",
+    "A",
+    "dog",
+    "runs",
+    "park",
+    "I",
+    "ate",
+    "red",
+    "apple",
+    "Tokyo",
+    "Tower",
+    "is",
+    "tall",
+    "friends",
+]
 
 
 def doc_text(rng: random.Random, lang: str, n_words: int) -> str:
@@ -18,8 +60,14 @@ def doc_text(rng: random.Random, lang: str, n_words: int) -> str:
     return sep.join(rng.choice(words) for _ in range(n_words))
 
 
-def build_corpus(root: Path, n_docs: dict[str, int] | None = None, seed: int = 0, short_every: int = 5,
-                 gz: bool = True, words: tuple[int, int] = (60, 160)) -> Path:
+def build_corpus(
+    root: Path,
+    n_docs: dict[str, int] | None = None,
+    seed: int = 0,
+    short_every: int = 5,
+    gz: bool = True,
+    words: tuple[int, int] = (60, 160),
+) -> Path:
     """``root/{ja/ja_wiki,en/en_wiki}/train_0.jsonl[.gz]`` with ``{"text": ...}`` lines.
 
     Every ``short_every``-th document is a few words long (below one window).
@@ -44,7 +92,13 @@ def build_corpus(root: Path, n_docs: dict[str, int] | None = None, seed: int = 0
 
 
 def data_config(corpus: Path, tokenizer: Path, **overrides: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"tokenizer": str(tokenizer), "corpus_root": str(corpus), "token_budget": 64 * 400, "seed": 0, "batch_docs": 32}
+    cfg: dict[str, Any] = {
+        "tokenizer": str(tokenizer),
+        "corpus_root": str(corpus),
+        "token_budget": 64 * 400,
+        "seed": 0,
+        "batch_docs": 32,
+    }
     cfg.update(overrides)
     return cfg
 
@@ -54,7 +108,12 @@ def train_config(checkpoints: Path, steps: list[int], **overrides: Any) -> dict[
     cfg: dict[str, Any] = {
         "model": {"source": str(checkpoints), "steps": steps},
         "hook_layer": 2,
-        "saes": {"expansion": [4], "k": [4], "lr": [3e-3], "normalisation": ["none", "scalar", "standardization"]},
+        "saes": {
+            "expansion": [4],
+            "k": [4],
+            "lr": [3e-3],
+            "normalisation": ["none", "scalar", "standardization"],
+        },
         "runner": {
             "train_batch_size_tokens": 256,
             "training_tokens": 256 * 12,

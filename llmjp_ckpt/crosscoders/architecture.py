@@ -133,8 +133,9 @@ def register() -> None:
     if ARCHITECTURE not in SAE_CLASS_REGISTRY:
         register_sae_class(ARCHITECTURE, CrosscoderSAE, CrosscoderSAEConfig)
     if ARCHITECTURE not in SAE_TRAINING_CLASS_REGISTRY:
-        register_sae_training_class(ARCHITECTURE, CrosscoderTrainingSAE,
-                                    CrosscoderTrainingSAEConfig)
+        register_sae_training_class(
+            ARCHITECTURE, CrosscoderTrainingSAE, CrosscoderTrainingSAEConfig
+        )
 
 
 register()

@@ -10,6 +10,7 @@ from llmjp_ckpt.errors import UserError
 
 __all__ = ["DataConfig", "build", "read_yaml"]
 
+
 @dataclass
 class DataConfig:
     """How RUN/data/{train,val,test} are built from llm-jp-corpus v3 shards."""
@@ -18,7 +19,9 @@ class DataConfig:
     """Tokenizer folder (or a checkpoint folder holding tokenizer files)."""
     corpus_root: str | None = None
     """Local llm-jp-corpus v3 root holding ``<lang subdir>/train_*.jsonl[.gz]``."""
-    languages: dict[str, str] = field(default_factory=lambda: {"ja": "ja/ja_wiki", "en": "en/en_wiki"})
+    languages: dict[str, str] = field(
+        default_factory=lambda: {"ja": "ja/ja_wiki", "en": "en/en_wiki"}
+    )
     """Language code -> shard folder below ``corpus_root`` (or a Hugging Face dataset id with ``hf``)."""
     hf: bool = False
     """Read each language from a Hugging Face dataset (``languages`` values are dataset ids, streamed)."""
@@ -27,7 +30,8 @@ class DataConfig:
     context_size: int = 65
     """Tokens per window: BOS + 64 trained positions."""
     windows: str = "first"
-    """``first``: the first window of each long-enough document (the study); ``pack``: every whole window of each document."""
+    """``first``: the first window of each long-enough document (the study);
+    ``pack``: every whole window of each document."""
     token_budget: int = 165_000_000
     """Trained tokens (64 a window) over all splits and languages."""
     split: list[float] = field(default_factory=lambda: [8, 1, 1])
@@ -46,13 +50,21 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.context_size < 2:
-            raise UserError(f"context_size={self.context_size}: expected >= 2 (BOS + trained tokens)")
+            raise UserError(
+                f"context_size={self.context_size}: expected >= 2 (BOS + trained tokens)"
+            )
         if self.windows not in ("first", "pack"):
             raise UserError(f"windows={self.windows!r}: expected 'first' or 'pack'")
         if self.on_bad_line not in ("fail", "skip"):
             raise UserError(f"on_bad_line={self.on_bad_line!r}: expected 'fail' or 'skip'")
-        if len(self.split) != 3 or any((not isinstance(s, (int, float))) or s < 0 for s in self.split) or sum(self.split) <= 0:
-            raise UserError(f"split={self.split!r}: expected three non-negative numbers, e.g. [8, 1, 1]")
+        if (
+            len(self.split) != 3
+            or any((not isinstance(s, (int, float))) or s < 0 for s in self.split)
+            or sum(self.split) <= 0
+        ):
+            raise UserError(
+                f"split={self.split!r}: expected three non-negative numbers, e.g. [8, 1, 1]"
+            )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed={self.seed!r}: expected a non-negative integer")
         if self.token_budget <= 0:

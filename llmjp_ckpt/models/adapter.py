@@ -41,10 +41,20 @@ SUPPORTED_ARCHITECTURE = "LlamaForCausalLM"
 # causal LMs only): a local checkpoint folder of one of these loads through TransformerLens'
 # own config and weight conversion; Llama goes through tl_config_dict (rope_theta honoured).
 TL_ARCHITECTURES = (
-    "GPT2LMHeadModel", "GPTNeoForCausalLM", "OPTForCausalLM", "GPTJForCausalLM",
-    "GPTNeoXForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "BloomForCausalLM",
-    "Qwen2ForCausalLM", "Qwen3ForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM",
-    "GemmaForCausalLM", "Gemma2ForCausalLM",
+    "GPT2LMHeadModel",
+    "GPTNeoForCausalLM",
+    "OPTForCausalLM",
+    "GPTJForCausalLM",
+    "GPTNeoXForCausalLM",
+    "MistralForCausalLM",
+    "MixtralForCausalLM",
+    "BloomForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "PhiForCausalLM",
+    "Phi3ForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
 )
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -56,7 +66,9 @@ def study_layer_hook(layer: int, n_layers: int | None = None) -> str:
     which is TransformerLens's ``blocks.11.hook_resid_post``.
     """
     if layer < 1 or (n_layers is not None and layer > n_layers):
-        raise UserError(f"layer {layer} is out of range: expected 1..{n_layers or 'n_layers'} (1-based, the output of that block)")
+        raise UserError(
+            f"layer {layer} is out of range: expected 1..{n_layers or 'n_layers'} (1-based, the output of that block)"
+        )
     return f"blocks.{layer - 1}.hook_resid_post"
 
 
@@ -80,7 +92,9 @@ class Resolved:
 
 
 _LOCAL: dict[str, Path] = {}  # registered local folders, by the name TL sees
-_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llmjp_options", default=MappingProxyType({}))  # type: ignore[arg-type]
+_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "llmjp_options", default=MappingProxyType({})
+)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,7 +113,9 @@ def available_steps(entry: ModelEntry, checkpoint_root: str | Path | None = None
     if entry.steps == "hub_refs":
         return sorted(hub_revision_steps(entry)[0])
     if isinstance(entry.steps, str):
-        raise UserError(f"model {entry.name}: steps are 'discover' but no local root is set ({entry.root_env} or local_root)")
+        raise UserError(
+            f"model {entry.name}: steps are 'discover' but no local root is set ({entry.root_env} or local_root)"
+        )
     return list(entry.steps)
 
 
@@ -114,13 +130,18 @@ def resolve(
         return Resolved(name=name, step=step, local_dir=_LOCAL[name])
     models = registry()
     if name not in models:
-        raise UserError(f"unknown model {name!r}: expected a registered name ({', '.join(sorted(models))}) or a local checkpoint folder")
+        raise UserError(
+            f"unknown model {name!r}: expected a registered name "
+            f"({', '.join(sorted(models))}) or a local checkpoint folder"
+        )
     entry = models[name]
     root = entry.root(checkpoint_root)
     steps = available_steps(entry, checkpoint_root)
     if index is not None:
         if not -len(steps) <= index < len(steps):
-            raise UserError(f"checkpoint_index {index} is out of range for {name}: {len(steps)} checkpoints {steps}")
+            raise UserError(
+                f"checkpoint_index {index} is out of range for {name}: {len(steps)} checkpoints {steps}"
+            )
         step = steps[index]
     if root is not None:
         if step is None:
@@ -132,15 +153,20 @@ def resolve(
         return Resolved(name=name, step=step, local_dir=step_path(root, step))
     if entry.steps == "transformer_lens":
         if step is not None and step not in steps:
-            raise UserError(f"step {step} is not a TransformerLens checkpoint of {name}: "
-                            f"available steps are {steps}")
-        return Resolved(name=name, step=step, hub_repo=entry.hub_repo or name,
-                        revision=tl_revision(name, step))
+            raise UserError(
+                f"step {step} is not a TransformerLens checkpoint of {name}: "
+                f"available steps are {steps}"
+            )
+        return Resolved(
+            name=name, step=step, hub_repo=entry.hub_repo or name, revision=tl_revision(name, step)
+        )
     if not entry.hub_repo:
         raise UserError(f"model {name} has neither a local root nor a hub repo")
     if step is not None and steps and step not in steps and step != entry.final_step:
         raise UserError(f"step {step} is not registered for {name}: registered steps are {steps}")
-    return Resolved(name=name, step=step, hub_repo=entry.hub_repo, revision=entry.hub_revision(step))
+    return Resolved(
+        name=name, step=step, hub_repo=entry.hub_repo, revision=entry.hub_revision(step)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +180,9 @@ def read_config(res: Resolved) -> dict[str, Any]:
         if not res.local_dir.is_dir():
             raise UserError(f"checkpoint folder {res.local_dir} does not exist")
         if not path.exists():
-            raise UserError(f"{path} is missing: expected a Hugging Face config.json in the checkpoint folder")
+            raise UserError(
+                f"{path} is missing: expected a Hugging Face config.json in the checkpoint folder"
+            )
         cfg = read_json(path)
         if not isinstance(cfg, dict):
             raise UserError(f"{path}: expected a JSON object")
@@ -211,19 +239,37 @@ def validate_config(cfg: dict[str, Any], where: str, local: bool = False) -> Non
             f"{where}: architecture {archs or cfg.get('model_type')!r} is not supported: expected "
             f"model_type 'llama' and {SUPPORTED_ARCHITECTURE} (LLM-jp-3 shape)"
         )
-    missing = [k for k in ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size") if k not in cfg]
+    missing = [
+        k
+        for k in (
+            "hidden_size",
+            "num_attention_heads",
+            "num_hidden_layers",
+            "intermediate_size",
+            "vocab_size",
+        )
+        if k not in cfg
+    ]
     if missing:
         raise UserError(f"{where}: config is missing {missing}")
     if cfg.get("rope_scaling"):
-        raise UserError(f"{where}: rope_scaling={cfg['rope_scaling']!r} is not supported by TransformerLens 2.17: expected null")
+        raise UserError(
+            f"{where}: rope_scaling={cfg['rope_scaling']!r} is not supported by TransformerLens 2.17: expected null"
+        )
     for key in ("attention_bias", "mlp_bias"):
         if cfg.get(key):
-            raise UserError(f"{where}: {key}=true is not supported: expected false (LLM-jp-3 has no biases)")
+            raise UserError(
+                f"{where}: {key}=true is not supported: expected false (LLM-jp-3 has no biases)"
+            )
     head_dim = cfg.get("head_dim")
     if head_dim is not None and head_dim != cfg["hidden_size"] // cfg["num_attention_heads"]:
-        raise UserError(f"{where}: head_dim={head_dim} differs from hidden_size/num_attention_heads: not supported")
+        raise UserError(
+            f"{where}: head_dim={head_dim} differs from hidden_size/num_attention_heads: not supported"
+        )
     if cfg.get("hidden_act", "silu") != "silu":
-        raise UserError(f"{where}: hidden_act={cfg.get('hidden_act')!r} is not supported: expected 'silu'")
+        raise UserError(
+            f"{where}: hidden_act={cfg.get('hidden_act')!r} is not supported: expected 'silu'"
+        )
 
 
 def tl_config_dict(cfg: dict[str, Any], res: Resolved) -> dict[str, Any]:
@@ -281,18 +327,24 @@ def load_hf_model(res: Resolved, dtype: torch.dtype, trust_pickle: bool = False)
         safe = check_weights(res.local_dir, trust_pickle)
         try:
             model, info = AutoModelForCausalLM.from_pretrained(
-                res.local_dir, dtype=dtype, use_safetensors=safe, output_loading_info=True)
+                res.local_dir, dtype=dtype, use_safetensors=safe, output_loading_info=True
+            )
         except (RuntimeError, ValueError) as exc:  # e.g. weight shapes that differ from config
             first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
-            raise UserError(f"{res.local_dir}: the weights do not match config.json "
-                            f"({first})") from None
+            raise UserError(
+                f"{res.local_dir}: the weights do not match config.json ({first})"
+            ) from None
         missing = info.get("missing_keys") or []
         if missing:  # HF would start these weights at random, silently
-            raise UserError(f"{res.local_dir}: the weights do not match config.json "
-                            f"({len(missing)} missing, e.g. {min(missing)}): expected weights of "
-                            f"{(model.config.architectures or ['?'])[0]}")
+            raise UserError(
+                f"{res.local_dir}: the weights do not match config.json "
+                f"({len(missing)} missing, e.g. {min(missing)}): expected weights of "
+                f"{(model.config.architectures or ['?'])[0]}"
+            )
         return model
-    return AutoModelForCausalLM.from_pretrained(res.hub_repo, revision=res.revision, dtype=dtype, use_safetensors=not trust_pickle)
+    return AutoModelForCausalLM.from_pretrained(
+        res.hub_repo, revision=res.revision, dtype=dtype, use_safetensors=not trust_pickle
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +376,12 @@ def _install() -> None:
         if not _is_ours(str(model_name)):
             return orig_model_config(model_name, *args, **kwargs)
         opts = _OPTIONS.get()
-        res = resolve(str(model_name), kwargs.get("checkpoint_value"), kwargs.get("checkpoint_index"), opts.get("checkpoint_root"))
+        res = resolve(
+            str(model_name),
+            kwargs.get("checkpoint_value"),
+            kwargs.get("checkpoint_index"),
+            opts.get("checkpoint_root"),
+        )
         token = _OPTIONS.set({**opts, "resolved": res})
         try:
             # The original fills in checkpoint fields, dtype, device, fold_ln...; it reaches our
@@ -333,7 +390,9 @@ def _install() -> None:
         finally:
             _OPTIONS.reset(token)
         if cfg.from_checkpoint and cfg.checkpoint_value != res.step:
-            raise UserError(f"internal: resolved step {res.step} differs from TransformerLens's {cfg.checkpoint_value}")
+            raise UserError(
+                f"internal: resolved step {res.step} differs from TransformerLens's {cfg.checkpoint_value}"
+            )
         return cfg
 
     def convert_hf_model_config(model_name: str, **kwargs: Any):
@@ -354,18 +413,28 @@ def _install() -> None:
             return {**converted, "tokenizer_name": str(res.local_dir)}
         except (NotImplementedError, AttributeError, KeyError, TypeError, ValueError) as exc:
             arch = (cfg.get("architectures") or ["?"])[0]
-            raise UserError(f"{res.local_dir / 'config.json'}: not a {arch} config TransformerLens "
-                            f"2.17 can read ({exc.__class__.__name__}: {exc})") from None
+            raise UserError(
+                f"{res.local_dir / 'config.json'}: not a {arch} config TransformerLens "
+                f"2.17 can read ({exc.__class__.__name__}: {exc})"
+            ) from None
 
     def get_checkpoint_labels(model_name: str, **kwargs: Any):
         if not _is_ours(str(model_name)):
             return orig_labels(model_name, **kwargs)
         if model_name in _LOCAL:
-            raise UserError(f"{model_name} is a single checkpoint folder: checkpoint_value/index need a registered model")
+            raise UserError(
+                f"{model_name} is a single checkpoint folder: checkpoint_value/index need a registered model"
+            )
         entry = registry()[model_name]
         return available_steps(entry, _OPTIONS.get().get("checkpoint_root")), "step"
 
-    def get_pretrained_state_dict(official_model_name: str, cfg: Any, hf_model: Any = None, dtype: torch.dtype = torch.float32, **kwargs: Any):
+    def get_pretrained_state_dict(
+        official_model_name: str,
+        cfg: Any,
+        hf_model: Any = None,
+        dtype: torch.dtype = torch.float32,
+        **kwargs: Any,
+    ):
         if not _is_ours(str(official_model_name)):
             return orig_state_dict(official_model_name, cfg, hf_model, dtype=dtype, **kwargs)
         opts = _OPTIONS.get()
@@ -437,8 +506,9 @@ def load_model(
     entry = registry().get(source)
     tl_own = entry is not None and entry.loader == "transformer_lens"
     if tl_own and entry.root(checkpoint_root) is None:
-        return _load_with_transformer_lens(entry, step, device=device, dtype=dtype,
-                                           **from_pretrained_kwargs)
+        return _load_with_transformer_lens(
+            entry, step, device=device, dtype=dtype, **from_pretrained_kwargs
+        )
     if source in registry():
         register_names([source])  # an entry added after install ($LLMJP_CKPT_REGISTRY)
         name, kwargs = source, ({"checkpoint_value": step} if step is not None else {})
@@ -446,11 +516,15 @@ def load_model(
     else:
         p = Path(source).expanduser()
         if not p.exists():
-            raise UserError(f"{source!r} is neither a registered model ({', '.join(sorted(registry()))}) nor an existing folder")
+            raise UserError(
+                f"{source!r} is neither a registered model ({', '.join(sorted(registry()))}) nor an existing folder"
+            )
         if step is not None:
             p = step_path(p, step) if not (p / "config.json").exists() else p
         if not (p / "config.json").exists():
-            raise UserError(f"{p / 'config.json'} is missing: expected a Hugging Face checkpoint folder")
+            raise UserError(
+                f"{p / 'config.json'} is missing: expected a Hugging Face checkpoint folder"
+            )
         name, kwargs = register_local(p), {}
         res = Resolved(name=name, step=step, local_dir=Path(name))
     read_config(res)  # validate before TransformerLens sees anything
@@ -459,7 +533,12 @@ def load_model(
     token = _OPTIONS.set({"checkpoint_root": checkpoint_root, "trust_pickle": trust_pickle})
     try:
         model = HookedTransformer.from_pretrained_no_processing(
-            name, device=device, dtype=dtype, tokenizer=load_tokenizer(res), **kwargs, **from_pretrained_kwargs
+            name,
+            device=device,
+            dtype=dtype,
+            tokenizer=load_tokenizer(res),
+            **kwargs,
+            **from_pretrained_kwargs,
         )
     finally:
         _OPTIONS.reset(token)
@@ -477,8 +556,10 @@ def _load_with_transformer_lens(entry: ModelEntry, step: int | None, **kwargs: A
     try:
         loading.get_official_model_name(entry.name)
     except ValueError:
-        raise UserError(f"model {entry.name}: loader transformer_lens needs a name TransformerLens "
-                        "knows (its OFFICIAL_MODEL_NAMES); use loader: adapter for others") from None
+        raise UserError(
+            f"model {entry.name}: loader transformer_lens needs a name TransformerLens "
+            "knows (its OFFICIAL_MODEL_NAMES); use loader: adapter for others"
+        ) from None
     res = resolve(entry.name, step)  # one clear line for a step that is not there
     if step is not None and entry.steps == "transformer_lens":
         kwargs["checkpoint_value"] = step
@@ -494,7 +575,11 @@ def load_tokenizer(res: Resolved | str | Path):
     from transformers import AutoTokenizer
 
     if isinstance(res, Resolved):
-        src, kw = (str(res.local_dir), {}) if res.local_dir else (res.hub_repo, {"revision": res.revision})
+        src, kw = (
+            (str(res.local_dir), {})
+            if res.local_dir
+            else (res.hub_repo, {"revision": res.revision})
+        )
     else:
         src, kw = str(res), {}
     try:

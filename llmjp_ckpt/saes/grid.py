@@ -17,7 +17,21 @@ from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import sae_folders
 
-COLUMNS = ["checkpoint_step", "token_norm", "expansion", "k", "lr", "fvu", "dead_fraction", "dense_fraction", "l0", "explained_variance", "ce_loss_score", "kl_div_score", "sae_id"]
+COLUMNS = [
+    "checkpoint_step",
+    "token_norm",
+    "expansion",
+    "k",
+    "lr",
+    "fvu",
+    "dead_fraction",
+    "dense_fraction",
+    "l0",
+    "explained_variance",
+    "ce_loss_score",
+    "kl_div_score",
+    "sae_id",
+]
 
 
 def collect(run: str | Path) -> Any:
@@ -48,14 +62,27 @@ def heatmaps(best: Any) -> list[Any]:
 
     figs = []
     for (step, norm), cell in best.groupby(["checkpoint_step", "token_norm"], dropna=False):
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("FVU (best lr)", "dead fraction (best lr)"), horizontal_spacing=0.15)
+        fig = make_subplots(
+            rows=1,
+            cols=2,
+            subplot_titles=("FVU (best lr)", "dead fraction (best lr)"),
+            horizontal_spacing=0.15,
+        )
         for col, metric, scale in ((1, "fvu", "Viridis"), (2, "dead_fraction", "Reds")):
             pivot = cell.pivot(index="expansion", columns="k", values=metric).sort_index()
-            fig.add_trace(go.Heatmap(
-                z=pivot.values, x=[f"K={k}" for k in pivot.columns], y=[f"x{e}" for e in pivot.index],
-                colorscale=scale, text=[[f"{v:.3f}" for v in row] for row in pivot.values], texttemplate="%{text}",
-                colorbar={"x": 0.43 if col == 1 else 1.0},
-            ), row=1, col=col)
+            fig.add_trace(
+                go.Heatmap(
+                    z=pivot.values,
+                    x=[f"K={k}" for k in pivot.columns],
+                    y=[f"x{e}" for e in pivot.index],
+                    colorscale=scale,
+                    text=[[f"{v:.3f}" for v in row] for row in pivot.values],
+                    texttemplate="%{text}",
+                    colorbar={"x": 0.43 if col == 1 else 1.0},
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_layout(title=f"checkpoint {step}, normalisation {norm}", height=420, width=900)
         figs.append(fig)
     return figs
@@ -76,5 +103,7 @@ def write_report(run: str | Path) -> Path:
     ]
     for i, fig in enumerate(heatmaps(best)):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts.append(f"<p>{html.escape(str(len(df)))} SAEs in all; every SAE in grid.csv.</p></body></html>")
+    parts.append(
+        f"<p>{html.escape(str(len(df)))} SAEs in all; every SAE in grid.csv.</p></body></html>"
+    )
     return atomic.write_text(out / "grid_report.html", "\n".join(parts))

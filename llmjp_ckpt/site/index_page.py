@@ -70,8 +70,13 @@ def copy_figures(run: Path, out: Path) -> list[Path]:
             html = p.read_text(encoding="utf-8")
             if plotting.PLOTLY_SRC in html:
                 shared = True
-                html = html.replace(plotting.PLOTLY_SRC, plotting.PLOTLY_SRC.replace(
-                    f'src="{plotting.PLOTLY_JS}"', f'src="{ASSETS_FROM_FIGURES}"'), 1)
+                html = html.replace(
+                    plotting.PLOTLY_SRC,
+                    plotting.PLOTLY_SRC.replace(
+                        f'src="{plotting.PLOTLY_JS}"', f'src="{ASSETS_FROM_FIGURES}"'
+                    ),
+                    1,
+                )
                 atomic.write_text(dst, html)
                 figs.append(dst)
                 continue
@@ -100,19 +105,33 @@ def headline(figs: list[Path], language_column: str | None = None) -> list[dict[
         lang_order.insert(0, f"features_{language_column}")
     out = []
     lang = next((n for n in lang_order if n in by_stem), None)
-    captions = {lang: "Language of the live features (ja / en / mixed) per checkpoint",
-                GRANULARITY_FIGURE: "Granularity of the live features per checkpoint"}
+    captions = {
+        lang: "Language of the live features (ja / en / mixed) per checkpoint",
+        GRANULARITY_FIGURE: "Granularity of the live features per checkpoint",
+    }
     for name in (lang, GRANULARITY_FIGURE):
         if name in by_stem:
-            out.append({"name": name, "href": f"figures/{by_stem[name].name}",
-                        "caption": captions[name],
-                        "png": f"figures/{name}.png" if name in pngs else None})
+            out.append(
+                {
+                    "name": name,
+                    "href": f"figures/{by_stem[name].name}",
+                    "caption": captions[name],
+                    "png": f"figures/{name}.png" if name in pngs else None,
+                }
+            )
     return out
 
 
-def write_index(run: Path, out: Path, title: str, figs: list[Path],
-                lineages: list[dict[str, str]], metric_head: list[str], sae_rows: list[SaeRow],
-                transitions: str) -> Path:
+def write_index(
+    run: Path,
+    out: Path,
+    title: str,
+    figs: list[Path],
+    lineages: list[dict[str, str]],
+    metric_head: list[str],
+    sae_rows: list[SaeRow],
+    transitions: str,
+) -> Path:
     """Write ``out/index.html``; ``transitions`` is an escaped fragment (:mod:`.render`)."""
     tj = run / "analysis" / "transitions.json"
     lang_col = read_json(tj).get("language_column") if tj.is_file() else None
@@ -123,13 +142,24 @@ def write_index(run: Path, out: Path, title: str, figs: list[Path],
     cc_json = run / "analysis" / "crosscoder.json"
     if cc_json.is_file():
         shutil.copyfile(cc_json, out / "data" / "crosscoder.json")
-    crosscoder = {"figures": [{"name": p.stem, "href": f"figures/{p.name}"} for p in cross],
-                  "json": "data/crosscoder.json" if cc_json.is_file() else None}
-    others = [{"name": p.stem, "href": f"figures/{p.name}"} for p in html_figs
-              if p.stem not in shown]
-    page = render("index.html", title=title, headline=heads, crosscoder=crosscoder,
-                  lineages=lineages, figures=others, metric_head=metric_head,
-                  sae_rows=sae_rows, transitions=Markup(transitions))
+    crosscoder = {
+        "figures": [{"name": p.stem, "href": f"figures/{p.name}"} for p in cross],
+        "json": "data/crosscoder.json" if cc_json.is_file() else None,
+    }
+    others = [
+        {"name": p.stem, "href": f"figures/{p.name}"} for p in html_figs if p.stem not in shown
+    ]
+    page = render(
+        "index.html",
+        title=title,
+        headline=heads,
+        crosscoder=crosscoder,
+        lineages=lineages,
+        figures=others,
+        metric_head=metric_head,
+        sae_rows=sae_rows,
+        transitions=Markup(transitions),
+    )
     path = out / "index.html"
     atomic.write_text(path, page)
     return path

@@ -1,9 +1,10 @@
 """Score the features' language labels against the toy world's planted truth.
 
 A feature is *planted* when the max-activating token of at least ``min_share`` (0.9, the share
-at which both rules call a feature monolingual) of its top examples is a piece of a planted form (``concepts.json``) of one language only, and all those
-pieces are of the same language. Its planted language is then compared with the language each
-rule (``paper``, ``script``) gave it in ``analysis/features.parquet``.
+at which both rules call a feature monolingual) of its top examples is a piece of a planted form
+(``concepts.json``) of one language only, and all those pieces are of the same language. Its
+planted language is then compared with the language each rule (``paper``, ``script``) gave it
+in ``analysis/features.parquet``.
 """
 
 from __future__ import annotations
@@ -30,25 +31,29 @@ def piece_languages(concepts_json: Path) -> dict[int, str]:
     return {i: next(iter(s)) for i, s in langs.items() if len(s) == 1}
 
 
-def planted_language(store: FeatureStore, feature: int, lang_of: dict[int, str], min_share: float) -> str | None:
+def planted_language(
+    store: FeatureStore, feature: int, lang_of: dict[int, str], min_share: float
+) -> str | None:
     """The planted language of one feature, or None when its top examples are not planted forms."""
     wins = store.t["top_windows"][feature]
     keep = (wins >= 0).nonzero().squeeze(1)
     if len(keep) == 0:
         return None
     rows = torch.searchsorted(store.t["window_ids"], wins[keep])
-    ids = store.t["window_tokens"][rows, int(store.meta["first_position"]):]
+    ids = store.t["window_tokens"][rows, int(store.meta["first_position"]) :]
     acts = store.t["top_token_acts"][feature][keep].float()
     top_ids = ids.gather(1, acts.argmax(1, keepdim=True)).squeeze(1).tolist()
     langs = Counter(lang_of.get(i) for i in top_ids)
     planted = {k: v for k, v in langs.items() if k is not None}
     if len(planted) != 1:
         return None
-    (lang, n), = planted.items()
+    ((lang, n),) = planted.items()
     return lang if n >= min_share * len(top_ids) else None
 
 
-def planted_agreement(run_dir: str | Path, toy_dir: str | Path | None = None, min_share: float = LANGUAGE_THRESHOLD) -> dict[str, Any]:
+def planted_agreement(
+    run_dir: str | Path, toy_dir: str | Path | None = None, min_share: float = LANGUAGE_THRESHOLD
+) -> dict[str, Any]:
     """How often each language rule gives planted features their planted language."""
     import pandas as pd
 
@@ -70,9 +75,20 @@ def planted_agreement(run_dir: str | Path, toy_dir: str | Path | None = None, mi
             lang = planted_language(store, f, lang_of, min_share)
             if lang is not None and (step, sae_id, f) in labels.index:
                 row = labels.loc[(step, sae_id, f)]
-                rows.append({"step": step, "planted": lang, "paper": row["language_paper"], "script": row["language_script"]})
+                rows.append(
+                    {
+                        "step": step,
+                        "planted": lang,
+                        "paper": row["language_paper"],
+                        "script": row["language_script"],
+                    }
+                )
     n = len(rows)
-    out: dict[str, Any] = {"features_covered": n, "alive_features": int((labels["frequency"] > 0).sum()), "min_share": min_share}
+    out: dict[str, Any] = {
+        "features_covered": n,
+        "alive_features": int((labels["frequency"] > 0).sum()),
+        "min_share": min_share,
+    }
     for rule in ("paper", "script"):
         out[f"agree_{rule}"] = sum(r[rule] == r["planted"] for r in rows) / n if n else None
     out["by_language"] = {lang: sum(r["planted"] == lang for r in rows) for lang in ("ja", "en")}

@@ -41,7 +41,9 @@ def test_checkpoint_value_loads_each_step_equal_to_its_own_hf(ckpt_root, monkeyp
     monkeypatch.setenv("LLMJP_CKPT_ROOT", str(ckpt_root))
     ref = {s: hf_logits(ckpt_root / f"iter_{s:07d}", TEXT) for s in STEPS}
     for step in STEPS:
-        model = HookedTransformer.from_pretrained_no_processing("llm-jp/llm-jp-3-1.8b", checkpoint_value=step)
+        model = HookedTransformer.from_pretrained_no_processing(
+            "llm-jp/llm-jp-3-1.8b", checkpoint_value=step
+        )
         assert model.cfg.checkpoint_value == step
         logits_hf, ids = ref[step]
         assert torch.equal(model.to_tokens(TEXT), ids)
@@ -136,17 +138,46 @@ def bad_cases(root: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
     shutil.copytree(src, pickled)
     (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
     return {
-        "root missing": (["--checkpoint-root", str(tmp / "nowhere"), "llm-jp/llm-jp-3-1.8b", "--step", "10"], "does not exist"),
-        "step not there": (["--checkpoint-root", str(root), "llm-jp/llm-jp-3-1.8b", "--step", "5"], "available steps are [10, 100, 1000]"),
+        "root missing": (
+            ["--checkpoint-root", str(tmp / "nowhere"), "llm-jp/llm-jp-3-1.8b", "--step", "10"],
+            "does not exist",
+        ),
+        "step not there": (
+            ["--checkpoint-root", str(root), "llm-jp/llm-jp-3-1.8b", "--step", "5"],
+            "available steps are [10, 100, 1000]",
+        ),
         "config missing": ([str(nocfg)], "config.json"),
         "config corrupt": ([str(corrupt)], "not valid UTF-8 JSON"),
-        "not llama": ([str(_edit_config(src, tmp / "gpt2", model_type="gpt2", architectures=["GPT2LMHeadModel"]))], "not a GPT2LMHeadModel config"),
+        "not llama": (
+            [
+                str(
+                    _edit_config(
+                        src, tmp / "gpt2", model_type="gpt2", architectures=["GPT2LMHeadModel"]
+                    )
+                )
+            ],
+            "not a GPT2LMHeadModel config",
+        ),
         "pickle only": ([str(pickled)], "pickle"),
-        "rope scaling": ([str(_edit_config(src, tmp / "rope", rope_scaling={"type": "linear", "factor": 2.0}))], "rope_scaling"),
+        "rope scaling": (
+            [str(_edit_config(src, tmp / "rope", rope_scaling={"type": "linear", "factor": 2.0}))],
+            "rope_scaling",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["root missing", "step not there", "config missing", "config corrupt", "not llama", "pickle only", "rope scaling"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "root missing",
+        "step not there",
+        "config missing",
+        "config corrupt",
+        "not llama",
+        "pickle only",
+        "rope scaling",
+    ],
+)
 def test_bad_input_one_line_exit_2(case, ckpt_root, tmp_path, capsys):
     args, needle = bad_cases(ckpt_root, tmp_path)[case]
     before = sorted(p for p in tmp_path.rglob("*"))

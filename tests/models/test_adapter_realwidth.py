@@ -13,15 +13,26 @@ import torch
 from llmjp_ckpt import load_model
 from tests.model_builders import TEXTS
 
-SHARED_TOKENIZER = Path(__file__).resolve().parents[3] / "shared" / "data" / "llm-jp-tokenizer-100k.ver3.0b1.model"
-REAL_WIDTH = {"hidden_size": 2048, "num_attention_heads": 16, "num_key_value_heads": 16, "intermediate_size": 7168, "num_hidden_layers": 2, "max_position_embeddings": 4096}
+SHARED_TOKENIZER = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "llm-jp-tokenizer-100k.ver3.0b1.model"
+)
+REAL_WIDTH = {
+    "hidden_size": 2048,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "intermediate_size": 7168,
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 4096,
+}
 REAL_VOCAB = 99_584
 
 
 def real_tokenizer():
     from transformers import LlamaTokenizer
 
-    return LlamaTokenizer(vocab_file=str(SHARED_TOKENIZER), add_bos_token=True, add_eos_token=False, legacy=True)
+    return LlamaTokenizer(
+        vocab_file=str(SHARED_TOKENIZER), add_bos_token=True, add_eos_token=False, legacy=True
+    )
 
 
 def save_real_width(folder: Path, tokenizer=None) -> Path:
@@ -37,7 +48,10 @@ def save_real_width(folder: Path, tokenizer=None) -> Path:
     return folder
 
 
-needs_tokenizer = pytest.mark.skipif(not SHARED_TOKENIZER.exists(), reason="../shared/data/llm-jp-tokenizer-100k.ver3.0b1.model is absent")
+needs_tokenizer = pytest.mark.skipif(
+    not SHARED_TOKENIZER.exists(),
+    reason="../shared/data/llm-jp-tokenizer-100k.ver3.0b1.model is absent",
+)
 
 
 @needs_tokenizer
@@ -47,7 +61,15 @@ def test_real_tokenizer_tokens_equal_bos_first(tmp_path):
     from tests.model_builders import build_checkpoints
 
     tok = real_tokenizer()
-    root = build_checkpoints(tmp_path / "root", [10], tok, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=2)
+    root = build_checkpoints(
+        tmp_path / "root",
+        [10],
+        tok,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     model = load_model(root / "iter_0000010")
     sp = spm.SentencePieceProcessor(model_file=str(SHARED_TOKENIZER))
     assert model.cfg.d_vocab >= len(tok)
@@ -83,7 +105,9 @@ def test_real_width_parity_and_memory(tmp_path):
 
     tok = real_tokenizer() if SHARED_TOKENIZER.exists() else build_tokenizer(tmp_path / "tok")
     folder = save_real_width(tmp_path / "iter_0000010", tok)
-    out = subprocess.run([sys.executable, "-c", MEM_SCRIPT, str(folder)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MEM_SCRIPT, str(folder)], capture_output=True, text=True, check=True
+    )
     mem = json.loads(out.stdout.strip().splitlines()[-1])
     print("memory (bytes):", mem)
     assert mem["hf_alive"] == 0
@@ -91,7 +115,12 @@ def test_real_width_parity_and_memory(tmp_path):
     assert mem["after"] - mem["baseline"] < 1.25 * mem["param_bytes"]
 
     model = load_model(folder)
-    assert (model.cfg.d_model, model.cfg.n_heads, model.cfg.d_mlp, model.cfg.d_vocab) == (2048, 16, 7168, REAL_VOCAB)
+    assert (model.cfg.d_model, model.cfg.n_heads, model.cfg.d_mlp, model.cfg.d_vocab) == (
+        2048,
+        16,
+        7168,
+        REAL_VOCAB,
+    )
     assert not torch.equal(model.W_E, model.W_U.T)  # untied
     ids = model.to_tokens(TEXTS[0] + TEXTS[1])
     logits = model(ids)
