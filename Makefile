@@ -24,7 +24,6 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check llmjp_ckpt tests scripts benchmarks
-	$(VENV)/bin/ruff format --check llmjp_ckpt tests scripts benchmarks
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m slow
 
@@ -33,7 +32,6 @@ test-fast: setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check llmjp_ckpt tests scripts benchmarks
-	$(VENV)/bin/ruff format --check llmjp_ckpt tests scripts benchmarks
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -44,16 +44,8 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-bf16-"))
     tok = build_tokenizer(root / "tok", vocab_size=2000)
     tok.save_pretrained(root / "tok")
-    build_checkpoints(
-        root / "ckpts",
-        [10],
-        tok,
-        hidden_size=d,
-        intermediate_size=int(3.5 * d),
-        num_hidden_layers=4,
-        num_attention_heads=8,
-        num_key_value_heads=8,
-    )
+    build_checkpoints(root / "ckpts", [10], tok, hidden_size=d, intermediate_size=int(3.5 * d),
+                      num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=8)
     build_corpus(root / "corpus", n_docs={"ja": 600, "en": 600})
     batch = 1024
     out: dict[str, dict] = {}
@@ -62,19 +54,12 @@ def main() -> int:
         run = root / dtype
         corpus.prepare_data(data_config(root / "corpus", root / "tok", token_budget=64 * 6000), run)
         cfg = train_config(
-            root / "ckpts",
-            [10],
-            hook_layer=2,
+            root / "ckpts", [10], hook_layer=2,
             model={"source": str(root / "ckpts"), "steps": [10], "dtype": dtype},
             saes={"expansion": [8], "k": [16], "lr": [3e-3], "normalisation": ["scalar"]},
-            runner={
-                "train_batch_size_tokens": batch,
-                "training_tokens": batch * args.steps,
-                "store_batch_size_prompts": 16,
-                "n_batches_in_buffer": 32,
-                "lr_warm_up_steps": 5,
-                "dead_feature_window": 20,
-            },
+            runner={"train_batch_size_tokens": batch, "training_tokens": batch * args.steps,
+                    "store_batch_size_prompts": 16, "n_batches_in_buffer": 32,
+                    "lr_warm_up_steps": 5, "dead_feature_window": 20},
             metrics={"max_windows": 256, "batch_windows": 32, "ce": False},
         )
         torch.manual_seed(0)
@@ -88,41 +73,17 @@ def main() -> int:
     tops = {}
     for dtype in ("float32", "bfloat16"):
         model = load_model(str(root / "ckpts" / "iter_0000010"), dtype=getattr(torch, dtype))
-        res = collect_topn(
-            tokens,
-            model_encoder(model, {"s": sae}),
-            {"s": sae.cfg.d_sae},
-            TopNConfig(n_top=args.n_top, batch_size=32),
-            desc=f"top-N {dtype}",
-        )
+        res = collect_topn(tokens, model_encoder(model, {"s": sae}), {"s": sae.cfg.d_sae},
+                           TopNConfig(n_top=args.n_top, batch_size=32), desc=f"top-N {dtype}")
         tops[dtype] = res["s"].top_windows
     a, b = tops["float32"], tops["bfloat16"]
     live = (a >= 0).any(1)
-    overlap = [
-        len(set(a[i][a[i] >= 0].tolist()) & set(b[i][b[i] >= 0].tolist()))
-        / max(int((a[i] >= 0).sum()), 1)
-        for i in torch.nonzero(live).flatten().tolist()
-    ]
-    out["top_n_overlap_fp32_sae"] = {
-        "n_top": args.n_top,
-        "live_latents": int(live.sum()),
-        "mean_overlap": sum(overlap) / max(len(overlap), 1),
-    }
-    print(
-        json.dumps(
-            {
-                "d_model": d,
-                "layers": 4,
-                "hook_layer": 2,
-                "d_sae": 8 * d,
-                "k": 16,
-                "steps": args.steps,
-                "batch": batch,
-                **out,
-            },
-            indent=1,
-        )
-    )
+    overlap = [len(set(a[i][a[i] >= 0].tolist()) & set(b[i][b[i] >= 0].tolist()))
+               / max(int((a[i] >= 0).sum()), 1) for i in torch.nonzero(live).flatten().tolist()]
+    out["top_n_overlap_fp32_sae"] = {"n_top": args.n_top, "live_latents": int(live.sum()),
+                                     "mean_overlap": sum(overlap) / max(len(overlap), 1)}
+    print(json.dumps({"d_model": d, "layers": 4, "hook_layer": 2, "d_sae": 8 * d, "k": 16,
+                      "steps": args.steps, "batch": batch, **out}, indent=1))
     return 0
 
 

@@ -22,9 +22,8 @@ def pre_generated(planted, batch: int, n_batches: int) -> list[torch.Tensor]:
     return [next(it) for _ in range(n_batches)]
 
 
-def train_seconds(
-    batches: list[torch.Tensor], d_in: int, d_sae: int, k: int, blocks: int, crosscoder: bool
-) -> float:
+def train_seconds(batches: list[torch.Tensor], d_in: int, d_sae: int, k: int, blocks: int,
+                  crosscoder: bool) -> float:
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
@@ -36,26 +35,15 @@ def train_seconds(
 
     torch.manual_seed(0)
     if crosscoder:
-        sae = CrosscoderTrainingSAE(
-            CrosscoderTrainingSAEConfig(
-                d_in=d_in, d_sae=d_sae, k=k, n_blocks=blocks, dtype="float32", device="cpu"
-            )
-        )
+        sae = CrosscoderTrainingSAE(CrosscoderTrainingSAEConfig(
+            d_in=d_in, d_sae=d_sae, k=k, n_blocks=blocks, dtype="float32", device="cpu"))
     else:
-        sae = TopKTrainingSAE(
-            TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, dtype="float32", device="cpu")
-        )
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, dtype="float32",
+                                                    device="cpu"))
     n = sum(b.shape[0] for b in batches)
-    cfg = SAETrainerConfig(
-        total_training_samples=n,
-        train_batch_size_samples=batches[0].shape[0],
-        lr=1e-3,
-        lr_end=1e-3,
-        device="cpu",
-        dead_feature_window=10,
-        feature_sampling_window=10_000,
-        logger=LoggingConfig(log_to_wandb=False),
-    )
+    cfg = SAETrainerConfig(total_training_samples=n, train_batch_size_samples=batches[0].shape[0],
+                           lr=1e-3, lr_end=1e-3, device="cpu", dead_feature_window=10,
+                           feature_sampling_window=10_000, logger=LoggingConfig(log_to_wandb=False))
     t = time.perf_counter()
     SAETrainer(cfg=cfg, sae=sae, data_provider=iter(batches)).fit()
     return time.perf_counter() - t
@@ -77,22 +65,11 @@ def main() -> None:
     batches = pre_generated(planted, args.batch, args.tokens // args.batch)
     d_sae = args.expansion * d
     cc = train_seconds(batches, n_b * d, d_sae, args.k, n_b, crosscoder=True)
-    ind = sum(
-        train_seconds(
-            [b[:, i * d : (i + 1) * d].contiguous() for b in batches],
-            d,
-            d_sae,
-            args.k,
-            1,
-            crosscoder=False,
-        )
-        for i in range(n_b)
-    )
+    ind = sum(train_seconds([b[:, i * d:(i + 1) * d].contiguous() for b in batches], d, d_sae,
+                            args.k, 1, crosscoder=False) for i in range(n_b))
     per_k = 1000 / args.tokens
-    print(
-        f"blocks {n_b}, d {d}, latents {d_sae}, k {args.k}, {args.tokens} tokens, "
-        f"torch threads {torch.get_num_threads()}"
-    )
+    print(f"blocks {n_b}, d {d}, latents {d_sae}, k {args.k}, {args.tokens} tokens, "
+          f"torch threads {torch.get_num_threads()}")
     print(f"crosscoder          : {cc * per_k * 1000:.1f} ms per 1k tokens")
     print(f"{n_b} independent SAEs : {ind * per_k * 1000:.1f} ms per 1k tokens")
     print(f"ratio crosscoder / independent: {cc / ind:.2f}")

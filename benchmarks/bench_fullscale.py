@@ -38,18 +38,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SHAPE = {
-    "vocab_size": 99584,
-    "hidden_size": 2048,
-    "intermediate_size": 7168,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 16,
-    "max_position_embeddings": 4096,
-    "rms_norm_eps": 1e-5,
-    "rope_theta": 10000.0,
-    "tie_word_embeddings": False,
-}
+SHAPE = {"vocab_size": 99584, "hidden_size": 2048, "intermediate_size": 7168,
+         "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
+         "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+         "tie_word_embeddings": False}
 TOKENIZER = REPO.parent / "shared" / "data" / "llm-jp-tokenizer-100k.ver3.0b1.model"
 D, D_SAE, HOOK_LAYER = 2048, 32768, 12
 STEP = 988240
@@ -74,9 +66,8 @@ def stage_build(work: Path) -> dict[str, Any]:
     out = work / "ckpts" / step_dir(STEP)
     tok_dir = work / "tok"
     if TOKENIZER.is_file():
-        tok = LlamaTokenizer(
-            vocab_file=str(TOKENIZER), add_bos_token=True, add_eos_token=False, legacy=False
-        )
+        tok = LlamaTokenizer(vocab_file=str(TOKENIZER), add_bos_token=True, add_eos_token=False,
+                             legacy=False)
         source = "the real LLM-jp tokenizer"
     else:
         from tests.model_builders import build_tokenizer
@@ -86,11 +77,8 @@ def stage_build(work: Path) -> dict[str, Any]:
     tok.save_pretrained(tok_dir)
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)  # 3.7 GB in memory instead of 7.5
-    ids = {
-        "bos_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else 3,
-    }
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+           "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else 3}
     model = LlamaForCausalLM(LlamaConfig(**SHAPE, **ids, torch_dtype="bfloat16"))
     n = sum(p.numel() for p in model.parameters())
     model.save_pretrained(out, safe_serialization=True)
@@ -109,10 +97,8 @@ def stage_prepare(work: Path) -> dict[str, Any]:
     dt = time.perf_counter() - t
     import datasets
 
-    n = sum(
-        len(datasets.load_from_disk(str(work / "run" / "data" / s)))
-        for s in ("train", "val", "test")
-    )
+    n = sum(len(datasets.load_from_disk(str(work / "run" / "data" / s))) for s in
+            ("train", "val", "test"))
     return {"seconds": dt, "tokens": n * 65, "tokens_per_s": n * 65 / dt}
 
 
@@ -121,14 +107,9 @@ def train_cfg(work: Path) -> dict[str, Any]:
         "model": {"source": str(work / "ckpts"), "steps": [STEP], "dtype": "bfloat16"},
         "hook_layer": HOOK_LAYER,
         "saes": {"expansion": [16], "k": [32, 64], "lr": [1e-3], "normalisation": ["scalar"]},
-        "runner": {
-            "train_batch_size_tokens": TRAIN_BATCH,
-            "training_tokens": 2 * TRAIN_BATCH,
-            "store_batch_size_prompts": 16,
-            "n_batches_in_buffer": 8,
-            "lr_warm_up_steps": 1,
-            "dead_feature_window": 1,
-        },
+        "runner": {"train_batch_size_tokens": TRAIN_BATCH, "training_tokens": 2 * TRAIN_BATCH,
+                   "store_batch_size_prompts": 16, "n_batches_in_buffer": 8,
+                   "lr_warm_up_steps": 1, "dead_feature_window": 1},
         "metrics": {"max_windows": 8, "batch_windows": 8, "ce": False, "dead_eval_tokens": 512},
     }
 
@@ -144,13 +125,8 @@ def stage_train(work: Path) -> dict[str, Any]:
     dt = time.perf_counter() - t
     secs = json.loads((out[0] / "metrics.json").read_text())["train_seconds"]
     tokens = 2 * TRAIN_BATCH
-    return {
-        "seconds": dt,
-        "train_seconds": secs,
-        "tokens": tokens,
-        "tokens_per_s": tokens / secs,
-        "saes": [str(p) for p in out],
-    }
+    return {"seconds": dt, "train_seconds": secs, "tokens": tokens, "tokens_per_s": tokens / secs,
+            "saes": [str(p) for p in out]}
 
 
 def stage_sae_step(work: Path) -> dict[str, Any]:
@@ -161,17 +137,9 @@ def stage_sae_step(work: Path) -> dict[str, Any]:
     from llmjp_ckpt.saes.plan import LLMJP_3_1_8B, Estimator, GiB, PlannedSae, Throughput
     from tests.saes.test_plan import _trainer
 
-    cfg = TrainConfig.from_dict(
-        {
-            "model": {"source": "x", "dtype": "bfloat16"},
-            "runner": {
-                "train_batch_size_tokens": BATCH,
-                "training_tokens": 100 * BATCH,
-                "n_batches_in_buffer": 1024,
-                "dead_feature_window": 10,
-            },
-        }
-    )
+    cfg = TrainConfig.from_dict({"model": {"source": "x", "dtype": "bfloat16"}, "runner": {
+        "train_batch_size_tokens": BATCH, "training_tokens": 100 * BATCH,
+        "n_batches_in_buffer": 1024, "dead_feature_window": 10}})
     est = Estimator(cfg, LLMJP_3_1_8B, Throughput.default("cpu", "bfloat16"))
     sae = PlannedSae(SaeSpec(16, 32, 1e-3, "scalar"), D_SAE)
     fits = 0
@@ -189,13 +157,9 @@ def stage_sae_step(work: Path) -> dict[str, Any]:
         times[b] = time.perf_counter() - t
         del tr
     per_token = (times[1024] - times[512]) / 512 if times[1024] > times[512] else times[1024] / 1024
-    return {
-        "largest_batch_in_24GiB": fits,
-        "step_s": times,
-        "s_per_token": per_token,
-        "step_s_at_32768": per_token * 32768 + (times[512] - per_token * 512),
-        "tokens_per_s": 1 / per_token,
-    }
+    return {"largest_batch_in_24GiB": fits, "step_s": times, "s_per_token": per_token,
+            "step_s_at_32768": per_token * 32768 + (times[512] - per_token * 512),
+            "tokens_per_s": 1 / per_token}
 
 
 def stage_features(work: Path, windows: int) -> dict[str, Any]:
@@ -219,13 +183,8 @@ def stage_features(work: Path, windows: int) -> dict[str, Any]:
     run_step(run, STEP, saes, cfg, lambda _s: model, tokens, force=True)
     dt = time.perf_counter() - t
     n = tokens.shape[0] * (tokens.shape[1] - 1)
-    return {
-        "seconds": dt,
-        "model_load_s": load,
-        "windows": tokens.shape[0],
-        "tokens": n,
-        "tokens_per_s": n / dt,
-    }
+    return {"seconds": dt, "model_load_s": load, "windows": tokens.shape[0], "tokens": n,
+            "tokens_per_s": n / dt}
 
 
 def stage_compare(work: Path) -> dict[str, Any]:
@@ -247,11 +206,8 @@ def run_stage(name: str, work: Path, windows: int) -> dict[str, Any]:
     """Run one stage in a child process; its result plus the child's peak RSS."""
     out = work / f"{name}.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--work", str(work), "--windows", str(windows), "--stage", name],
-        cwd=REPO,
-        env=env,
-    )
+    proc = subprocess.Popen([sys.executable, __file__, "--work", str(work), "--windows",
+                             str(windows), "--stage", name], cwd=REPO, env=env)
     t = time.perf_counter()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
@@ -275,12 +231,10 @@ def projections(r: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "compare": s["pairs"] * r["compare"]["seconds"],
     }
     h200 = {
-        "train (1 SAE)": s["checkpoints"]
-        * s["train_tokens"]
-        * (f["lm"] / H200["lm"] + f["sae_step"] / H200["sae"]),
-        "features": s["checkpoints"]
-        * s["test_tokens"]
-        * (f["lm"] / H200["lm"] + f["sae_encode"] / H200["sae"]),
+        "train (1 SAE)": s["checkpoints"] * s["train_tokens"] * (f["lm"] / H200["lm"]
+                                                                + f["sae_step"] / H200["sae"]),
+        "features": s["checkpoints"] * s["test_tokens"] * (f["lm"] / H200["lm"]
+                                                          + f["sae_encode"] / H200["sae"]),
         "compare": s["pairs"] * 2 * D_SAE * D_SAE * D / H200["sae"],
     }
     return {"cpu_s": cpu, "h200_s": h200, "flops_per_token": f}
@@ -316,10 +270,8 @@ def main() -> int:
     for name in STAGES:
         r = results[name]
         tps = f"{r['tokens_per_s']:,.0f}" if "tokens_per_s" in r else "-"
-        print(
-            f"| {name} | {r.get('tokens', r.get('params', ''))} | {r['wall_s']:.0f} s | {tps} | "
-            f"{r['peak_rss_gib']:.1f} GiB |"
-        )
+        print(f"| {name} | {r.get('tokens', r.get('params', ''))} | {r['wall_s']:.0f} s | {tps} | "
+              f"{r['peak_rss_gib']:.1f} GiB |")
     print("\n| full study | this CPU | one H200 (40 % of peak) |\n| --- | --- | --- |")
     for k in proj["cpu_s"]:
         print(f"| {k} | {proj['cpu_s'][k] / 3600:,.1f} h | {proj['h200_s'][k] / 60:,.1f} min |")

@@ -39,10 +39,8 @@ def vocabulary(seed: int = 0) -> list[str]:
     except (OSError, RuntimeError, ImportError):
         rng = random.Random(seed)
         letters = "abcdefghijklmnopqrstuvwxyz" * 3 + "あいうえおかきくけこアイウエオ東京日本語"
-        return [
-            (" " if rng.random() < 0.4 else "") + "".join(rng.choices(letters, k=rng.randint(1, 6)))
-            for _ in range(50_000)
-        ]
+        return [(" " if rng.random() < 0.4 else "")
+                + "".join(rng.choices(letters, k=rng.randint(1, 6))) for _ in range(50_000)]
 
 
 def make_features(n: int, vocab: list[str], rng: random.Random, n_ex: int = 50, width: int = 64):
@@ -90,11 +88,9 @@ def main() -> None:
     backend = default_backend()
     t = time.perf_counter()
     dic = backend.resolved()
-    print(
-        f"vocabulary {len(vocab)} pieces ({'tokenizer' if TOKENIZER.exists() else 'generated'}); "
-        f"dictionary {'JMdict' if dic is not None else 'none'} (loaded in "
-        f"{time.perf_counter() - t:.1f} s, not counted)"
-    )
+    print(f"vocabulary {len(vocab)} pieces ({'tokenizer' if TOKENIZER.exists() else 'generated'}); "
+          f"dictionary {'JMdict' if dic is not None else 'none'} (loaded in "
+          f"{time.perf_counter() - t:.1f} s, not counted)")
     rng = random.Random(args.seed)
 
     sample = make_features(args.ref_sample, vocab, rng)
@@ -105,18 +101,12 @@ def main() -> None:
     t = time.process_time()
     got = label_features(sample)
     t_one_sample = time.process_time() - t
-    same = sum(
-        r == (g.language_paper, g.language_script, g.granularity, g.confidence)
-        for r, g in zip(ref, got)
-    )
-    print(
-        f"per-feature path: {len(sample)} features in {t_ref:.2f} CPU s = "
-        f"{len(sample) / t_ref:,.0f} features/s on one core"
-    )
-    print(
-        f"batched, 1 process, same sample: {t_one_sample:.2f} CPU s = "
-        f"{len(sample) / t_one_sample:,.0f} features/s; identical labels {same}/{len(sample)}"
-    )
+    same = sum(r == (g.language_paper, g.language_script, g.granularity, g.confidence)
+               for r, g in zip(ref, got))
+    print(f"per-feature path: {len(sample)} features in {t_ref:.2f} CPU s = "
+          f"{len(sample) / t_ref:,.0f} features/s on one core")
+    print(f"batched, 1 process, same sample: {t_one_sample:.2f} CPU s = "
+          f"{len(sample) / t_one_sample:,.0f} features/s; identical labels {same}/{len(sample)}")
 
     cpu = wall = 0.0
     done = 0
@@ -130,18 +120,12 @@ def main() -> None:
         wall += time.perf_counter() - t
         done += len(chunk)
     one = done / cpu
-    print(
-        f"batched, 1 process: {done} features in {cpu:.1f} CPU s = {one:,.0f} features/s "
-        f"({one * t_ref / len(sample):.0f}x the per-feature path)"
-    )
-    print(
-        f"batched, {args.workers} processes: {done} features in {wall:.1f} wall s = "
-        f"{done / wall:,.0f} features/s (wall clock: a busy machine lowers it)"
-    )
-    print(
-        f"projected on {args.workers} idle cores: {one * args.workers:,.0f} features/s; "
-        f"{args.features} latents in {args.features / (one * args.workers):.1f} s"
-    )
+    print(f"batched, 1 process: {done} features in {cpu:.1f} CPU s = {one:,.0f} features/s "
+          f"({one * t_ref / len(sample):.0f}x the per-feature path)")
+    print(f"batched, {args.workers} processes: {done} features in {wall:.1f} wall s = "
+          f"{done / wall:,.0f} features/s (wall clock: a busy machine lowers it)")
+    print(f"projected on {args.workers} idle cores: {one * args.workers:,.0f} features/s; "
+          f"{args.features} latents in {args.features / (one * args.workers):.1f} s")
 
 
 if __name__ == "__main__":

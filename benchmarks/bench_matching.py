@@ -35,9 +35,7 @@ def planted(n: int, d: int, seed: int = 0, frac: float = 0.6, cos: float = 0.9):
     src = torch.randperm(n, generator=g)[:m]
     noise = torch.randn(m, d, generator=g)
     noise = unit(noise - (noise * A[src]).sum(1, keepdim=True) * A[src])
-    B = torch.cat(
-        [cos * A[src] + (1 - cos**2) ** 0.5 * noise, unit(torch.randn(n - m, d, generator=g))]
-    )
+    B = torch.cat([cos * A[src] + (1 - cos**2) ** 0.5 * noise, unit(torch.randn(n - m, d, generator=g))])
     perm = torch.randperm(n, generator=g)
     truth = np.full(n, -1)
     truth[src.numpy()] = torch.argsort(perm).numpy()[:m]
@@ -51,11 +49,7 @@ def write(folder: Path, W: torch.Tensor) -> Path:
 
     folder.mkdir(parents=True)
     save_file({"W_dec": W.contiguous()}, str(folder / "sae_weights.safetensors"))
-    cfg = {
-        "d_in": W.shape[1],
-        "d_sae": W.shape[0],
-        "metadata": {"hook_name": "blocks.11.hook_resid_post"},
-    }
+    cfg = {"d_in": W.shape[1], "d_sae": W.shape[0], "metadata": {"hook_name": "blocks.11.hook_resid_post"}}
     (folder / "cfg.json").write_text(json.dumps(cfg), encoding="utf-8")
     return folder
 
@@ -65,11 +59,8 @@ def time_ours(fa: Path, fb: Path, out: Path, **cfg):
     from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
 
     t = time.perf_counter()
-    r = match_decoders(
-        load_decoder(fa, require_counts=False),
-        load_decoder(fb, require_counts=False),
-        MatchConfig(**cfg),
-    )
+    r = match_decoders(load_decoder(fa, require_counts=False), load_decoder(fb, require_counts=False),
+                       MatchConfig(**cfg))
     write_matches_csv(r, out)
     return time.perf_counter() - t, r
 
@@ -88,11 +79,7 @@ def time_exact(A: torch.Tensor, B: torch.Tensor):
     from scipy.optimize import linear_sum_assignment
 
     t = time.perf_counter()
-    S = (
-        (torch.nn.functional.normalize(A, dim=1) @ torch.nn.functional.normalize(B, dim=1).T)
-        .double()
-        .numpy()
-    )
+    S = (torch.nn.functional.normalize(A, dim=1) @ torch.nn.functional.normalize(B, dim=1).T).double().numpy()
     gain = np.clip(S, 0.0, None)
     ri, ci = linear_sum_assignment(gain, maximize=True)
     return time.perf_counter() - t, float(gain[ri, ci].sum())
@@ -118,32 +105,21 @@ def main() -> None:
             ours, r = time_ours(fa, fb, tmp / "m.csv")
             ratios.append(ours / bare)
             rec = float(((r.partner == truth) & r.shared & (truth >= 0)).sum() / (truth >= 0).sum())
-            wrong = int(
-                (r.shared & (truth >= 0) & (r.partner != truth)).sum()
-                + (r.shared & (truth < 0)).sum()
-            )
-            print(
-                f"[{rep + 1}] n={args.n} d_in={args.d_in}: bare GEMM {bare:.1f} s | ours end to end "
-                f"{ours:.1f} s (method {r.method}) | ratio {ours / bare:.2f} | planted recovered "
-                f"{rec:.2%}, wrong {wrong}",
-                flush=True,
-            )
+            wrong = int((r.shared & (truth >= 0) & (r.partner != truth)).sum() + (r.shared & (truth < 0)).sum())
+            print(f"[{rep + 1}] n={args.n} d_in={args.d_in}: bare GEMM {bare:.1f} s | ours end to end "
+                  f"{ours:.1f} s (method {r.method}) | ratio {ours / bare:.2f} | planted recovered "
+                  f"{rec:.2%}, wrong {wrong}", flush=True)
         print(f"median ratio over {args.repeat}: {float(np.median(ratios)):.2f}")
         for n in args.exact_sizes:
             A2, B2, _ = planted(n, args.d_in, seed=1)
             fa2, fb2 = write(tmp / f"a{n}", A2), write(tmp / f"b{n}", B2)
             t_ours, r2 = time_ours(fa2, fb2, tmp / f"m{n}.csv", method="sparse")
-            S2 = (
-                torch.nn.functional.normalize(A2, dim=1)
-                @ torch.nn.functional.normalize(B2, dim=1).T
-            )
+            S2 = (torch.nn.functional.normalize(A2, dim=1) @ torch.nn.functional.normalize(B2, dim=1).T)
             m = np.flatnonzero(r2.partner >= 0)
             ours_total = float(S2[m, r2.partner[m]].double().sum())
             t_exact, exact_total = time_exact(A2, B2)
-            print(
-                f"n={n}: ours (sparse) {t_ours:.1f} s | dense GEMM + exact Hungarian {t_exact:.1f} s | "
-                f"total similarity ours/exact {ours_total / exact_total:.5f}"
-            )
+            print(f"n={n}: ours (sparse) {t_ours:.1f} s | dense GEMM + exact Hungarian {t_exact:.1f} s | "
+                  f"total similarity ours/exact {ours_total / exact_total:.5f}")
 
 
 if __name__ == "__main__":

@@ -26,28 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.site: the DevTools driver
 
-JA = [
-    "猫",
-    "ネコ",
-    "京都",
-    "東京",
-    "鰻丼",
-    "学校",
-    "先生",
-    "電車",
-    "山",
-    "川",
-    "食べる",
-    "です",
-    "ます",
-    "の",
-    "は",
-    "を",
-    "に",
-    "が",
-    "日本",
-    "語",
-]
+JA = ["猫", "ネコ", "京都", "東京", "鰻丼", "学校", "先生", "電車", "山", "川", "食べる", "です",
+      "ます", "の", "は", "を", "に", "が", "日本", "語"]
 EN = ["cat", "Kyoto", "Tokyo", "school", "teacher", "train", "river", "eat", "the", "is", "of"]
 
 
@@ -78,24 +58,12 @@ def synthetic_store(d_sae: int, n_top: int, n_windows: int, length: int = 65, se
     acts[top_windows < 0] = 0
     order = acts.amax(2).argsort(dim=1, descending=True)  # the store keeps them descending
     top_windows, acts = top_windows.gather(1, order), acts[torch.arange(d_sae)[:, None], order]
-    t = {
-        "top_values": acts.amax(2),
-        "top_windows": top_windows,
-        "top_token_acts": acts.half(),
-        "fire_count": (top_windows >= 0).sum(1) * 7,
-        "act_sum": acts.sum((1, 2)).double(),
-        "max_activation": acts.amax((1, 2)),
-        "window_ids": torch.arange(n_windows),
-        "window_tokens": words.to(torch.int32),
-    }
-    meta = {
-        "schema": 1,
-        "n_tokens": n_windows * 64,
-        "n_windows": n_windows,
-        "d_sae": d_sae,
-        "n_top": n_top,
-        "first_position": first,
-    }
+    t = {"top_values": acts.amax(2), "top_windows": top_windows, "top_token_acts": acts.half(),
+         "fire_count": (top_windows >= 0).sum(1) * 7, "act_sum": acts.sum((1, 2)).double(),
+         "max_activation": acts.amax((1, 2)), "window_ids": torch.arange(n_windows),
+         "window_tokens": words.to(torch.int32)}
+    meta = {"schema": 1, "n_tokens": n_windows * 64, "n_windows": n_windows, "d_sae": d_sae,
+            "n_top": n_top, "first_position": first}
     return FeatureStore(Path("synthetic"), meta, t), tt
 
 
@@ -104,17 +72,11 @@ def synthetic_table(store: Any) -> Any:
 
     d = store.d_sae
     freq = store.frequency.numpy()
-    return pd.DataFrame(
-        {
-            "feature": range(d),
-            "frequency": freq,
-            "max_activation": store.t["max_activation"].numpy(),
-            "language_script": [("ja", "en", "mixed")[f % 3] for f in range(d)],
-            "granularity": [
-                ("token", "synonym", "semantic", "uninterpretable")[f % 4] for f in range(d)
-            ],
-        }
-    )
+    return pd.DataFrame({"feature": range(d), "frequency": freq,
+                         "max_activation": store.t["max_activation"].numpy(),
+                         "language_script": [("ja", "en", "mixed")[f % 3] for f in range(d)],
+                         "granularity": [("token", "synonym", "semantic", "uninterpretable")[f % 4]
+                                         for f in range(d)]})
 
 
 def browse(page: Path, feature: int, token: str) -> dict[str, float]:
@@ -123,11 +85,9 @@ def browse(page: Path, feature: int, token: str) -> dict[str, float]:
 
     b = Browser()
     try:
-
         def ev(expr: str) -> Any:
-            return b.send(
-                "Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True
-            )["result"].get("value")
+            return b.send("Runtime.evaluate", expression=expr, returnByValue=True,
+                          awaitPromise=True)["result"].get("value")
 
         t0 = time.perf_counter()
         b.send("Page.navigate", url=page.resolve().as_uri())
@@ -136,11 +96,9 @@ def browse(page: Path, feature: int, token: str) -> dict[str, float]:
         load = time.perf_counter() - t0
 
         def search(q: str) -> tuple[float, int]:
-            ms = ev(
-                "(() => { const i = document.getElementById('cat-q'); "
-                f"i.value = {json.dumps(q)}; i.dispatchEvent(new Event('input')); "
-                "return window.__catalogSearchMs; })()"
-            )
+            ms = ev("(() => { const i = document.getElementById('cat-q'); "
+                    f"i.value = {json.dumps(q)}; i.dispatchEvent(new Event('input')); "
+                    "return window.__catalogSearchMs; })()")
             return ms, ev("document.getElementById('cat-results').rows.length")
 
         id_ms, id_rows = search(str(feature))
@@ -154,15 +112,9 @@ def browse(page: Path, feature: int, token: str) -> dict[str, float]:
         import base64
 
         shot.write_bytes(base64.b64decode(b.send("Page.captureScreenshot", format="png")["data"]))
-        return {
-            "load_s": load,
-            "id_search_ms": id_ms,
-            "id_rows": id_rows,
-            "token_search_ms": tok_ms,
-            "token_rows_shown": tok_rows,
-            "open_feature_s": open_s,
-            "screenshot": str(shot),
-        }
+        return {"load_s": load, "id_search_ms": id_ms, "id_rows": id_rows,
+                "token_search_ms": tok_ms, "token_rows_shown": tok_rows, "open_feature_s": open_s,
+                "screenshot": str(shot)}
     finally:
         b.close()
 
@@ -190,20 +142,14 @@ def main() -> None:
     shards = sorted(folder.glob("ex_*.js"))
     mb = 1 << 20
     print(f"d_sae {args.d_sae}, n_top {args.n_top}, {args.windows} windows")
-    print(
-        f"build {build:.1f} s; page {page.stat().st_size / 1024:.1f} KB; "
-        f"index.js {(folder / 'index.js').stat().st_size / mb:.2f} MB; "
-        f"{len(shards)} shards {sum(p.stat().st_size for p in shards) / mb:.1f} MB "
-        f"(largest {max(p.stat().st_size for p in shards) / 1024:.0f} KB)"
-    )
+    print(f"build {build:.1f} s; page {page.stat().st_size / 1024:.1f} KB; "
+          f"index.js {(folder / 'index.js').stat().st_size / mb:.2f} MB; "
+          f"{len(shards)} shards {sum(p.stat().st_size for p in shards) / mb:.1f} MB "
+          f"(largest {max(p.stat().st_size for p in shards) / 1024:.0f} KB)")
     if args.browser:
         res = browse(page, args.d_sae - 7, "猫")
-        print(
-            "chromium: "
-            + ", ".join(
-                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items()
-            )
-        )
+        print("chromium: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in res.items()))
     if not args.out:
         shutil.rmtree(out)
 

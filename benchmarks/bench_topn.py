@@ -29,29 +29,15 @@ import time
 import torch
 
 
-def build(
-    d_model: int, n_layers: int, d_vocab: int, d_sae: int, k: int, n_windows: int, seed: int = 0
-):
+def build(d_model: int, n_layers: int, d_vocab: int, d_sae: int, k: int, n_windows: int, seed: int = 0):
     from sae_lens import TopKSAE, TopKSAEConfig
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     torch.manual_seed(seed)
-    model = HookedTransformer(
-        HookedTransformerConfig(
-            d_model=d_model,
-            n_layers=n_layers,
-            n_heads=d_model // 32,
-            d_head=32,
-            d_mlp=4 * d_model,
-            d_vocab=d_vocab,
-            n_ctx=65,
-            act_fn="silu",
-            normalization_type="RMS",
-            positional_embedding_type="rotary",
-            gated_mlp=True,
-            seed=seed,
-        )
-    ).eval()
+    model = HookedTransformer(HookedTransformerConfig(
+        d_model=d_model, n_layers=n_layers, n_heads=d_model // 32, d_head=32, d_mlp=4 * d_model,
+        d_vocab=d_vocab, n_ctx=65, act_fn="silu", normalization_type="RMS",
+        positional_embedding_type="rotary", gated_mlp=True, seed=seed)).eval()
     hook = f"blocks.{n_layers // 2}.hook_resid_post"
     # rescale_acts_by_decoder_norm: SaeVisRunner calls fold_W_dec_norm, which TopK refuses otherwise
     cfg = TopKSAEConfig(d_in=d_model, d_sae=d_sae, k=k, rescale_acts_by_decoder_norm=True)
@@ -71,9 +57,7 @@ def run_ours(model, sae, tokens, n_top: int, batch: int):
     sae.fold_W_dec_norm()
     cfg = TopNConfig(n_top=n_top, batch_size=batch)
     t = time.perf_counter()
-    res = collect_topn(
-        tokens, model_encoder(model, {"s": sae}, first_position=0), {"s": sae.cfg.d_sae}, cfg
-    )["s"]
+    res = collect_topn(tokens, model_encoder(model, {"s": sae}, first_position=0), {"s": sae.cfg.d_sae}, cfg)["s"]
     return time.perf_counter() - t, res
 
 
@@ -90,30 +74,16 @@ def run_dashboard(model, sae, tokens, hook: str, n_top: int, n_quantile: int, ba
     from sae_dashboard.sae_vis_data import SaeVisConfig
     from sae_dashboard.sae_vis_runner import SaeVisRunner
 
-    layout = SaeVisLayoutConfig(
-        columns=[
-            Column(FeatureTablesConfig()),
-            Column(ActsHistogramConfig(), LogitsTableConfig(), LogitsHistogramConfig()),
-            # buffer=None: whole windows as examples, as ours (a (5, 5) buffer would also skip
-            # maxima near the window edges)
-            Column(
-                SequencesConfig(
-                    stack_mode="stack-none",
-                    top_acts_group_size=n_top,
-                    n_quantiles=n_quantile,
-                    buffer=None,
-                )
-            ),
-        ]
-    )
-    cfg = SaeVisConfig(
-        hook_point=hook,
-        features=list(range(sae.cfg.d_sae)),
-        minibatch_size_tokens=batch,
-        feature_centric_layout=layout,
-        device="cpu",
-        verbose=False,
-    )
+    layout = SaeVisLayoutConfig(columns=[
+        Column(FeatureTablesConfig()),
+        Column(ActsHistogramConfig(), LogitsTableConfig(), LogitsHistogramConfig()),
+        # buffer=None: whole windows as examples, as ours (a (5, 5) buffer would also skip
+        # maxima near the window edges)
+        Column(SequencesConfig(stack_mode="stack-none", top_acts_group_size=n_top,
+                               n_quantiles=n_quantile, buffer=None)),
+    ])
+    cfg = SaeVisConfig(hook_point=hook, features=list(range(sae.cfg.d_sae)), minibatch_size_tokens=batch,
+                       feature_centric_layout=layout, device="cpu", verbose=False)
     sae = copy.deepcopy(sae)  # SaeVisRunner mutates the SAE (fold_W_dec_norm)
     t = time.perf_counter()
     data = SaeVisRunner(cfg).run(encoder=sae, model=model, tokens=tokens)
@@ -150,20 +120,15 @@ def scale_check(d_sae: int = 32768, batch: int = 32, n_batches: int = 40) -> Non
     times = []
     for i in range(n_batches):
         acts = torch.zeros(batch, 64, d_sae)
-        acts.scatter_(
-            2,
-            torch.randint(0, d_sae, (batch, 64, 64), generator=g),
-            torch.rand(batch, 64, 64, generator=g),
-        )
+        acts.scatter_(2, torch.randint(0, d_sae, (batch, 64, 64), generator=g),
+                      torch.rand(batch, 64, 64, generator=g))
         t = time.perf_counter()
         col.update(acts, torch.arange(i * batch, (i + 1) * batch))
         times.append(time.perf_counter() - t)
     per = sorted(times[-8:])[4]
-    print(
-        f"scale: {d_sae} latents, batches of {batch} x 64 tokens: {per * 1000:.0f} ms per batch "
-        f"(median of the last 8 of {n_batches}); peak RSS "
-        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-    )
+    print(f"scale: {d_sae} latents, batches of {batch} x 64 tokens: {per * 1000:.0f} ms per batch "
+          f"(median of the last 8 of {n_batches}); peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 def fullshape_check(n_layers: int = 2, n_batches: int = 12, batch: int = 32) -> None:
@@ -177,22 +142,10 @@ def fullshape_check(n_layers: int = 2, n_batches: int = 12, batch: int = 32) -> 
 
     torch.manual_seed(0)
     d, d_sae, study_blocks = 2048, 32768, 12
-    model = HookedTransformer(
-        HookedTransformerConfig(
-            d_model=d,
-            n_layers=n_layers,
-            n_heads=16,
-            d_head=128,
-            d_mlp=7168,
-            d_vocab=99584,
-            n_ctx=65,
-            act_fn="silu",
-            normalization_type="RMS",
-            positional_embedding_type="rotary",
-            gated_mlp=True,
-            seed=0,
-        )
-    ).eval()
+    model = HookedTransformer(HookedTransformerConfig(
+        d_model=d, n_layers=n_layers, n_heads=16, d_head=128, d_mlp=7168, d_vocab=99584,
+        n_ctx=65, act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary",
+        gated_mlp=True, seed=0)).eval()
     hook = f"blocks.{n_layers - 1}.hook_resid_post"
     sae = TopKSAE(TopKSAEConfig(d_in=d, d_sae=d_sae, k=32)).eval()
     col = TopNCollector(d_sae, TopNConfig(n_top=50, batch_size=batch))
@@ -205,9 +158,8 @@ def fullshape_check(n_layers: int = 2, n_batches: int = 12, batch: int = 32) -> 
             t0 = time.perf_counter()
             model.run_with_cache(toks, stop_at_layer=0, names_filter=lambda n: False)
             t1 = time.perf_counter()
-            _, cache = model.run_with_cache(
-                toks, stop_at_layer=n_layers, names_filter=lambda n: n == hook
-            )
+            _, cache = model.run_with_cache(toks, stop_at_layer=n_layers,
+                                            names_filter=lambda n: n == hook)
             t2 = time.perf_counter()
             acts = sae.encode(cache[hook][:, 1:])
             t3 = time.perf_counter()
@@ -229,32 +181,20 @@ def fullshape_check(n_layers: int = 2, n_batches: int = 12, batch: int = 32) -> 
     q = max(1, n_batches // 4)  # the last quarter: nearer the steady state of a long pass
     late = sum(t_book[-q:]) / q
     kept = int((col.top_windows >= 0).sum())
-    print(
-        f"full shape: {n_layers} random blocks measured, {n_batches} batches x {batch} windows x "
-        f"64 tokens, 32,768 latents, K 32, N 50, torch threads {torch.get_num_threads()}"
-    )
-    print(
-        f"model forward ({n_layers} blocks measured): "
-        f"{sum(t_model) / n_batches * 1000:.0f} ms/batch "
-        f"(embedding {embed * 1000:.0f} ms, {per_block * 1000:.0f} ms per block)"
-    )
-    print(
-        f"model forward, {study_blocks} blocks (embedding + {study_blocks} x per block): "
-        f"{fwd12 * 1000:.0f} ms/batch"
-    )
+    print(f"full shape: {n_layers} random blocks measured, {n_batches} batches x {batch} windows x "
+          f"64 tokens, 32,768 latents, K 32, N 50, torch threads {torch.get_num_threads()}")
+    print(f"model forward ({n_layers} blocks measured): "
+          f"{sum(t_model) / n_batches * 1000:.0f} ms/batch "
+          f"(embedding {embed * 1000:.0f} ms, {per_block * 1000:.0f} ms per block)")
+    print(f"model forward, {study_blocks} blocks (embedding + {study_blocks} x per block): "
+          f"{fwd12 * 1000:.0f} ms/batch")
     print(f"SAE encode: {enc * 1000:.0f} ms/batch")
-    print(
-        f"top-N bookkeeping: {book * 1000:.0f} ms/batch over all {n_batches} batches incl. "
-        f"finish ({t_finish * 1000:.0f} ms once); {late * 1000:.0f} ms/batch over the last {q}"
-    )
-    print(
-        f"ratio bookkeeping / model forward (12 blocks): {book / fwd12:.1%} (goal <= 25%); "
-        f"last {q} batches {late / fwd12:.1%}; / (forward + SAE encode) {book / (fwd12 + enc):.1%}"
-    )
-    print(
-        f"kept examples {kept} of {d_sae * 50}; second model pass: none; peak RSS "
-        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-    )
+    print(f"top-N bookkeeping: {book * 1000:.0f} ms/batch over all {n_batches} batches incl. "
+          f"finish ({t_finish * 1000:.0f} ms once); {late * 1000:.0f} ms/batch over the last {q}")
+    print(f"ratio bookkeeping / model forward (12 blocks): {book / fwd12:.1%} (goal <= 25%); "
+          f"last {q} batches {late / fwd12:.1%}; / (forward + SAE encode) {book / (fwd12 + enc):.1%}")
+    print(f"kept examples {kept} of {d_sae * 50}; second model pass: none; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 def main() -> None:
@@ -270,15 +210,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scale", action="store_true", help="only the 32,768-latent bookkeeping check")
-    ap.add_argument(
-        "--fullshape",
-        action="store_true",
-        help="bookkeeping vs model forward at the study's full shape",
-    )
+    ap.add_argument("--fullshape", action="store_true",
+                    help="bookkeeping vs model forward at the study's full shape")
     ap.add_argument("--fs-layers", type=int, default=2, help="blocks built for --fullshape")
-    ap.add_argument(
-        "--fs-batches", type=int, default=12, help="batches of 32 windows for --fullshape"
-    )
+    ap.add_argument("--fs-batches", type=int, default=12, help="batches of 32 windows for --fullshape")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.scale:
@@ -287,14 +222,10 @@ def main() -> None:
     if args.fullshape:
         fullshape_check(args.fs_layers, args.fs_batches)
         return
-    model, sae, tokens, hook = build(
-        args.d_model, args.layers, args.vocab, args.d_sae, args.k, args.windows
-    )
-    print(
-        f"model d_model={args.d_model} layers={args.layers}; SAE d_sae={args.d_sae} k={args.k}; "
-        f"{args.windows} windows x 65 tokens; N={args.n_top}, quantile groups={args.n_quantile}; "
-        f"torch threads={args.threads}"
-    )
+    model, sae, tokens, hook = build(args.d_model, args.layers, args.vocab, args.d_sae, args.k, args.windows)
+    print(f"model d_model={args.d_model} layers={args.layers}; SAE d_sae={args.d_sae} k={args.k}; "
+          f"{args.windows} windows x 65 tokens; N={args.n_top}, quantile groups={args.n_quantile}; "
+          f"torch threads={args.threads}")
     t_ours, ours = run_ours(model, sae, tokens, args.n_top, args.batch)
     print(f"ours (one streaming pass):                  {t_ours:.2f} s")
     t_dash, data = run_dashboard(model, sae, tokens, hook, args.n_top, args.n_quantile, args.batch)

@@ -33,9 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 D_MODEL, HOOK_LAYER, EXPANSION = 256, 4, 4
 
 
-def flops_per_token(
-    d: int, d_mlp: int, n_ctx: int, n_layers: int, d_vocab: int
-) -> tuple[float, float]:
+def flops_per_token(d: int, d_mlp: int, n_ctx: int, n_layers: int, d_vocab: int) -> tuple[float, float]:
     """(per block, unembed) forward FLOPs per token for a Llama-shaped model (gated MLP)."""
     block = 2 * (4 * d * d + 3 * d * d_mlp) + 2 * 2 * n_ctx * d
     return block, 2 * d * d_vocab
@@ -45,12 +43,7 @@ def bench_p1(repeats: int) -> dict:
     """Full run_with_cache vs stop_at_layer on an LLM-jp-3-1.8B-proportioned model (scaled down)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    d, layers, vocab, hook_block = (
-        256,
-        24,
-        99584,
-        11,
-    )  # 24 blocks, the study's hook after block 12, LLM-jp's vocab
+    d, layers, vocab, hook_block = 256, 24, 99584, 11  # 24 blocks, the study's hook after block 12, LLM-jp's vocab
     cfg = HookedTransformerConfig(
         d_model=d,
         n_layers=layers,
@@ -75,24 +68,15 @@ def bench_p1(repeats: int) -> dict:
             model.run_with_cache(tokens)
             full_t.append(time.perf_counter() - t)
             t = time.perf_counter()
-            _, cache = model.run_with_cache(
-                tokens, names_filter=[hook], stop_at_layer=hook_block + 1
-            )
+            _, cache = model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=hook_block + 1)
             trunc_t.append(time.perf_counter() - t)
             assert cache[hook].shape == (32, 65, d)
     block, unembed = flops_per_token(d, cfg.d_mlp, 65, layers, vocab)
     flop_ratio = (layers * block + unembed) / ((hook_block + 1) * block)
     speedup = min(full_t) / min(trunc_t)
-    return {
-        "shape": f"d_model {d}, {layers} blocks, vocab {vocab}, hook after block {hook_block + 1}, 32 x 65 tokens",
-        "full_s": min(full_t),
-        "truncated_s": min(trunc_t),
-        "speedup": speedup,
-        "flop_ratio": flop_ratio,
-        "speedup_over_flop_ratio": speedup / flop_ratio,
-        "goal": ">= 0.85",
-        "met": speedup / flop_ratio >= 0.85,
-    }
+    return {"shape": f"d_model {d}, {layers} blocks, vocab {vocab}, hook after block {hook_block + 1}, 32 x 65 tokens",
+            "full_s": min(full_t), "truncated_s": min(trunc_t), "speedup": speedup, "flop_ratio": flop_ratio,
+            "speedup_over_flop_ratio": speedup / flop_ratio, "goal": ">= 0.85", "met": speedup / flop_ratio >= 0.85}
 
 
 def world(root: Path) -> dict:
@@ -111,21 +95,13 @@ def world(root: Path) -> dict:
         num_hidden_layers=2 * HOOK_LAYER,
     )
     build_corpus(root / "corpus", n_docs={"ja": 600, "en": 600})
-    corpus.prepare_data(
-        data_config(root / "corpus", root / "tok", token_budget=64 * 100_000), root / "run"
-    )
+    corpus.prepare_data(data_config(root / "corpus", root / "tok", token_budget=64 * 100_000), root / "run")
     return {"ckpts": root / "ckpts", "run": root / "run"}
 
 
 def runner_fields(tokens: int) -> dict:
-    return {
-        "train_batch_size_tokens": 1024,
-        "training_tokens": tokens,
-        "store_batch_size_prompts": 16,
-        "n_batches_in_buffer": 32,
-        "lr_warm_up_steps": 10,
-        "n_checkpoints": 0,
-    }
+    return {"train_batch_size_tokens": 1024, "training_tokens": tokens, "store_batch_size_prompts": 16,
+            "n_batches_in_buffer": 32, "lr_warm_up_steps": 10, "n_checkpoints": 0}
 
 
 def ours(w: dict, tokens: int, norms: list[str], ks: list[int]) -> tuple[float, float]:
@@ -134,13 +110,9 @@ def ours(w: dict, tokens: int, norms: list[str], ks: list[int]) -> tuple[float, 
 
     run = w["run"]
     shutil.rmtree(run / "saes", ignore_errors=True)
-    cfg = {
-        "model": {"source": str(w["ckpts"]), "steps": [10]},
-        "hook_layer": HOOK_LAYER,
-        "saes": {"expansion": [EXPANSION], "k": ks, "lr": [1e-3], "normalisation": norms},
-        "runner": runner_fields(tokens),
-        "metrics": {"ce": False, "max_windows": 16},
-    }
+    cfg = {"model": {"source": str(w["ckpts"]), "steps": [10]}, "hook_layer": HOOK_LAYER,
+           "saes": {"expansion": [EXPANSION], "k": ks, "lr": [1e-3], "normalisation": norms},
+           "runner": runner_fields(tokens), "metrics": {"ce": False, "max_windows": 16}}
     t = time.perf_counter()
     out = training.train_run(cfg, run)
     total = time.perf_counter() - t

@@ -17,10 +17,7 @@ def main() -> int:
     failed = []
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"== {script.name}", flush=True)
-        if (
-            subprocess.run([sys.executable, str(script)], cwd=HERE.parent, check=False).returncode
-            != 0
-        ):
+        if subprocess.run([sys.executable, str(script)], cwd=HERE.parent, check=False).returncode != 0:
             failed.append(script.name)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -75,7 +75,9 @@ def is_kanji_supplementary(ch: str) -> bool:
 
 def is_latin_letter(ch: str) -> bool:
     """A letter of the Latin script, accented ones included (``a``, ``É``, ``ß``)."""
-    return unicodedata.category(ch).startswith("L") and unicodedata.name(ch, "").startswith("LATIN")
+    return unicodedata.category(ch).startswith("L") and unicodedata.name(ch, "").startswith(
+        "LATIN"
+    )
 
 
 def is_ascii_letter(ch: str) -> bool:

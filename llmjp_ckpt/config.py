@@ -48,9 +48,7 @@ def build(cls: type[T], data: dict[str, Any], where: str) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise UserError(
-            f"{where}: unknown field {unknown[0]!r}: expected one of {', '.join(sorted(names))}"
-        )
+        raise UserError(f"{where}: unknown field {unknown[0]!r}: expected one of {', '.join(sorted(names))}")
     hints = _field_types(cls)
     for name, value in data.items():
         expected = _mismatch(value, hints[name]) if name in hints else None

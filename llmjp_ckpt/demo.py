@@ -53,29 +53,17 @@ def demo_configs(toy_dir: str | Path, quick: bool = False) -> tuple[DataConfig, 
     info = read_json(toy / "toy.json") if (toy / "toy.json").is_file() else {}
     steps = info.get("steps") or discover_steps(toy / "checkpoints")
     if not steps:
-        raise UserError(
-            f"{toy / 'checkpoints'}: no iter_XXXXXXX checkpoints: run `llmjp-ckpt toy` first"
-        )
+        raise UserError(f"{toy / 'checkpoints'}: no iter_XXXXXXX checkpoints: run `llmjp-ckpt toy` first")
     layer = info.get("layer") or info.get("hook_layer")
     if layer is None and isinstance(info.get("hook"), str):
         layer = int(info["hook"].split(".")[1]) + 1
-    train["model"] = {
-        **train["model"],
-        "steps": [int(s) for s in steps],
-        "checkpoint_root": str(toy / "checkpoints"),
-    }
+    train["model"] = {**train["model"], "steps": [int(s) for s in steps], "checkpoint_root": str(toy / "checkpoints")}
     train["hook_layer"] = int(layer or train.get("hook_layer", 1))
-    return build(DataConfig, data, "configs/data/demo.yaml"), TrainConfig.from_dict(
-        train, "configs/demo"
-    )
+    return build(DataConfig, data, "configs/data/demo.yaml"), TrainConfig.from_dict(train, "configs/demo")
 
 
-def run_demo(
-    out: str | Path = "runs/demo",
-    quick: bool = False,
-    seed: int = 0,
-    tokenizer: str = "sentencepiece",
-) -> Path:
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0,
+             tokenizer: str = "sentencepiece") -> Path:
     """Run every stage into ``out``; return the path of the site's ``index.html``.
 
     ``tokenizer`` is the toy's tokenizer kind: ``sentencepiece`` (LLM-jp's) or ``byte-bpe``.
@@ -113,10 +101,7 @@ def run_demo(
     lap("site")
     planted = planted_agreement(run.root, toy_dir)
     atomic.write_json(run.path("analysis", "planted_language.json"), planted)
-    print(
-        f"[demo] planted-concept features: {planted['features_covered']}; language agreement "
-        f"paper {planted['agree_paper']}, script {planted['agree_script']}",
-        flush=True,
-    )
+    print(f"[demo] planted-concept features: {planted['features_covered']}; language agreement "
+          f"paper {planted['agree_paper']}, script {planted['agree_script']}", flush=True)
     atomic.write_json(run.path("demo_timings.json"), timings)
     return index

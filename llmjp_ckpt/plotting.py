@@ -41,9 +41,8 @@ def ensure_plotly_js(out_dir: Path) -> Path:
     return dst
 
 
-def write_figures(
-    figures: dict[str, go.Figure], out_dir: Path, png: bool = True
-) -> dict[str, list[str]]:
+def write_figures(figures: dict[str, go.Figure], out_dir: Path,
+                  png: bool = True) -> dict[str, list[str]]:
     """Write ``name.html`` for every figure (plotly.js shared in ``out_dir``) and, if a browser
     is found, ``name.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,21 +68,15 @@ def write_figures(
 
         names = list(figures)
         # one browser session for all images (plotly's batch API for kaleido ≥ 1)
-        pio.write_images(
-            [figures[n] for n in names],
-            [tmp / f"{n}.png" for n in names],
-            width=[figures[n].layout.width or 900 for n in names],
-            height=[figures[n].layout.height or 500 for n in names],
-        )
+        pio.write_images([figures[n] for n in names], [tmp / f"{n}.png" for n in names],
+                         width=[figures[n].layout.width or 900 for n in names],
+                         height=[figures[n].layout.height or 500 for n in names])
         for n in names:
             os.replace(tmp / f"{n}.png", out_dir / f"{n}.png")
             written[n].append(str(out_dir / f"{n}.png"))
     except Exception as exc:  # noqa: BLE001 - a PNG is never worth failing the stage
-        log.warning(
-            "PNG export skipped (%s: %s); the HTML figures are written",
-            type(exc).__name__,
-            str(exc).splitlines()[0] if str(exc) else "",
-        )
+        log.warning("PNG export skipped (%s: %s); the HTML figures are written",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         for n, level in quiet.items():

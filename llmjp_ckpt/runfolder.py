@@ -33,15 +33,8 @@ MANIFEST = "manifest.json"
 MANIFEST_LOCK = ".manifest.lock"  # held while the manifest is read, changed and written back
 SHARED_ENV = "LLMJP_CKPT_SHARED_RUN"  # set in launched jobs: the launch cleaned the folder once
 LIBRARIES = (
-    "llmjp-ckpt",
-    "torch",
-    "transformer-lens",
-    "transformers",
-    "sae-lens",
-    "sae-dashboard",
-    "datasets",
-    "huggingface_hub",
-    "plotly",
+    "llmjp-ckpt", "torch", "transformer-lens", "transformers", "sae-lens", "sae-dashboard",
+    "datasets", "huggingface_hub", "plotly",
 )
 
 
@@ -90,9 +83,7 @@ class RunFolder:
     def is_done(self, name: str, config: Any) -> bool:
         """True when stage ``name`` finished with this very config."""
         st = self.stage_record(name)
-        return (
-            bool(st) and st.get("status") == "done" and st.get("config_hash") == config_hash(config)
-        )
+        return bool(st) and st.get("status") == "done" and st.get("config_hash") == config_hash(config)
 
     def record(self, name: str, config: Any, status: str, **extra: Any) -> None:
         """Record a stage's status, config and the library versions.
@@ -114,15 +105,8 @@ class RunFolder:
             man["stages"][name] = entry
             atomic.write_json(self.manifest_path, man)
 
-    def stage(
-        self,
-        name: str,
-        config: Any,
-        *,
-        force: bool = False,
-        outputs: Iterable[Path] = (),
-        **extra: Any,
-    ) -> Stage:
+    def stage(self, name: str, config: Any, *, force: bool = False,
+              outputs: Iterable[Path] = (), **extra: Any) -> Stage:
         """The one stage skeleton: ``with run.stage("features", cfg, outputs=[p]) as st:``.
 
         ``st.skipped`` is true when the stage is recorded done with this config hash and every
@@ -139,21 +123,12 @@ class RunFolder:
 class Stage:
     """One stage's run, made by :meth:`RunFolder.stage`."""
 
-    def __init__(
-        self,
-        run: RunFolder,
-        name: str,
-        config: Any,
-        *,
-        force: bool,
-        outputs: tuple[Path, ...],
-        extra: dict[str, Any],
-    ):
+    def __init__(self, run: RunFolder, name: str, config: Any, *, force: bool,
+                 outputs: tuple[Path, ...], extra: dict[str, Any]):
         self.run, self.name, self.config = run, name, config
         self.info: dict[str, Any] = dict(extra)
-        self.skipped = (
-            not force and run.is_done(name, config) and all(Path(p).exists() for p in outputs)
-        )
+        self.skipped = (not force and run.is_done(name, config)
+                        and all(Path(p).exists() for p in outputs))
 
     def __enter__(self) -> Self:
         if self.skipped:
@@ -162,12 +137,8 @@ class Stage:
             self.run.record(self.name, self.config, "running", **self.info)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         if self.skipped:
             return False
         if exc is None:

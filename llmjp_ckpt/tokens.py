@@ -57,11 +57,8 @@ def pad_id_text(token_id: int) -> str:
 def visible_controls(text: str) -> str:
     """Control characters (except newline and tab) as Unicode control pictures (U+2400..)."""
     return "".join(
-        chr(0x2400 + ord(ch))
-        if ord(ch) < 0x20 and ch not in "\n\t"
-        else "\u2421"
-        if ch == "\x7f"
-        else ch
+        chr(0x2400 + ord(ch)) if ord(ch) < 0x20 and ch not in "\n\t"
+        else "\u2421" if ch == "\x7f" else ch
         for ch in text
     )
 
@@ -139,10 +136,8 @@ def tokenizer_kind(tokenizer: Any) -> str:
             return "wordpiece"
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
     seen = f" (decoder/pre-tokenizer {sorted(found)})" if found else ""
-    raise UserError(
-        f"tokenizer {name}: {type(tokenizer).__name__}{seen} is not a supported type: "
-        "expected SentencePiece, byte-level BPE or WordPiece"
-    )
+    raise UserError(f"tokenizer {name}: {type(tokenizer).__name__}{seen} is not a supported type: "
+                    "expected SentencePiece, byte-level BPE or WordPiece")
 
 
 def _bytes_as_pieces(data: bytes) -> str:
@@ -157,7 +152,7 @@ def _decode_marking(data: bytes, mark: Any) -> str:
         try:
             if n == 0:
                 raise UnicodeDecodeError("utf-8", data, i, i + 1, "invalid lead byte")
-            out.append(data[i : i + n].decode("utf-8"))
+            out.append(data[i:i + n].decode("utf-8"))
             i += n
         except UnicodeDecodeError:
             out.append(mark(data[i]))
@@ -188,9 +183,7 @@ class TokenText:
 
         path = Path(model_file)
         if not path.is_file():
-            raise UserError(
-                f"{path}: tokenizer model not found (expected a SentencePiece .model file)"
-            )
+            raise UserError(f"{path}: tokenizer model not found (expected a SentencePiece .model file)")
         sp = spm.SentencePieceProcessor(model_file=str(path))
         pieces = tuple(sp.id_to_piece(i) for i in range(sp.get_piece_size()))
         bos = sp.bos_id()
@@ -204,8 +197,7 @@ class TokenText:
         pieces = tuple(str(p) for p in tokenizer.convert_ids_to_tokens(list(range(n))))
         added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
         specials = frozenset(int(i) for i in added) | frozenset(
-            int(i) for i in getattr(tokenizer, "all_special_ids", []) or []
-        )
+            int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
         if kind == "sentencepiece":  # its specials (<s>, <unk>) read as their text: no change
             specials = frozenset()
         return cls(pieces, getattr(tokenizer, "bos_token_id", None), kind, specials)
@@ -221,9 +213,7 @@ class TokenText:
         try:
             tok = AutoTokenizer.from_pretrained(str(source))
         except (OSError, ValueError) as exc:
-            raise UserError(
-                f"{source}: cannot load a tokenizer ({exc.__class__.__name__})"
-            ) from exc
+            raise UserError(f"{source}: cannot load a tokenizer ({exc.__class__.__name__})") from exc
         return cls.from_hf(tok)
 
     # --- single tokens ------------------------------------------------------------------
@@ -276,10 +266,8 @@ class TokenText:
     def _piece_texts(self) -> tuple[str, ...]:
         if self.kind == "sentencepiece":
             return tuple(p.replace(SPACE_MARK, " ") for p in self.pieces)
-        return tuple(
-            t if t is not None else _bytes_as_pieces(self._bytes[i] or b"")
-            for i, t in enumerate(self._alone)
-        )
+        return tuple(t if t is not None else _bytes_as_pieces(self._bytes[i] or b"")
+                     for i, t in enumerate(self._alone))
 
     def token_bytes(self, token_id: int) -> bytes | None:
         """The real bytes of one token (None for special / added tokens and padded ids)."""

@@ -17,9 +17,8 @@ from llmjp_ckpt.errors import UserError
 SAE_WEIGHTS = "sae_weights.safetensors"  # sae_lens.constants.SAE_WEIGHTS_FILENAME
 SAE_CFG = "cfg.json"  # sae_lens.constants.SAE_CFG_FILENAME
 SAE_TENSORS = ("W_enc", "W_dec")
-SAE_EXPECTED = (
-    "SAELens' sae_weights.safetensors with tensors W_enc [d_in, d_sae], W_dec [d_sae, d_in]"
-)
+SAE_EXPECTED = ("SAELens' sae_weights.safetensors with tensors W_enc [d_in, d_sae], "
+                "W_dec [d_sae, d_in]")
 
 
 def tensor_shapes(
@@ -41,16 +40,12 @@ def tensor_shapes(
             shapes = {name: tuple(fh.get_slice(name).get_shape()) for name in names}
     except (SafetensorError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(
-            f"{path}: not a readable safetensors file, truncated or corrupt "
-            f"({reason}); expected {expected}"
-        ) from None
+        raise UserError(f"{path}: not a readable safetensors file, truncated or corrupt "
+                        f"({reason}); expected {expected}") from None
     missing = [n for n in required if n not in shapes]
     if missing:
-        raise UserError(
-            f"{path}: no tensor {', '.join(map(repr, missing))} "
-            f"(has {sorted(shapes)}); expected {expected}"
-        )
+        raise UserError(f"{path}: no tensor {', '.join(map(repr, missing))} "
+                        f"(has {sorted(shapes)}); expected {expected}")
     return shapes
 
 
@@ -68,10 +63,8 @@ def check_sae_weights(folder: str | Path) -> dict[str, tuple]:
         got = shapes[name]
         if len(got) != 2 or any(w is not None and int(w) != g for w, g in zip(dims, got)):
             shown = ", ".join("?" if w is None else str(w) for w in dims)
-            raise UserError(
-                f"{path}: {name} has shape {list(got)}; expected [{shown}] "
-                f"from {folder / SAE_CFG} (d_in={d_in}, d_sae={d_sae})"
-            )
+            raise UserError(f"{path}: {name} has shape {list(got)}; expected [{shown}] "
+                            f"from {folder / SAE_CFG} (d_in={d_in}, d_sae={d_sae})")
     return shapes
 
 
@@ -85,7 +78,5 @@ def load_sae(folder: str | Path, device: str = "cpu") -> Any:
     except RuntimeError as exc:  # load_state_dict: a tensor that cfg.json does not describe
         if "state_dict" not in str(exc) and "size mismatch" not in str(exc):
             raise
-        raise UserError(
-            f"{Path(folder) / SAE_WEIGHTS}: does not fit {SAE_CFG} "
-            f"({str(exc).splitlines()[0]}); expected {SAE_EXPECTED}"
-        ) from None
+        raise UserError(f"{Path(folder) / SAE_WEIGHTS}: does not fit {SAE_CFG} "
+                        f"({str(exc).splitlines()[0]}); expected {SAE_EXPECTED}") from None

@@ -16,15 +16,9 @@ def unit(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=-1)
 
 
-def write_sae(
-    folder: Path,
-    W_dec: torch.Tensor,
-    hook: str = HOOK,
-    log_sparsity: torch.Tensor | None = None,
-    hook_in_metadata: bool = True,
-    counts: np.ndarray | None = None,
-    write_counts: bool = True,
-) -> Path:
+def write_sae(folder: Path, W_dec: torch.Tensor, hook: str = HOOK, log_sparsity: torch.Tensor | None = None,
+              hook_in_metadata: bool = True, counts: np.ndarray | None = None,
+              write_counts: bool = True) -> Path:
     """A SAELens-format folder holding ``W_dec`` (and a matching encoder, biases, cfg.json).
 
     ``firing_counts.safetensors`` (saes.dead) says which latents fired: ``counts`` if given, else
@@ -33,15 +27,8 @@ def write_sae(
     folder.mkdir(parents=True, exist_ok=True)
     d_sae, d_in = W_dec.shape
     W_dec = W_dec.float().contiguous()
-    save_file(
-        {
-            "W_dec": W_dec,
-            "W_enc": W_dec.T.contiguous(),
-            "b_enc": torch.zeros(d_sae),
-            "b_dec": torch.zeros(d_in),
-        },
-        str(folder / "sae_weights.safetensors"),
-    )
+    save_file({"W_dec": W_dec, "W_enc": W_dec.T.contiguous(), "b_enc": torch.zeros(d_sae),
+               "b_dec": torch.zeros(d_in)}, str(folder / "sae_weights.safetensors"))
     cfg: dict = {"architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": 4}
     if hook_in_metadata:
         cfg["metadata"] = {"hook_name": hook}
@@ -72,9 +59,7 @@ def planted(n: int, d: int, frac: float = 0.6, cos: float = 0.9, seed: int = 0):
     src = torch.randperm(n, generator=g)[:m]
     noise = torch.randn(m, d, generator=g)
     noise = unit(noise - (noise * A[src]).sum(1, keepdim=True) * A[src])  # orthogonal to the source
-    B = torch.cat(
-        [cos * A[src] + (1 - cos**2) ** 0.5 * noise, unit(torch.randn(n - m, d, generator=g))]
-    )
+    B = torch.cat([cos * A[src] + (1 - cos**2) ** 0.5 * noise, unit(torch.randn(n - m, d, generator=g))])
     perm = torch.randperm(n, generator=g)
     B = B[perm]
     where = torch.argsort(perm).numpy()  # row r of the unpermuted B sits at where[r]

@@ -60,14 +60,8 @@ def doc_text(rng: random.Random, lang: str, n_words: int) -> str:
     return sep.join(rng.choice(words) for _ in range(n_words))
 
 
-def build_corpus(
-    root: Path,
-    n_docs: dict[str, int] | None = None,
-    seed: int = 0,
-    short_every: int = 5,
-    gz: bool = True,
-    words: tuple[int, int] = (60, 160),
-) -> Path:
+def build_corpus(root: Path, n_docs: dict[str, int] | None = None, seed: int = 0, short_every: int = 5,
+                 gz: bool = True, words: tuple[int, int] = (60, 160)) -> Path:
     """``root/{ja/ja_wiki,en/en_wiki}/train_0.jsonl[.gz]`` with ``{"text": ...}`` lines.
 
     Every ``short_every``-th document is a few words long (below one window).
@@ -108,12 +102,7 @@ def train_config(checkpoints: Path, steps: list[int], **overrides: Any) -> dict[
     cfg: dict[str, Any] = {
         "model": {"source": str(checkpoints), "steps": steps},
         "hook_layer": 2,
-        "saes": {
-            "expansion": [4],
-            "k": [4],
-            "lr": [3e-3],
-            "normalisation": ["none", "scalar", "standardization"],
-        },
+        "saes": {"expansion": [4], "k": [4], "lr": [3e-3], "normalisation": ["none", "scalar", "standardization"]},
         "runner": {
             "train_batch_size_tokens": 256,
             "training_tokens": 256 * 12,

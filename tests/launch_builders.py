@@ -11,9 +11,8 @@ import yaml
 from llmjp_ckpt.demo import demo_configs
 
 
-def toy_launch(
-    toy_dir: Path, out: Path, train: dict[str, Any] | None = None, **cluster: Any
-) -> Path:
+def toy_launch(toy_dir: Path, out: Path, train: dict[str, Any] | None = None,
+               **cluster: Any) -> Path:
     """``out/launch.yaml`` for the quick toy study (its data and train configs beside it).
 
     ``train`` overrides train-config fields (e.g. ``{"runner": {...}}`` merged one level deep);
@@ -31,14 +30,10 @@ def toy_launch(
     features = {"png": False, "max_windows": 64, "norm_study": False}  # small: a quick stage
     (out / "features.yaml").write_text(yaml.safe_dump(features), encoding="utf-8")
     (out / "compare.yaml").write_text(yaml.safe_dump({"png": False}), encoding="utf-8")
-    cfg = {
-        "data": str(out / "data.yaml"),
-        "train": str(out / "train.yaml"),
-        "features": str(out / "features.yaml"),
-        "compare": str(out / "compare.yaml"),
-        "site": str(out / "site.yaml"),
-        "cluster": {"gpus_per_job": 0, "cpus_per_job": 1, "time": "02:00:00", **cluster},
-    }
+    cfg = {"data": str(out / "data.yaml"), "train": str(out / "train.yaml"),
+           "features": str(out / "features.yaml"), "compare": str(out / "compare.yaml"),
+           "site": str(out / "site.yaml"),
+           "cluster": {"gpus_per_job": 0, "cpus_per_job": 1, "time": "02:00:00", **cluster}}
     path = out / "launch.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path

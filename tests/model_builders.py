@@ -27,24 +27,12 @@ def build_tokenizer(out: Path, vocab_size: int = 420):
     lines = [rng.choice(TEXTS) + " " + rng.choice(TEXTS) for _ in range(400)]
     corpus.write_text("\n".join(lines), encoding="utf-8")
     spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(out / "sp"),
-        vocab_size=vocab_size,
-        model_type="unigram",
-        byte_fallback=True,
-        character_coverage=1.0,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=3,
-        num_threads=1,
-        minloglevel=2,
-        hard_vocab_limit=False,
+        input=str(corpus), model_prefix=str(out / "sp"), vocab_size=vocab_size, model_type="unigram",
+        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+        num_threads=1, minloglevel=2, hard_vocab_limit=False,
     )
     corpus.unlink()
-    tok = LlamaTokenizer(
-        vocab_file=str(out / "sp.model"), add_bos_token=True, add_eos_token=False, legacy=False
-    )
+    tok = LlamaTokenizer(vocab_file=str(out / "sp.model"), add_bos_token=True, add_eos_token=False, legacy=False)
     return tok
 
 
@@ -52,19 +40,10 @@ def build_llama_config(vocab_size: int, **overrides):
     from transformers import LlamaConfig
 
     kw = {
-        "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 176,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "max_position_embeddings": 128,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "tie_word_embeddings": False,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "pad_token_id": 3,
+        "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 128,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False, "bos_token_id": 1,
+        "eos_token_id": 2, "pad_token_id": 3,
     }
     kw.update(overrides)
     return LlamaConfig(**kw)

@@ -18,9 +18,8 @@ def build_bpe_tokenizer(out: Path, vocab_size: int = 400) -> Path:
     from llmjp_ckpt.toy.corpus import CorpusConfig, Generator
 
     docs = Generator(0, CorpusConfig(n_docs=80)).documents()
-    return tk.save_hf_byte_bpe(
-        tk.build_byte_bpe([d.delimited(tk.DELIMITER) for d in docs], vocab_size), out
-    )
+    return tk.save_hf_byte_bpe(tk.build_byte_bpe([d.delimited(tk.DELIMITER) for d in docs],
+                                                 vocab_size), out)
 
 
 def build_neox_series(root: Path, steps: list[int], tokenizer_dir: Path) -> Path:
@@ -31,18 +30,10 @@ def build_neox_series(root: Path, steps: list[int], tokenizer_dir: Path) -> Path
     vocab = ((len(tok) + 63) // 64) * 64
     for step in steps:
         torch.manual_seed(step)
-        cfg = GPTNeoXConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=64,
-            rotary_pct=0.25,
-            bos_token_id=1,
-            eos_token_id=2,
-            tie_word_embeddings=False,
-        )
+        cfg = GPTNeoXConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=64, rotary_pct=0.25, bos_token_id=1,
+                            eos_token_id=2, tie_word_embeddings=False)
         out = root / f"iter_{step:07d}"
         GPTNeoXForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
         tok.save_pretrained(out)

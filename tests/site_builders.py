@@ -26,12 +26,7 @@ PAYLOAD_PIECES = [
     "</script><script>document.title='XSS5'</script>",
 ]
 PAYLOAD_TEXT = "<img src=x onerror=document.title='XSS2'>"  # spaces: several pieces
-JA = [
-    "京都の猫は静かに眠る。",
-    "東京タワーは高い。",
-    "赤いりんごを食べました。",
-    "犬は公園で走る。",
-]
+JA = ["京都の猫は静かに眠る。", "東京タワーは高い。", "赤いりんごを食べました。", "犬は公園で走る。"]
 EN = ["The cat in Kyoto sleeps quietly.", "Tokyo Tower is tall.", "I ate a red apple."]
 UNSEEN = "鰻丼"  # not in the tokenizer's training text: byte-fallback pieces
 STEPS = (10, 100)
@@ -50,20 +45,9 @@ def build_sp_tokenizer(out: Path) -> Path:
     corpus = out / "corpus.txt"
     corpus.write_text("\n".join(lines), encoding="utf-8")
     spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(out / "sp"),
-        vocab_size=420,
-        model_type="unigram",
-        byte_fallback=True,
-        character_coverage=1.0,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=3,
-        user_defined_symbols=PAYLOAD_PIECES,
-        num_threads=1,
-        minloglevel=2,
-        hard_vocab_limit=False,
+        input=str(corpus), model_prefix=str(out / "sp"), vocab_size=420, model_type="unigram",
+        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+        user_defined_symbols=PAYLOAD_PIECES, num_threads=1, minloglevel=2, hard_vocab_limit=False,
     )
     corpus.unlink()
     return out / "sp.model"
@@ -108,56 +92,30 @@ def build_site_run(root: Path) -> tuple[Path, object, object]:
     for s_i, step in enumerate(STEPS):
         saes = {}
         for j, sid in enumerate(SAE_IDS):
-            sae = build_sae(
-                d_sae=D_SAE, k=4, seed=j, model_name="tiny"
-            )  # same SAE per step: chains span both
+            sae = build_sae(d_sae=D_SAE, k=4, seed=j, model_name="tiny")  # same SAE per step: chains span both
             folder = run / "saes" / f"iter_{step:07d}" / sid
             sae.save_model(str(folder))
-            save_file(
-                {"sparsity": torch.full((D_SAE,), -1.0)}, str(folder / "sparsity.safetensors")
-            )
+            save_file({"sparsity": torch.full((D_SAE,), -1.0)}, str(folder / "sparsity.safetensors"))
             write_firing_counts(folder, [50] * D_SAE, n_tokens=1000)  # none dead (saes.dead)
-            (folder / "metrics.json").write_text(
-                json.dumps({"explained_variance": 0.6 + 0.1 * j, "l0": 4.0, "dead_fraction": 0.0}),
-                encoding="utf-8",
-            )
+            (folder / "metrics.json").write_text(json.dumps(
+                {"explained_variance": 0.6 + 0.1 * j, "l0": 4.0, "dead_fraction": 0.0}), encoding="utf-8")
             saes[sid] = sae
-        res = collect_topn(
-            toks,
-            model_encoder(model, saes),
-            {k: D_SAE for k in saes},
-            TopNConfig(n_top=6, batch_size=16),
-        )
+        res = collect_topn(toks, model_encoder(model, saes), {k: D_SAE for k in saes},
+                           TopNConfig(n_top=6, batch_size=16))
         for sid, r in res.items():
             folder = run / "features" / f"iter_{step:07d}" / sid
             sae_folder = run / "saes" / f"iter_{step:07d}" / sid
-            save_store(
-                folder,
-                r,
-                toks,
-                {
-                    "step": step,
-                    "sae_id": sid,
-                    "hook_name": saes[sid].cfg.metadata.hook_name,
-                    "sae_weights_hash": weights_hash(sae_folder),
-                },
-            )
+            save_store(folder, r, toks, {"step": step, "sae_id": sid,
+                                         "hook_name": saes[sid].cfg.metadata.hook_name,
+                                         "sae_weights_hash": weights_hash(sae_folder)})
             st = FeatureStore.load(folder)
             for f in range(D_SAE):
-                rows.append(
-                    {
-                        "checkpoint": step,
-                        "sae_id": sid,
-                        "feature": f,
-                        "frequency": float(st.frequency[f]),
-                        "max_activation": float(st.t["max_activation"][f]),
-                        "mean_activation": float(st.mean_activation[f]),
-                        "language_paper": langs[f % 3],
-                        "language_script": langs[(f + 1) % 3],
-                        "granularity": grans[f % 4],
-                        "granularity_confidence": (f % 7) / 7,
-                    }
-                )
+                rows.append({"checkpoint": step, "sae_id": sid, "feature": f,
+                             "frequency": float(st.frequency[f]),
+                             "max_activation": float(st.t["max_activation"][f]),
+                             "mean_activation": float(st.mean_activation[f]),
+                             "language_paper": langs[f % 3], "language_script": langs[(f + 1) % 3],
+                             "granularity": grans[f % 4], "granularity_confidence": (f % 7) / 7})
     buf = io.BytesIO()
     pd.DataFrame(rows, columns=COLUMNS).to_parquet(buf, index=False)
     (run / "analysis").mkdir(parents=True, exist_ok=True)

@@ -10,34 +10,12 @@ from llmjp_ckpt import chars
 @pytest.mark.parametrize(
     ("ch", "expected"),
     [
-        ("あ", "ja"),
-        ("ア", "ja"),
-        ("ー", "ja"),
-        ("ㇰ", "ja"),
-        ("京", "ja"),
-        ("㐀", "ja"),
-        ("豈", "ja"),
-        ("𠀋", "ja"),
-        ("々", "ja"),
-        ("〆", "ja"),
-        ("〇", "ja"),
-        ("〻", "ja"),
-        ("a", "en"),
-        ("Z", "en"),
-        ("é", "en"),
-        ("ß", "en"),
-        ("・", "neutral"),
-        ("1", "neutral"),
-        ("１", "neutral"),
-        (",", "neutral"),
-        ("。", "neutral"),
-        ("「", "neutral"),
-        (" ", "neutral"),
-        ("\n", "neutral"),
-        ("$", "neutral"),
-        ("α", "neutral"),
-        ("한", "neutral"),
-        ("ｱ", "neutral"),
+        ("あ", "ja"), ("ア", "ja"), ("ー", "ja"), ("ㇰ", "ja"), ("京", "ja"), ("㐀", "ja"),
+        ("豈", "ja"), ("𠀋", "ja"), ("々", "ja"), ("〆", "ja"), ("〇", "ja"), ("〻", "ja"),
+        ("a", "en"), ("Z", "en"), ("é", "en"), ("ß", "en"),
+        ("・", "neutral"), ("1", "neutral"), ("１", "neutral"), (",", "neutral"),
+        ("。", "neutral"), ("「", "neutral"), (" ", "neutral"), ("\n", "neutral"),
+        ("$", "neutral"), ("α", "neutral"), ("한", "neutral"), ("ｱ", "neutral"),
     ],
 )
 def test_char_script(ch: str, expected: str) -> None:
@@ -71,17 +49,8 @@ def test_composites_keep_their_callers_semantics() -> None:
 
 @pytest.mark.parametrize(
     ("piece", "byte"),
-    [
-        ("<0xE3>", 0xE3),
-        ("<0x0a>", 0x0A),
-        ("<0x00>", 0),
-        ("▁<0xE3>", None),
-        ("京", None),
-        ("<0xE3><0x81>", None),
-        ("<0x1>", None),
-        ("<0xZZ>", None),
-        (" <0x41>", None),
-    ],
+    [("<0xE3>", 0xE3), ("<0x0a>", 0x0A), ("<0x00>", 0), ("▁<0xE3>", None), ("京", None),
+     ("<0xE3><0x81>", None), ("<0x1>", None), ("<0xZZ>", None), (" <0x41>", None)],
 )
 def test_byte_pieces(piece: str, byte: int | None) -> None:
     assert chars.byte_of_piece(piece) == byte

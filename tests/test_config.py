@@ -32,9 +32,7 @@ def test_shipped_configs_load(name):
 @pytest.mark.parametrize("name", sorted(LOADERS))
 def test_unknown_field_names_file_and_field(name, tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        (CONFIGS / name).read_text(encoding="utf-8") + "\nbatch_sizee: 3\n", encoding="utf-8"
-    )
+    bad.write_text((CONFIGS / name).read_text(encoding="utf-8") + "\nbatch_sizee: 3\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"bad\.yaml.*unknown field 'batch_sizee'"):
         LOADERS[name](bad)
 
@@ -57,11 +55,8 @@ WRONG_TYPES = [
     ("data/paper.yaml", "context_size: true", r"context_size=True: expected int$"),
     ("data/paper.yaml", "hf: 'yes'", r"hf='yes': expected bool$"),
     ("data/paper.yaml", "split: [8, 1, x]", r"split=\[8, 1, 'x'\]: expected list of float$"),
-    (
-        "data/paper.yaml",
-        "languages: [ja, en]",
-        r"languages=\['ja', 'en'\]: expected mapping of str to str$",
-    ),
+    ("data/paper.yaml", "languages: [ja, en]",
+     r"languages=\['ja', 'en'\]: expected mapping of str to str$"),
     ("features.yaml", "max_windows: many", r"max_windows='many': expected int or null$"),
     ("site.yaml", "feature_pages: 1", r"feature_pages=1: expected bool$"),
     ("compare.yaml", "related_threshold: high", r"related_threshold='high': expected float$"),
@@ -82,11 +77,9 @@ def test_nested_and_train_config_types():
     from llmjp_ckpt.saes.config import TrainConfig
 
     data = config.read_yaml(CONFIGS / "paper" / "sae.yaml")
-    with pytest.raises(
-        UserError,
-        match=r"^t\.yaml: model: steps=\[10, 'a'\]: "
-        r"expected list of int, str or null$",
-    ):
+    with pytest.raises(UserError,
+                       match=r"^t\.yaml: model: steps=\[10, 'a'\]: "
+                             r"expected list of int, str or null$"):
         TrainConfig.from_dict({**data, "model": {**data["model"], "steps": [10, "a"]}}, "t.yaml")
     with pytest.raises(UserError, match=r"^t\.yaml: saes: k=32: expected list of int$"):
         TrainConfig.from_dict({**data, "saes": {**data["saes"], "k": 32}}, "t.yaml")
@@ -97,17 +90,8 @@ def test_nested_and_train_config_types():
 
 
 def test_accepted_values_of_each_kind():
-    cfg = config.build(
-        DataConfig,
-        {
-            "tokenizer": "t",
-            "corpus_root": None,
-            "hf": True,
-            "split": [0.8, 0.1, 0.1],
-            "context_size": 33,
-        },
-        "d",
-    )
+    cfg = config.build(DataConfig, {"tokenizer": "t", "corpus_root": None, "hf": True,
+                                    "split": [0.8, 0.1, 0.1], "context_size": 33}, "d")
     assert cfg.split == [0.8, 0.1, 0.1] and cfg.context_size == 33
     assert config.build(FeaturesConfig, {"max_windows": None}, "f").max_windows is None
     assert config.build(CompareConfig, {"related_threshold": 1}, "c").related_threshold == 1

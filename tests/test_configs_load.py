@@ -22,20 +22,12 @@ ALL = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml"))
 def loader_for(rel: str):
     """The loader of one config file, by where it lives; None for a file no loader claims."""
     top = rel.split("/")[0]
-    by_folder = {
-        "data": DataConfig.from_yaml,
-        "paper": TrainConfig.from_yaml,
-        "grid": TrainConfig.from_yaml,
-        "demo": TrainConfig.from_yaml,
-        "models": lambda p: load_registry(Path(p).parent),
-        "crosscoder": load_crosscoder_config,
-        "launch": load_launch,
-    }
-    by_file = {
-        "features.yaml": FeaturesConfig.from_yaml,
-        "compare.yaml": CompareConfig.from_yaml,
-        "site.yaml": SiteConfig.from_yaml,
-    }
+    by_folder = {"data": DataConfig.from_yaml, "paper": TrainConfig.from_yaml,
+                 "grid": TrainConfig.from_yaml, "demo": TrainConfig.from_yaml,
+                 "models": lambda p: load_registry(Path(p).parent),
+                 "crosscoder": load_crosscoder_config, "launch": load_launch}
+    by_file = {"features.yaml": FeaturesConfig.from_yaml, "compare.yaml": CompareConfig.from_yaml,
+               "site.yaml": SiteConfig.from_yaml}
     return by_folder.get(top) or by_file.get(rel)
 
 

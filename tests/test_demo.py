@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 PAYLOADS = [
     "<script>document.title='XSS1';window.__xss=1</script>",
     "<img src=x onerror=\"document.title='XSS2';window.__xss=2\">",
-    '</span><b onmouseover="window.__xss=3">x</b>',
-    '"onmouseover="window.__xss=4',
+    "</span><b onmouseover=\"window.__xss=3\">x</b>",
+    "\"onmouseover=\"window.__xss=4",
     "</script><script>document.title='XSS5'</script>",
 ]
 STAGES = ["toy", "data", "train", "features", "compare", "site"]
@@ -40,9 +40,7 @@ def plant_payloads(corpus: Path) -> int:
             if i % 3 == 0:
                 cut = max(d["text"].find("。"), d["text"].find(". "))
                 cut = cut + 1 if cut >= 0 else 0
-                d["text"] = (
-                    d["text"][:cut] + " " + PAYLOADS[n % len(PAYLOADS)] + " " + d["text"][cut:]
-                )
+                d["text"] = d["text"][:cut] + " " + PAYLOADS[n % len(PAYLOADS)] + " " + d["text"][cut:]
                 n += 1
         with gzip.open(shard, "wt", encoding="utf-8") as fh:
             fh.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
@@ -93,10 +91,7 @@ def test_transitions_equal_recomputation_on_the_toy_series(demo):
         for subset in ("all", "alive", "interpretable"):
             for column in ("language_paper", "language_script", "granularity"):
                 expected = _recomputed_shares(sub, subset, column)
-                got = {
-                    s: fam["per_checkpoint"][subset][s][column]
-                    for s in fam["per_checkpoint"][subset]
-                }
+                got = {s: fam["per_checkpoint"][subset][s][column] for s in fam["per_checkpoint"][subset]}
                 assert got.keys() == expected.keys()
                 for s in expected:
                     assert got[s] == pytest.approx(expected[s]), (sae_id, subset, column, s)
@@ -107,9 +102,7 @@ def test_rerun_skips_every_stage(demo):
     before = RunFolder(run).manifest()["stages"]
     assert run_demo(run, quick=True) == demo
     after = RunFolder(run).manifest()["stages"]
-    assert {k: v["updated"] for k, v in after.items()} == {
-        k: v["updated"] for k, v in before.items()
-    }
+    assert {k: v["updated"] for k, v in after.items()} == {k: v["updated"] for k, v in before.items()}
 
 
 def test_no_raw_payload_in_any_page(demo):
@@ -128,10 +121,7 @@ def test_browser_nothing_executes_and_text_is_literal(demo):
 
     site = demo.parent
     run = demo.parents[1]
-    figures = [
-        Path(p[0])
-        for p in json.loads((run / "analysis" / "transitions.json").read_text())["figures"].values()
-    ]
+    figures = [Path(p[0]) for p in json.loads((run / "analysis" / "transitions.json").read_text())["figures"].values()]
     pages = [demo, *sorted((site / "browser").glob("*.html"))]
     shown = []
     b = Browser()
@@ -151,6 +141,4 @@ def test_browser_nothing_executes_and_text_is_literal(demo):
     finally:
         b.close()
     joined = "\n".join(shown)
-    assert any(p.split("document")[0] in joined for p in PAYLOADS[:2]), (
-        "payload text not shown literally"
-    )
+    assert any(p.split("document")[0] in joined for p in PAYLOADS[:2]), "payload text not shown literally"

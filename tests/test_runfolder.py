@@ -103,9 +103,8 @@ def test_concurrent_writers_lose_no_manifest_entry(tmp_path):
     ctx = mp.get_context("spawn")
     n_proc, n = 8, 15
     barrier = ctx.Barrier(n_proc)
-    procs = [
-        ctx.Process(target=_record_many, args=(str(tmp_path), w, n, barrier)) for w in range(n_proc)
-    ]
+    procs = [ctx.Process(target=_record_many, args=(str(tmp_path), w, n, barrier))
+             for w in range(n_proc)]
     for p in procs:
         p.start()
     for p in procs:

@@ -12,18 +12,7 @@ def test_parse_inverts_step_dir(step: int) -> None:
     assert parse_step_dir(step_dir(step)) == step
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "iter_10",
-        "iter_000001x",
-        "iter_",
-        "ITER_0000010",
-        "_work",
-        "iter_0000010.tmp",
-        ".tmp-iter_0000010",
-        "0000010",
-    ],
-)
+@pytest.mark.parametrize("name", ["iter_10", "iter_000001x", "iter_", "ITER_0000010", "_work",
+                                  "iter_0000010.tmp", ".tmp-iter_0000010", "0000010"])
 def test_parse_refuses_other_names(name: str) -> None:
     assert parse_step_dir(name) is None

@@ -35,10 +35,7 @@ def small_sp(tmp_path_factory: pytest.TempPathFactory) -> Path:
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
         minloglevel=2,
-        bos_id=1,
-        eos_id=2,
-        unk_id=0,
-        pad_id=-1,
+        bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
         hard_vocab_limit=False,
     )
     path = out / "small.model"
@@ -113,9 +110,7 @@ def test_real_llmjp_tokenizer() -> None:
 
 
 def test_control_characters_visible_html_untouched() -> None:
-    tt = TokenText(
-        ("<unk>", "<s>", "</s>", "<0x07>", "<0x0A>", "a\x1bb", "<script>", "▁&amp;"), bos_id=1
-    )
+    tt = TokenText(("<unk>", "<s>", "</s>", "<0x07>", "<0x0A>", "a\x1bb", "<script>", "▁&amp;"), bos_id=1)
     assert tt.display([1, 3, 4, 5, 6, 7]) == ["", "\u2407", "\n", "a\u241bb", "<script>", " &amp;"]
     assert tt.piece_text(5) == "a\x1bb"  # the study's format keeps the piece as is
 
@@ -144,14 +139,11 @@ def test_byte_alphabet_is_the_tokenizers_one() -> None:
 NEKO = "猫".encode()  # e7 8c ab
 
 
-@pytest.mark.parametrize(
-    "splits",
-    [
-        [NEKO[:1], NEKO[1:2], NEKO[2:]],  # three tokens
-        [NEKO[:1], NEKO[1:]],  # two tokens, lead byte alone
-        [NEKO[:2], NEKO[2:]],  # two tokens, last byte alone
-    ],
-)
+@pytest.mark.parametrize("splits", [
+    [NEKO[:1], NEKO[1:2], NEKO[2:]],  # three tokens
+    [NEKO[:1], NEKO[1:]],             # two tokens, lead byte alone
+    [NEKO[:2], NEKO[2:]],             # two tokens, last byte alone
+])
 def test_kanji_split_across_tokens_shown_once(splits: list[bytes]) -> None:
     pieces = ("<unk>", "<s>", *(_alphabet_piece(b) for b in splits), _alphabet_piece(b" is"))
     tt = TokenText(pieces, bos_id=1, kind="byte-bpe", specials=frozenset({0, 1}))
@@ -207,7 +199,7 @@ def test_byte_bpe_trained_on_the_toy_corpus(toy_bpe) -> None:
     joined = "".join(shown)
     assert not any(ch in joined for ch in "ĠĊãçèé")
     k = shown.index("𠮷") if "𠮷" in shown else -1  # 𠮷 is not in the corpus: four byte tokens
-    assert k > 0 and shown[k - 3 : k] == [PARTIAL] * 3
+    assert k > 0 and shown[k - 3:k] == [PARTIAL] * 3
     # the label rules see characters: a window of the Japanese tokens is ja by both rules
     ja = hf("猫の色は黒です。", add_special_tokens=False).input_ids
     window = [[t, 1.0] for t in tt.example_texts(ja)]

@@ -59,19 +59,14 @@ def test_missing_tensor_and_wrong_shape(tmp_path):
     from safetensors.torch import save_file
 
     folder = write_sae(tmp_path / "s", torch.randn(16, 8))
-    assert check_sae_weights(folder) == {
-        "W_dec": (16, 8),
-        "W_enc": (8, 16),
-        "b_enc": (16,),
-        "b_dec": (8,),
-    }
+    assert check_sae_weights(folder) == {"W_dec": (16, 8), "W_enc": (8, 16), "b_enc": (16,),
+                                         "b_dec": (8,)}
     save_file({"W_dec": torch.randn(16, 8)}, str(folder / WEIGHTS))
     with pytest.raises(UserError, match=r"no tensor 'W_enc' \(has \['W_dec'\]\); expected"):
         check_sae_weights(folder)
     save_file({"W_dec": torch.randn(12, 8), "W_enc": torch.randn(8, 12)}, str(folder / WEIGHTS))
-    with pytest.raises(
-        UserError, match=r"W_dec has shape \[12, 8\]; expected \[16, 8\] from .*cfg\.json"
-    ):
+    with pytest.raises(UserError,
+                       match=r"W_dec has shape \[12, 8\]; expected \[16, 8\] from .*cfg\.json"):
         check_sae_weights(folder)
     with pytest.raises(UserError, match=r"nope\.safetensors: not found; expected x"):
         tensor_shapes(tmp_path / "nope.safetensors", "x")
@@ -101,7 +96,8 @@ def test_features_stage_bad_weights(run):
 
     folder = run / "saes" / "iter_0000010" / "none"
     _garble(folder / WEIGHTS)
-    cfg = FeaturesConfig(n_top=2, batch_size=4, norm_study=False, png=False)
+    cfg = FeaturesConfig(n_top=2, batch_size=4, norm_study=False,
+                         png=False)
     with pytest.raises(UserError, match=rf"{folder / WEIGHTS}: not a readable safetensors file"):
         analyze_run(run, cfg, model_loader=lambda step: build_model(seed=step))
 

@@ -61,31 +61,22 @@ def describe(entry, checkpoint_root: str | None) -> list[str]:
     elif entry.steps == "transformer_lens":
         source = "TransformerLens' checkpoint list (loaded by its own checkpoint_value)"
     elif entry.steps == "hub_refs":
-        source = (
-            f"hub branches matching {entry.revision_regex!r}, "
-            f"read from {hub_revision_steps(entry)[1]}"
-        )
+        source = (f"hub branches matching {entry.revision_regex!r}, "
+                  f"read from {hub_revision_steps(entry)[1]}")
     registered = [] if isinstance(entry.steps, str) else list(entry.steps)
     if entry.steps == "transformer_lens":
         registered = tl_checkpoint_steps(entry.name)
     elif entry.steps == "hub_refs":
         registered = available_steps(entry, None)
-    out = [
-        f"{entry.name}  (loader: {entry.loader}; steps from {source})",
-        (
-            f"  local root: {root if root is not None else '-'}"
-            f"{'' if root is None or root.is_dir() else '  (missing)'}"
-        ),
-        f"  hub: {entry.hub_repo or ('-' if entry.loader == 'adapter' else entry.name)}",
-    ]
+    out = [f"{entry.name}  (loader: {entry.loader}; steps from {source})",
+           (f"  local root: {root if root is not None else '-'}"
+            f"{'' if root is None or root.is_dir() else '  (missing)'}"),
+           f"  hub: {entry.hub_repo or ('-' if entry.loader == 'adapter' else entry.name)}"]
     for step in sorted(set(registered) | set(found)):
         local = f"found {step_path(root, step)}" if step in found else "not found locally"
         hub = "-"
-        if (
-            entry.loader == "transformer_lens"
-            or entry.steps == "hub_refs"
-            or (entry.hub_repo and (entry.revision_pattern or step == entry.final_step))
-        ):
+        if entry.loader == "transformer_lens" or entry.steps == "hub_refs" or (
+                entry.hub_repo and (entry.revision_pattern or step == entry.final_step)):
             res = resolve(entry.name, step) if root is None else None
             rev = res.revision if res is not None else entry.hub_revision(step)
             repo = res.hub_repo if res is not None else entry.hub_repo

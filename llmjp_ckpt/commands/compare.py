@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-HELP = (
-    "Match each SAE to the next checkpoint's, follow lineages and class transitions; writes "
-    "RUN/analysis/transitions.json, lineages and figures."
-)
+HELP = ("Match each SAE to the next checkpoint's, follow lineages and class transitions; writes "
+        "RUN/analysis/transitions.json, lineages and figures.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--run", required=True, help="run folder (with saes/ and analysis/features.parquet)"
-    )
+    p.add_argument("--run", required=True, help="run folder (with saes/ and analysis/features.parquet)")
     p.add_argument("--config", default=None, help="compare config YAML (e.g. configs/compare.yaml)")
     p.add_argument("--force", action="store_true", help="redo the stage even if recorded done")
-    p.add_argument(
-        "--device",
-        default=None,
-        help="where the matching's similarity product runs (default: the config's, cpu)",
-    )
+    p.add_argument("--device", default=None,
+                   help="where the matching's similarity product runs (default: the config's, cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,11 +35,9 @@ def run(args: argparse.Namespace) -> int:
     for sae_id, fam in out["families"].items():
         for p in fam["pairs"]:
             mo = p["mix_origins"]
-            print(
-                f"{sae_id} {p['from']}→{p['to']}: shared {p['shared']}/{p['live_a']} "
-                f"({p['shared_fraction']:.1%}), births {p['births']}, deaths {p['deaths']}, "
-                f"splits {p['splits']}, merges {p['merges']}; mix features {mo['n_mix']}: "
-                + ", ".join(f"{k} {v:.0%}" for k, v in mo["shares"].items())
-            )
+            print(f"{sae_id} {p['from']}→{p['to']}: shared {p['shared']}/{p['live_a']} "
+                  f"({p['shared_fraction']:.1%}), births {p['births']}, deaths {p['deaths']}, "
+                  f"splits {p['splits']}, merges {p['merges']}; mix features {mo['n_mix']}: "
+                  + ", ".join(f"{k} {v:.0%}" for k, v in mo["shares"].items()))
     print(f"wrote {args.run}/analysis/transitions.json and {len(out['figures'])} figures")
     return 0

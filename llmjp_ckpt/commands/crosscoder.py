@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-HELP = (
-    "Train one acausal crosscoder over the run's checkpoints (SAELens) and write "
-    "RUN/crosscoders/ and RUN/analysis/crosscoder.json (shared / emerging / fading latents)."
-)
+HELP = "Train one crosscoder over the run's checkpoints; writes RUN/crosscoders/ and RUN/analysis/crosscoder.json."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder with data/ and saes/")
-    p.add_argument(
-        "--config", default=None, help="crosscoder YAML (e.g. configs/crosscoder/toy.yaml)"
-    )
+    p.add_argument("--config", default=None, help="crosscoder YAML (e.g. configs/crosscoder/toy.yaml)")
     p.add_argument("--force", action="store_true", help="redo the stage even if recorded done")
 
 
@@ -27,8 +22,6 @@ def run(args: argparse.Namespace) -> int:
     out = crosscoder_run(args.run, load_config(args.config), force=args.force)
     print(f"crosscoder over steps {out['steps']}: {out['classes']}; births {out['births']}")
     for sae_id, agr in out.get("lineage_agreement", {}).items():
-        print(
-            f"  vs {sae_id} lineages: {agr['nearest_latent_rises']} of {agr['chains_born_later']} "
-            "later-born chains have a crosscoder latent rising at their birth"
-        )
+        print(f"  vs {sae_id} lineages: {agr['nearest_latent_rises']} of {agr['chains_born_later']} "
+              "later-born chains have a crosscoder latent rising at their birth")
     return 0

@@ -8,18 +8,11 @@ HELP = "Run the whole pipeline on the toy world (toy -> data -> SAEs -> features
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", default="runs/demo", help="run folder (default: runs/demo); rerunning resumes"
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="a smaller world and shorter training (a few minutes)"
-    )
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo); rerunning resumes")
+    p.add_argument("--quick", action="store_true", help="a smaller world and shorter training (a few minutes)")
     p.add_argument("--seed", default="0", help="seed of the toy world (a non-negative integer)")
-    p.add_argument(
-        "--tokenizer",
-        default="sentencepiece",
-        help="the toy's tokenizer: sentencepiece (LLM-jp's) or byte-bpe (GPT-2's kind)",
-    )
+    p.add_argument("--tokenizer", default="sentencepiece",
+                   help="the toy's tokenizer: sentencepiece (LLM-jp's) or byte-bpe (GPT-2's kind)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("llmjp_ckpt").setLevel(logging.INFO)  # our stages' lines, not every library's
     from llmjp_ckpt.toy.tokenizer import check_kind
 
-    index = run_demo(
-        args.out, quick=args.quick, seed=parse_seed(args.seed), tokenizer=check_kind(args.tokenizer)
-    )
+    index = run_demo(args.out, quick=args.quick, seed=parse_seed(args.seed),
+                     tokenizer=check_kind(args.tokenizer))
     print(f"open {index.resolve()}")
     return 0

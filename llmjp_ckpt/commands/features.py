@@ -6,10 +6,7 @@ import argparse
 
 from llmjp_ckpt import devices
 
-HELP = (
-    "Top-N activating windows for every SAE latent over the test split; "
-    "writes RUN/analysis/features.parquet and figures."
-)
+HELP = "Top-N windows of every SAE latent over the test split, labels; writes RUN/analysis/features.parquet, figures."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,12 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="features config YAML (default: configs/features.yaml fields' defaults)",
     )
-    p.add_argument(
-        "--model", default=None, help="model name or folder (default: from the SAEs' cfg.json)"
-    )
-    p.add_argument(
-        "--checkpoint-root", default=None, help="folder holding iter_XXXXXXX checkpoints"
-    )
+    p.add_argument("--model", default=None, help="model name or folder (default: from the SAEs' cfg.json)")
+    p.add_argument("--checkpoint-root", default=None, help="folder holding iter_XXXXXXX checkpoints")
     p.add_argument(
         "--tokenizer",
         default=None,
@@ -32,11 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     devices.add_arguments(p)
     p.add_argument("--force", action="store_true", help="redo the stage even if recorded done")
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow .bin/.pt model weights (unpickling runs code: trusted files only)",
-    )
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow .bin/.pt model weights (unpickling runs code: trusted files only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,16 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = FeaturesConfig.from_yaml(args.config) if args.config else FeaturesConfig()
-    overrides = {
-        k: v
-        for k, v in (
-            ("model", args.model),
-            ("checkpoint_root", args.checkpoint_root),
-            ("device", args.device),
-            ("dtype", args.dtype),
-        )
-        if v is not None
-    }
+    overrides = {k: v for k, v in (("model", args.model), ("checkpoint_root", args.checkpoint_root),
+                                   ("device", args.device), ("dtype", args.dtype)) if v is not None}
     if args.trust_pickle:
         overrides["trust_pickle"] = True
     cfg = dataclasses.replace(cfg, **overrides)

@@ -12,26 +12,16 @@ DEFAULT_TEXT = "京都は日本の古い都です。Kyoto is an old capital of J
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "source", help="registered model name (see `checkpoints`) or a local HF checkpoint folder"
-    )
-    p.add_argument(
-        "--step", type=int, default=None, help="training step (iter_XXXXXXX) of a registered model"
-    )
-    p.add_argument(
-        "--checkpoint-root", default=None, help="folder holding iter_XXXXXXX checkpoints"
-    )
+    p.add_argument("source", help="registered model name (see `checkpoints`) or a local HF checkpoint folder")
+    p.add_argument("--step", type=int, default=None, help="training step (iter_XXXXXXX) of a registered model")
+    p.add_argument("--checkpoint-root", default=None, help="folder holding iter_XXXXXXX checkpoints")
     p.add_argument("--text", default=DEFAULT_TEXT, help="text for the logit comparison")
     p.add_argument(
         "--trust-pickle",
         action="store_true",
         help="allow .bin/.pt weights (unpickling runs code: only for trusted files)",
     )
-    p.add_argument(
-        "--no-parity",
-        action="store_true",
-        help="skip loading the HF model for the logit comparison",
-    )
+    p.add_argument("--no-parity", action="store_true", help="skip loading the HF model for the logit comparison")
     from llmjp_ckpt import devices
 
     devices.add_arguments(p)
@@ -48,14 +38,8 @@ def run(args: argparse.Namespace) -> int:
     device = devices.check_device(args.device or "cpu")
     dtype = devices.torch_dtype(args.dtype or "float32")
     devices.setup(device)
-    model = load_model(
-        args.source,
-        args.step,
-        checkpoint_root=args.checkpoint_root,
-        trust_pickle=args.trust_pickle,
-        device=device,
-        dtype=dtype,
-    )
+    model = load_model(args.source, args.step, checkpoint_root=args.checkpoint_root, trust_pickle=args.trust_pickle,
+                       device=device, dtype=dtype)
     cfg = model.cfg
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {args.source}" + (f"  step {args.step}" if args.step is not None else ""))
@@ -79,15 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.source in registry():
         res = resolve(args.source, args.step, None, args.checkpoint_root)
     else:
-        res = Resolved(
-            name=str(args.source), step=args.step, local_dir=Path(model.cfg.tokenizer_name)
-        )
+        res = Resolved(name=str(args.source), step=args.step, local_dir=Path(model.cfg.tokenizer_name))
     hf = load_hf_model(res, dtype, args.trust_pickle).to(device)
     ids = model.to_tokens(args.text).to(device)
     with torch.no_grad():
         diff = (model(ids).float() - hf(ids).logits.float()).abs().max().item()
-    print(
-        f"  tokens: {ids.shape[1]} (BOS first: {ids[0, 0].item() == model.tokenizer.bos_token_id})"
-    )
+    print(f"  tokens: {ids.shape[1]} (BOS first: {ids[0, 0].item() == model.tokenizer.bos_token_id})")
     print(f"  TL vs HF logits max |diff|: {diff:.3e}")
     return 0

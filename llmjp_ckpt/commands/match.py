@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-HELP = (
-    "Match the features of two SAE folders (SAELens format) by decoder cosine; writes one CSV "
-    "row per feature of A and prints the shared fraction."
-)
+HELP = ("Match the features of two SAE folders (SAELens format) by decoder cosine; writes one CSV "
+        "row per feature of A and prints the shared fraction.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sae_a", help="SAE folder A (cfg.json, sae_weights.safetensors)")
     p.add_argument("sae_b", help="SAE folder B, same hook and d_in as A")
-    p.add_argument(
-        "--out",
-        required=True,
-        help="CSV to write: feature_a, feature_b (empty unless shared), similarity "
-        "(cosine to the assigned partner), nearest_b, nearest_similarity, mutual_nn",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="cosine at/above which a matched pair counts as shared (default 0.7)",
-    )
-    p.add_argument(
-        "--method",
-        choices=("auto", "sparse", "exact"),
-        default="auto",
-        help="sparse candidate graph + auction, dense exact Hungarian, or auto by size",
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        help="where the similarity product runs: cpu, cuda, cuda:N (default cpu)",
-    )
+    p.add_argument("--out", required=True,
+                   help="CSV to write: feature_a, feature_b (empty unless shared), similarity "
+                        "(cosine to the assigned partner), nearest_b, nearest_similarity, mutual_nn")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="cosine at/above which a matched pair counts as shared (default 0.7)")
+    p.add_argument("--method", choices=("auto", "sparse", "exact"), default="auto",
+                   help="sparse candidate graph + auction, dense exact Hungarian, or auto by size")
+    p.add_argument("--device", default="cpu",
+                   help="where the similarity product runs: cpu, cuda, cuda:N (default cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,12 +37,10 @@ def run(args: argparse.Namespace) -> int:
     result = match_decoders(a, b, cfg)
     write_matches_csv(result, args.out)
     live = int(result.alive_a.sum())
-    print(
-        f"shared: {int(result.shared.sum())} of {live} live features of A "
-        f"({result.shared_fraction:.1%}) at cosine ≥ {cfg.threshold}; "
-        f"{int(result.mutual.sum())} mutual nearest neighbours; method {result.method}; "
-        f"wrote {args.out}"
-    )
+    print(f"shared: {int(result.shared.sum())} of {live} live features of A "
+          f"({result.shared_fraction:.1%}) at cosine ≥ {cfg.threshold}; "
+          f"{int(result.mutual.sum())} mutual nearest neighbours; method {result.method}; "
+          f"wrote {args.out}")
     if live == 0 or not result.alive_b.any():
         print("note: an SAE has no live features (all dead): nothing could be matched")
     return 0

@@ -7,10 +7,7 @@ from typing import Any
 
 from llmjp_ckpt import devices
 
-HELP = (
-    "Print the activation passes a training config needs (which SAEs share one stream, split "
-    "steps), each pass's estimated peak memory and time; exit 2 if a pass cannot fit."
-)
+HELP = "The activation passes a training config needs, each with its peak memory and time; exit 2 if one cannot fit."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

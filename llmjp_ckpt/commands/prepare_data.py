@@ -9,12 +9,8 @@ HELP = "Tokenise the bilingual corpus into 65-token windows and save seeded trai
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="configs/data/<name>.yaml")
-    p.add_argument(
-        "--run", default="runs/default", help="run folder (RUN); the splits go to RUN/data/"
-    )
-    p.add_argument(
-        "--force", action="store_true", help="rebuild even when done with the same config"
-    )
+    p.add_argument("--run", default="runs/default", help="run folder (RUN); the splits go to RUN/data/")
+    p.add_argument("--force", action="store_true", help="rebuild even when done with the same config")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,36 +6,19 @@ import argparse
 
 from llmjp_ckpt import devices
 
-HELP = (
-    "Build the static HTML site (RUN/dashboards/index.html): metrics, transitions, "
-    "feature browsers, lineages, sae-dashboard pages."
-)
+HELP = "Build the offline HTML site RUN/dashboards/index.html: findings, transitions, feature browsers and catalogs."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--run", required=True, help="run folder (RUN) with saes/, features/ and analysis/"
-    )
+    p.add_argument("--run", required=True, help="run folder (RUN) with saes/, features/ and analysis/")
     p.add_argument("--config", default=None, help="configs/site.yaml (defaults when omitted)")
-    p.add_argument(
-        "--tokenizer",
-        default=None,
-        help="tokenizer folder or .model file (default: the data stage's tokenizer)",
-    )
-    p.add_argument(
-        "--no-feature-pages",
-        action="store_true",
-        help="skip the sae-dashboard pages (no model needed)",
-    )
-    p.add_argument(
-        "--force", action="store_true", help="rebuild even if the manifest says it is current"
-    )
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer folder or .model file (default: the data stage's tokenizer)")
+    p.add_argument("--no-feature-pages", action="store_true", help="skip the sae-dashboard pages (no model needed)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the manifest says it is current")
     devices.add_arguments(p)
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow .bin/.pt model weights (unpickling runs code: trusted files only)",
-    )
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow .bin/.pt model weights (unpickling runs code: trusted files only)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-HELP = (
-    "Show each stage and job of a run (done, running, failed with its log's last line, "
-    "not started) and what a relaunch would run."
-)
+HELP = ("Show each stage and job of a run (done, running, failed with its log's last line, "
+        "not started) and what a relaunch would run.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder (RUN)")
-    p.add_argument(
-        "--config",
-        default=None,
-        help="launch YAML (default: the copy the last launch left in RUN/logs/)",
-    )
+    p.add_argument("--config", default=None,
+                   help="launch YAML (default: the copy the last launch left in RUN/logs/)")
 
 
 def run(args: argparse.Namespace) -> int:

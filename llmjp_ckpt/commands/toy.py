@@ -8,28 +8,16 @@ HELP = "Generate the toy bilingual corpus, train a tiny LLM-jp-shaped model on i
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out",
-        required=True,
-        help="output folder (corpus/, tokenizer/, checkpoints/, toy.json ...)",
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="the small world the tests use (about a minute)"
-    )
+    p.add_argument("--out", required=True, help="output folder (corpus/, tokenizer/, checkpoints/, toy.json ...)")
+    p.add_argument("--quick", action="store_true", help="the small world the tests use (about a minute)")
     # A string, so that a bad value is one clear UserError line rather than argparse's usage dump.
     p.add_argument("--seed", default="0", help="non-negative integer seed (same seed, same bytes)")
-    p.add_argument(
-        "--steps",
-        default=None,
-        help="checkpoint schedule, comma-separated and strictly increasing (e.g. 10,30,100,300)",
-    )
+    p.add_argument("--steps", default=None,
+                   help="checkpoint schedule, comma-separated and strictly increasing (e.g. 10,30,100,300)")
     p.add_argument("--no-signals", action="store_true", help="skip measuring the learning signals")
     # A string, not argparse choices, so that a bad value is one UserError line (exit 2).
-    p.add_argument(
-        "--tokenizer",
-        default="sentencepiece",
-        help="sentencepiece (LLM-jp's kind, default) or byte-bpe (GPT-2 / OLMo kind)",
-    )
+    p.add_argument("--tokenizer", default="sentencepiece",
+                   help="sentencepiece (LLM-jp's kind, default) or byte-bpe (GPT-2 / OLMo kind)")
 
 
 def parse_steps(text: str | None) -> tuple[int, ...] | None:
@@ -41,9 +29,7 @@ def parse_steps(text: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(int(s) for s in text.split(","))
     except ValueError:
-        raise UserError(
-            f"--steps {text!r}: expected comma-separated integers like 10,30,100"
-        ) from None
+        raise UserError(f"--steps {text!r}: expected comma-separated integers like 10,30,100") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,25 +47,12 @@ def run(args: argparse.Namespace) -> int:
     log = Path(args.out) / "train_log.json"
     from llmjp_ckpt.config import read_json
 
-    print(
-        f"toy world in {args.out}: layer {info['layer']} ({info['hook']}), "
-        f"{info['tokenizer']} tokenizer {info['tokenizer_size']} pieces, "
-        f"model vocab {info['model_vocab_size']}"
-    )
-    keys = (
-        "parallel_acc",
-        "mismatched_acc",
-        "chance",
-        "gloss_acc",
-        "cross_gap",
-        "variant_gap",
-        "lang_gap",
-    )
+    print(f"toy world in {args.out}: layer {info['layer']} ({info['hook']}), "
+          f"{info['tokenizer']} tokenizer {info['tokenizer_size']} pieces, "
+          f"model vocab {info['model_vocab_size']}")
+    keys = ("parallel_acc", "mismatched_acc", "chance", "gloss_acc", "cross_gap", "variant_gap", "lang_gap")
     print(f"{'step':>6} {'loss':>7} " + " ".join(f"{k:>14}" for k in keys))
     for row in read_json(log)["checkpoints"]:
         sig = row.get("signals", {})
-        print(
-            f"{row['step']:>6} {row['loss']:>7.3f} "
-            + " ".join(f"{sig.get(k, float('nan')):>14.3f}" for k in keys)
-        )
+        print(f"{row['step']:>6} {row['loss']:>7.3f} " + " ".join(f"{sig.get(k, float('nan')):>14.3f}" for k in keys))
     return 0

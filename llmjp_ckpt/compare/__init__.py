@@ -9,12 +9,6 @@ from llmjp_ckpt.compare.matching import MatchConfig, MatchResult, match_decoders
 from llmjp_ckpt.compare.stage import CompareConfig, compare_run
 
 __all__ = [
-    "CompareConfig",
-    "Decoder",
-    "MatchConfig",
-    "MatchResult",
-    "compare_run",
-    "load_decoder",
-    "match_decoders",
-    "write_matches_csv",
+    "CompareConfig", "Decoder", "MatchConfig", "MatchResult", "compare_run", "load_decoder",
+    "match_decoders", "write_matches_csv",
 ]

@@ -50,9 +50,7 @@ class Decoder:
 def _hook_name(cfg: dict, path: Path) -> str:
     hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
     if not isinstance(hook, str) or not hook:
-        raise UserError(
-            f"{path}: no hook_name (top level or metadata.hook_name); expected a hook name"
-        )
+        raise UserError(f"{path}: no hook_name (top level or metadata.hook_name); expected a hook name")
     return hook
 
 
@@ -65,7 +63,6 @@ def load_decoder(folder: str | Path, require_counts: bool = True) -> Decoder:
     alive.
     """
     from llmjp_ckpt.saes import dead
-
     folder = Path(folder)
     weights, cfg_path = folder / SAE_WEIGHTS_FILENAME, folder / SAE_CFG_FILENAME
     for f in (weights, cfg_path):
@@ -85,33 +82,22 @@ def load_decoder(folder: str | Path, require_counts: bool = True) -> Decoder:
     # one cheap reduction first; the per-row count only when something is off
     n_bad = 0 if torch.isfinite(W_dec.sum()) else int((~torch.isfinite(W_dec)).any(dim=1).sum())
     if n_bad:
-        raise UserError(
-            f"{weights}: W_dec has NaN/inf values in {n_bad} of {W_dec.shape[0]} features"
-        )
+        raise UserError(f"{weights}: W_dec has NaN/inf values in {n_bad} of {W_dec.shape[0]} features")
     alive = W_dec.norm(dim=1) > 0
     if require_counts or (folder / dead.FIRING_FILE).is_file():
         fired = dead.alive_mask(folder)
         if fired.shape != (W_dec.shape[0],):
-            raise UserError(
-                f"{folder / dead.FIRING_FILE}: {fired.shape[0]} counts, expected "
-                f"d_sae={W_dec.shape[0]}"
-            )
+            raise UserError(f"{folder / dead.FIRING_FILE}: {fired.shape[0]} counts, expected "
+                            f"d_sae={W_dec.shape[0]}")
         alive &= torch.from_numpy(fired)
-    return Decoder(
-        path=folder,
-        W_dec=W_dec,
-        hook_name=hook,
-        alive=alive,
-        weights_hash=dead.weights_hash(folder),
-    )
+    return Decoder(path=folder, W_dec=W_dec, hook_name=hook, alive=alive,
+                   weights_hash=dead.weights_hash(folder))
 
 
 def check_comparable(a: Decoder, b: Decoder) -> None:
     """Raise a UserError unless ``a`` and ``b`` read the same hook with the same width."""
     if a.d_in != b.d_in:
-        raise UserError(
-            f"{b.path}: d_in={b.d_in} but {a.path} has d_in={a.d_in}; expected equal widths"
-        )
+        raise UserError(f"{b.path}: d_in={b.d_in} but {a.path} has d_in={a.d_in}; expected equal widths")
     if a.hook_name != b.hook_name:
         raise UserError(
             f"{b.path}: hook {b.hook_name!r} but {a.path} reads {a.hook_name!r}; expected the same hook"

@@ -25,12 +25,8 @@ SHARE_COLUMNS = ("language_paper", "language_script", "granularity")
 def shares_figure(per_ckpt: dict, sae_id: str) -> go.Figure:
     """The study's share-over-steps plots: one row per subset, one column per class kind."""
     subsets = list(per_ckpt)
-    fig = make_subplots(
-        rows=len(subsets),
-        cols=len(SHARE_COLUMNS),
-        shared_xaxes=True,
-        subplot_titles=[f"{c} ({s})" for s in subsets for c in SHARE_COLUMNS],
-    )
+    fig = make_subplots(rows=len(subsets), cols=len(SHARE_COLUMNS), shared_xaxes=True,
+                        subplot_titles=[f"{c} ({s})" for s in subsets for c in SHARE_COLUMNS])
     palette = px_colors.qualitative.Plotly + px_colors.qualitative.Dark2
     colour: dict[str, str] = {}
     for r, subset in enumerate(subsets, start=1):
@@ -40,26 +36,15 @@ def shares_figure(per_ckpt: dict, sae_id: str) -> go.Figure:
             for k in classes:
                 first = k not in colour
                 colour.setdefault(k, palette[len(colour) % len(palette)])
-                fig.add_trace(
-                    go.Scatter(
-                        x=[int(s) for s in steps],
-                        y=[per_ckpt[subset][s][col].get(k, 0.0) for s in steps],
-                        mode="lines+markers",
-                        name=k,
-                        legendgroup=k,
-                        showlegend=first,
-                        line={"color": colour[k]},
-                    ),
-                    row=r,
-                    col=c,
-                )
+                fig.add_trace(go.Scatter(
+                    x=[int(s) for s in steps], y=[per_ckpt[subset][s][col].get(k, 0.0) for s in steps],
+                    mode="lines+markers", name=k, legendgroup=k, showlegend=first,
+                    line={"color": colour[k]},
+                ), row=r, col=c)
     fig.update_xaxes(type="log", title_text="training step")
     fig.update_yaxes(range=[0, 1])
-    fig.update_layout(
-        title=f"Class shares over training steps — {html.escape(sae_id)}",
-        height=320 * len(subsets),
-        width=1200,
-    )
+    fig.update_layout(title=f"Class shares over training steps — {html.escape(sae_id)}",
+                      height=320 * len(subsets), width=1200)
     return fig
 
 
@@ -77,53 +62,30 @@ def sankey_figure(flows: list[dict], column: str, sae_id: str) -> go.Figure:
             src.append(node(f"{a} @{f['from']}"))
             dst.append(node(f"{b} @{f['to']}"))
             val.append(n)
-    fig = go.Figure(
-        go.Sankey(
-            node={"label": list(nodes), "pad": 12},
-            link={"source": src, "target": dst, "value": val},
-        )
-    )
-    fig.update_layout(
-        title=f"{column} flows of shared features — {html.escape(sae_id)}", width=1100, height=600
-    )
+    fig = go.Figure(go.Sankey(node={"label": list(nodes), "pad": 12},
+                              link={"source": src, "target": dst, "value": val}))
+    fig.update_layout(title=f"{column} flows of shared features — {html.escape(sae_id)}",
+                      width=1100, height=600)
     return fig
 
 
-def similarity_histogram(
-    similarities: dict[str, list[float]], threshold: float, sae_id: str
-) -> go.Figure:
+def similarity_histogram(similarities: dict[str, list[float]], threshold: float, sae_id: str) -> go.Figure:
     """Histogram of matched pairs' cosine, one trace per checkpoint pair."""
     fig = go.Figure()
     for name, sims in similarities.items():
-        fig.add_trace(
-            go.Histogram(
-                x=sims, name=name, opacity=0.6, xbins={"start": -1, "end": 1, "size": 0.02}
-            )
-        )
+        fig.add_trace(go.Histogram(x=sims, name=name, opacity=0.6, xbins={"start": -1, "end": 1, "size": 0.02}))
     fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"shared ≥ {threshold}")
-    fig.update_layout(
-        barmode="overlay",
-        title=f"Match similarity — {html.escape(sae_id)}",
-        xaxis_title="cosine of decoder directions",
-        yaxis_title="matched pairs",
-        width=900,
-        height=500,
-    )
+    fig.update_layout(barmode="overlay", title=f"Match similarity — {html.escape(sae_id)}",
+                      xaxis_title="cosine of decoder directions", yaxis_title="matched pairs",
+                      width=900, height=500)
     return fig
 
 
 def mix_origins_figure(origins: list[dict], sae_id: str) -> go.Figure:
     """Stacked shares of where each later checkpoint's mix features came from."""
     names = [f"{o['from']} → {o['to']} (n={o['n_mix']})" for o in origins]
-    fig = go.Figure(
-        [go.Bar(x=names, y=[o["shares"][k] for o in origins], name=k) for k in MIX_ORIGINS]
-    )
-    fig.update_layout(
-        barmode="stack",
-        yaxis_title="share of mix features",
-        yaxis_range=[0, 1],
-        title=f"Origins of bilingual (mix) features — {html.escape(sae_id)}",
-        width=900,
-        height=500,
-    )
+    fig = go.Figure([go.Bar(x=names, y=[o["shares"][k] for o in origins], name=k) for k in MIX_ORIGINS])
+    fig.update_layout(barmode="stack", yaxis_title="share of mix features", yaxis_range=[0, 1],
+                      title=f"Origins of bilingual (mix) features — {html.escape(sae_id)}",
+                      width=900, height=500)
     return fig

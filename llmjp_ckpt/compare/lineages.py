@@ -27,18 +27,13 @@ def related_edges(match: MatchResult, threshold: float) -> tuple[np.ndarray, np.
     a, b, s = match.edges
     keep = s >= threshold
     sa = np.flatnonzero(match.shared)
-    pairs = np.unique(
-        np.stack(
-            [np.concatenate([a[keep], sa]), np.concatenate([b[keep], match.partner[sa]])], axis=1
-        ),
-        axis=0,
-    )
+    pairs = np.unique(np.stack([np.concatenate([a[keep], sa]),
+                                np.concatenate([b[keep], match.partner[sa]])], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]
 
 
-def chains(
-    steps: Sequence[int], decoders: Sequence[Decoder], matches: Sequence[MatchResult]
-) -> pd.DataFrame:
+def chains(steps: Sequence[int], decoders: Sequence[Decoder],
+           matches: Sequence[MatchResult]) -> pd.DataFrame:
     """Long table: one row per (chain, checkpoint) with the feature and its drift to final form."""
     T = len(steps)
     ids: list[np.ndarray] = []
@@ -54,12 +49,8 @@ def chains(
         cid[new] = np.arange(next_id, next_id + int(new.sum()))
         next_id += int(new.sum())
         ids.append(cid)
-    rows = [
-        pd.DataFrame(
-            {"chain": c[c >= 0], "checkpoint": steps[t], "feature": np.flatnonzero(c >= 0)}
-        )
-        for t, c in enumerate(ids)
-    ]
+    rows = [pd.DataFrame({"chain": c[c >= 0], "checkpoint": steps[t], "feature": np.flatnonzero(c >= 0)})
+            for t, c in enumerate(ids)]
     df = pd.concat(rows, ignore_index=True)
     # drift: cosine of each member to the chain's member at the final checkpoint
     last = ids[-1]
@@ -112,9 +103,8 @@ def index_aligned_drift(decoders: Sequence[Decoder]) -> list[dict]:
     return out
 
 
-def mix_origins(
-    match: MatchResult, threshold: float, labels_a: Mapping[int, str], labels_b: Mapping[int, str]
-) -> dict:
+def mix_origins(match: MatchResult, threshold: float, labels_a: Mapping[int, str],
+                labels_b: Mapping[int, str]) -> dict:
     """For every ``mix`` feature of B: where it came from among A's features.
 
     ``merge_ja_en``: related to a Japanese *and* an English earlier feature; ``from_mix``: to a
@@ -141,8 +131,5 @@ def mix_origins(
         else:
             counts["from_unlabelled"] += 1
     n = sum(counts.values())
-    return {
-        "n_mix": n,
-        "counts": counts,
-        "shares": {k: (v / n if n else 0.0) for k, v in counts.items()},
-    }
+    return {"n_mix": n, "counts": counts,
+            "shares": {k: (v / n if n else 0.0) for k, v in counts.items()}}

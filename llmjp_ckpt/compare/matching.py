@@ -219,9 +219,7 @@ def _dedupe(rows, cols, sims, n_b: int):
     return rows[first], cols[first], sims[first]
 
 
-def match_unit(
-    A: torch.Tensor, B: torch.Tensor, cfg: MatchConfig, method: str | None = None
-) -> dict:
+def match_unit(A: torch.Tensor, B: torch.Tensor, cfg: MatchConfig, method: str | None = None) -> dict:
     """Match unit-norm rows of ``A`` to those of ``B`` (all rows live); indices are local."""
     n_a, n_b = A.shape[0], B.shape[0]
     method = method or cfg.method
@@ -268,11 +266,8 @@ def match_unit(
         similarity[m] = sims[order[pos]]
     mutual = nearest_sim >= colmax[nearest] - 1e-6
     return {
-        "partner": partner,
-        "similarity": similarity,
-        "nearest": nearest.astype(np.int64),
-        "nearest_similarity": nearest_sim.astype(np.float32),
-        "mutual": mutual,
+        "partner": partner, "similarity": similarity, "nearest": nearest.astype(np.int64),
+        "nearest_similarity": nearest_sim.astype(np.float32), "mutual": mutual,
         "edges": (rows.astype(np.int64), cols.astype(np.int64), sims.astype(np.float32)),
         "method": method,
     }
@@ -294,18 +289,8 @@ def match_decoders(a: Decoder, b: Decoder, cfg: MatchConfig | None = None) -> Ma
     if la.size == 0 or lb.size == 0:
         which = a.path if la.size == 0 else b.path
         log.warning("%s: no live features (all dead); nothing matched", which)
-        return MatchResult(
-            partner,
-            similarity,
-            nearest,
-            nearest_sim,
-            mutual,
-            empty,
-            alive_a,
-            alive_b,
-            cfg.threshold,
-            "none",
-        )
+        return MatchResult(partner, similarity, nearest, nearest_sim, mutual, empty,
+                           alive_a, alive_b, cfg.threshold, "none")
     Ua, Ub = a.unit(), b.unit()
     if la.size < n_a:
         Ua = Ua[la].contiguous()
@@ -319,18 +304,8 @@ def match_decoders(a: Decoder, b: Decoder, cfg: MatchConfig | None = None) -> Ma
     nearest_sim[la] = r["nearest_similarity"]
     mutual[la] = r["mutual"]
     er, ec, es = r["edges"]
-    return MatchResult(
-        partner,
-        similarity,
-        nearest,
-        nearest_sim,
-        mutual,
-        (la[er], lb[ec], es),
-        alive_a,
-        alive_b,
-        cfg.threshold,
-        r["method"],
-    )
+    return MatchResult(partner, similarity, nearest, nearest_sim, mutual, (la[er], lb[ec], es),
+                       alive_a, alive_b, cfg.threshold, r["method"])
 
 
 def write_matches_csv(result: MatchResult, path) -> None:
@@ -349,8 +324,6 @@ def write_matches_csv(result: MatchResult, path) -> None:
     for a in range(result.n_a):
         fb = str(int(result.partner[a])) if shared[a] else ""
         nb = str(int(result.nearest[a])) if result.nearest[a] >= 0 else ""
-        buf.write(
-            f"{a},{fb},{num(result.similarity[a])},{nb},{num(result.nearest_similarity[a])},"
-            f"{int(bool(result.mutual[a]))}\n"
-        )
+        buf.write(f"{a},{fb},{num(result.similarity[a])},{nb},{num(result.nearest_similarity[a])},"
+                  f"{int(bool(result.mutual[a]))}\n")
     atomic.write_text(path, buf.getvalue())

@@ -59,12 +59,8 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def seed_baseline(
-    series: dict[str, list[tuple[int, Path]]],
-    families: dict[str, Any],
-    cfg: MatchConfig,
-    matches_dir: Path | None = None,
-) -> dict[str, Any]:
+def seed_baseline(series: dict[str, list[tuple[int, Path]]], families: dict[str, Any],
+                  cfg: MatchConfig, matches_dir: Path | None = None) -> dict[str, Any]:
     """Per seed group: the cross-seed shared fraction per checkpoint and every cross-checkpoint
     pair of the group's families beside it (also written into those pairs as
     ``seed_baseline`` / ``shared_fraction_ratio``)."""
@@ -105,64 +101,27 @@ def seed_baseline(
                 ratio = (sf / b) if (b and sf is not None) else None
                 p["seed_baseline"] = b
                 p["shared_fraction_ratio"] = ratio
-                pairs.append(
-                    {
-                        "sae_id": sae_id,
-                        "from": p["from"],
-                        "to": p["to"],
-                        "shared_fraction": sf,
-                        "baseline_from": base.get(p["from"]),
-                        "baseline_to": base.get(p["to"]),
-                        "baseline": b,
-                        "ratio": ratio,
-                    }
-                )
-        out[group] = {
-            "reference_seed": ref,
-            "seeds": list(by_seed),
-            "threshold": cfg.threshold,
-            "per_checkpoint": rows,
-            "cross_checkpoint": pairs,
-        }
+                pairs.append({"sae_id": sae_id, "from": p["from"], "to": p["to"],
+                              "shared_fraction": sf, "baseline_from": base.get(p["from"]),
+                              "baseline_to": base.get(p["to"]), "baseline": b, "ratio": ratio})
+        out[group] = {"reference_seed": ref, "seeds": list(by_seed), "threshold": cfg.threshold,
+                      "per_checkpoint": rows, "cross_checkpoint": pairs}
     return out
 
 
 def baseline_figure(group: str, entry: dict[str, Any]) -> go.Figure:
     """Cross-checkpoint shared fraction (at each pair's later step) over the cross-seed band."""
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        shared_xaxes=True,
-        row_heights=[0.65, 0.35],
-        subplot_titles=("shared fraction", "cross-checkpoint / cross-seed"),
-    )
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
+                        subplot_titles=("shared fraction", "cross-checkpoint / cross-seed"))
     rows = entry["per_checkpoint"]
     x = [r["checkpoint"] for r in rows]
     band = [r["max"] for r in rows] + [r["min"] for r in rows][::-1]
-    fig.add_trace(
-        go.Scatter(
-            x=x + x[::-1],
-            y=band,
-            fill="toself",
-            line={"width": 0},
-            fillcolor="rgba(128,128,128,0.25)",
-            name="cross-seed range",
-            hoverinfo="skip",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=[r["cross_seed_shared_fraction"] for r in rows],
-            mode="lines+markers",
-            line={"dash": "dash", "color": "grey"},
-            name="cross-seed (same checkpoint)",
-        ),
-        row=1,
-        col=1,
-    )
+    fig.add_trace(go.Scatter(x=x + x[::-1], y=band, fill="toself", line={"width": 0},
+                             fillcolor="rgba(128,128,128,0.25)", name="cross-seed range",
+                             hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=[r["cross_seed_shared_fraction"] for r in rows],
+                             mode="lines+markers", line={"dash": "dash", "color": "grey"},
+                             name="cross-seed (same checkpoint)"), row=1, col=1)
     by_id: dict[str, list[dict[str, Any]]] = {}
     for p in entry["cross_checkpoint"]:
         by_id.setdefault(p["sae_id"], []).append(p)
@@ -170,35 +129,15 @@ def baseline_figure(group: str, entry: dict[str, Any]) -> go.Figure:
     for n, (sae_id, ps) in enumerate(by_id.items()):
         colour = {"color": palette[n % len(palette)]}
         text = [f"{p['from']} → {p['to']}" for p in ps]
-        fig.add_trace(
-            go.Scatter(
-                x=[p["to"] for p in ps],
-                y=[p["shared_fraction"] for p in ps],
-                text=text,
-                mode="lines+markers",
-                line=colour,
-                name=f"cross-checkpoint {html.escape(sae_id)}",
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[p["to"] for p in ps],
-                y=[p["ratio"] for p in ps],
-                text=text,
-                mode="lines+markers",
-                showlegend=False,
-                line=colour,
-                name=f"ratio {html.escape(sae_id)}",
-            ),
-            row=2,
-            col=1,
-        )
+        fig.add_trace(go.Scatter(x=[p["to"] for p in ps], y=[p["shared_fraction"] for p in ps],
+                                 text=text, mode="lines+markers", line=colour,
+                                 name=f"cross-checkpoint {html.escape(sae_id)}"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=[p["to"] for p in ps], y=[p["ratio"] for p in ps], text=text,
+                                 mode="lines+markers", showlegend=False, line=colour,
+                                 name=f"ratio {html.escape(sae_id)}"), row=2, col=1)
     fig.add_hline(y=1.0, line_dash="dot", row=2, col=1)
-    fig.update_xaxes(
-        type="log", title_text="training step (a pair at its later step)", row=2, col=1
-    )
+    fig.update_xaxes(type="log", title_text="training step (a pair at its later step)",
+                     row=2, col=1)
     fig.update_xaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=1)
     title = f"Seed baseline (cosine ≥ {entry['threshold']}) — {html.escape(group)}"
@@ -208,8 +147,5 @@ def baseline_figure(group: str, entry: dict[str, Any]) -> go.Figure:
 
 def figures(baseline: dict[str, Any]) -> dict[str, go.Figure]:
     """One ``seed_baseline_<group>`` figure per seed group."""
-    return {
-        f"seed_baseline_{re.sub(r'[^A-Za-z0-9_.-]+', '_', g)}": baseline_figure(g, e)
-        for g, e in baseline.items()
-        if e["per_checkpoint"]
-    }
+    return {f"seed_baseline_{re.sub(r'[^A-Za-z0-9_.-]+', '_', g)}": baseline_figure(g, e)
+            for g, e in baseline.items() if e["per_checkpoint"]}

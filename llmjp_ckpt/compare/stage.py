@@ -41,9 +41,7 @@ class CompareConfig:
     """Settings of the compare stage (configs/compare.yaml)."""
 
     match: MatchConfig = field(default_factory=MatchConfig)
-    related_threshold: float = (
-        0.5  # cosine at/above which features count as related (splits, merges, mix origins)
-    )
+    related_threshold: float = 0.5  # cosine at/above which features count as related (splits, merges, mix origins)
     language_column: str = "language_paper"  # which language label the mix-origin analysis uses
     png: bool = True  # also export PNG figures (skipped with a log line when no browser)
 
@@ -51,14 +49,10 @@ class CompareConfig:
         if isinstance(self.match, dict):
             self.match = config.build(MatchConfig, self.match, "compare config: match")
         if self.language_column not in tr.LANGUAGE_COLUMNS:
-            raise UserError(
-                f"compare language_column={self.language_column!r}; "
-                f"expected one of {tr.LANGUAGE_COLUMNS}"
-            )
+            raise UserError(f"compare language_column={self.language_column!r}; "
+                            f"expected one of {tr.LANGUAGE_COLUMNS}")
         if not -1.0 <= self.related_threshold <= 1.0:
-            raise UserError(
-                f"compare related_threshold={self.related_threshold}; expected a cosine"
-            )
+            raise UserError(f"compare related_threshold={self.related_threshold}; expected a cosine")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CompareConfig:
@@ -84,15 +78,11 @@ def _check_rows_current(rows, want: str, folder: Path) -> None:
         return  # a table from before the column: nothing to check against
     have = sorted({str(h) for h in rows["sae_weights_hash"].dropna()} - {want})
     if have:
-        raise UserError(
-            f"features.parquet: rows of {folder} have sae_weights_hash {have[0]} but "
-            f"the SAE has {want}; expected current rows (rerun `llmjp-ckpt features`)"
-        )
+        raise UserError(f"features.parquet: rows of {folder} have sae_weights_hash {have[0]} but "
+                        f"the SAE has {want}; expected current rows (rerun `llmjp-ckpt features`)")
 
 
-def _family(
-    run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg: CompareConfig
-) -> dict:
+def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg: CompareConfig) -> dict:
     """Everything for one SAE family across its checkpoints; returns its JSON part and figures."""
     steps = [s for s, _ in series]
     fam_df = df[df["sae_id"] == sae_id]
@@ -100,13 +90,11 @@ def _family(
     for (step, folder), d in zip(series, decoders):
         _check_rows_current(fam_df[fam_df["checkpoint"] == step], d.weights_hash, folder)
     alive = {s: d.alive.numpy() for s, d in zip(steps, decoders)}
-    out: dict[str, Any] = {
-        "checkpoints": steps,
-        "per_checkpoint": tr.per_checkpoint(fam_df, alive),
-        "pairs": [],
-        "dead_latents": {str(s): int((~a).sum()) for s, a in alive.items()},
-        "sae_weights_hash": {str(s): d.weights_hash for s, d in zip(steps, decoders)},
-    }
+    out: dict[str, Any] = {"checkpoints": steps, "per_checkpoint": tr.per_checkpoint(fam_df, alive),
+                           "pairs": [],
+                           "dead_latents": {str(s): int((~a).sum()) for s, a in alive.items()},
+                           "sae_weights_hash": {str(s): d.weights_hash
+                                                for s, d in zip(steps, decoders)}}
     if len(steps) < 2:
         out["note"] = f"only one checkpoint (step {steps[0]}): nothing to compare"
         return out
@@ -118,35 +106,22 @@ def _family(
         log.info("%s: matching step %d → %d", sae_id, a, b)
         m = match_decoders(decoders[t], decoders[t + 1], cfg.match)
         matches.append(m)
-        write_matches_csv(
-            m, run.path("analysis", "matches", sae_id, f"{step_dir(a)}__{step_dir(b)}.csv")
-        )
+        write_matches_csv(m, run.path("analysis", "matches", sae_id, f"{step_dir(a)}__{step_dir(b)}.csv"))
         shared = np.flatnonzero(m.shared)
         pairs = np.stack([shared, m.partner[shared]], axis=1)
         sims = m.similarity[m.partner >= 0]
-        out["pairs"].append(
-            {
-                "from": a,
-                "to": b,
-                "method": m.method,
-                "sae_weights_hash": {
-                    "from": decoders[t].weights_hash,
-                    "to": decoders[t + 1].weights_hash,
-                },
-                **lin.pair_events(m, cfg.related_threshold),
-                "mean_similarity": float(np.mean(sims)) if sims.size else None,
-                "similarities": [round(float(x), 4) for x in sims],
-                "flows": tr.flows(
-                    fam_df[fam_df["checkpoint"] == a], fam_df[fam_df["checkpoint"] == b], pairs
-                ),
-                "mix_origins": lin.mix_origins(
-                    m,
-                    cfg.related_threshold,
-                    _labels(df, sae_id, a, cfg.language_column),
-                    _labels(df, sae_id, b, cfg.language_column),
-                ),
-            }
-        )
+        out["pairs"].append({
+            "from": a, "to": b, "method": m.method,
+            "sae_weights_hash": {"from": decoders[t].weights_hash,
+                                 "to": decoders[t + 1].weights_hash},
+            **lin.pair_events(m, cfg.related_threshold),
+            "mean_similarity": float(np.mean(sims)) if sims.size else None,
+            "similarities": [round(float(x), 4) for x in sims],
+            "flows": tr.flows(fam_df[fam_df["checkpoint"] == a], fam_df[fam_df["checkpoint"] == b], pairs),
+            "mix_origins": lin.mix_origins(m, cfg.related_threshold,
+                                           _labels(df, sae_id, a, cfg.language_column),
+                                           _labels(df, sae_id, b, cfg.language_column)),
+        })
     chains = lin.chains(steps, decoders, matches)
     buf = io.BytesIO()
     chains.to_parquet(buf, index=False)
@@ -160,9 +135,7 @@ def _family(
             str(s): (None if g.dropna().empty else float(g.median()))
             for s, g in chains.groupby("checkpoint")["drift_to_final"]
         },
-        "index_aligned_drift": {
-            str(s): d for s, d in zip(steps, lin.index_aligned_drift(decoders))
-        },
+        "index_aligned_drift": {str(s): d for s, d in zip(steps, lin.index_aligned_drift(decoders))},
     }
     return out
 
@@ -175,19 +148,13 @@ def _figures(sae_id: str, fam: dict, cfg: CompareConfig) -> dict:
         for col in (cfg.language_column, "granularity"):
             out[f"sankey_{col}_{safe}"] = figs.sankey_figure(flows, col, sae_id)
         out[f"match_similarity_{safe}"] = figs.similarity_histogram(
-            {f"{p['from']}→{p['to']}": p["similarities"] for p in fam["pairs"]},
-            cfg.match.threshold,
-            sae_id,
-        )
+            {f"{p['from']}→{p['to']}": p["similarities"] for p in fam["pairs"]}, cfg.match.threshold, sae_id)
         out[f"mix_origins_{safe}"] = figs.mix_origins_figure(
-            [{"from": p["from"], "to": p["to"], **p["mix_origins"]} for p in fam["pairs"]], sae_id
-        )
+            [{"from": p["from"], "to": p["to"], **p["mix_origins"]} for p in fam["pairs"]], sae_id)
     return out
 
 
-def compare_run(
-    run_dir: str | Path, config: CompareConfig | None = None, force: bool = False
-) -> dict:
+def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force: bool = False) -> dict:
     """Run the compare stage on ``run_dir``; returns the content of ``transitions.json``."""
     cfg = config or CompareConfig()
     check_device(cfg.match.device, "compare config: match.device")  # before anything is written
@@ -198,27 +165,19 @@ def compare_run(
     st = feats_path.stat()
     # the SAEs' weight hashes: a retrained SAE (same id) reruns the matching
     hashes = {f"{step_dir(s)}/{k}": weights_hash(p) for k, v in series.items() for s, p in v}
-    stage_cfg = {
-        **without_runtime(dataclasses.asdict(cfg)),  # the match device: not hashed
-        "inputs": {k: [s for s, _ in v] for k, v in series.items()},
-        "sae_weights_hashes": hashes,
-        "features_parquet": {"size": st.st_size, "mtime_ns": st.st_mtime_ns},
-    }
+    stage_cfg = {**without_runtime(dataclasses.asdict(cfg)),  # the match device: not hashed
+                 "inputs": {k: [s for s, _ in v] for k, v in series.items()},
+                 "sae_weights_hashes": hashes,
+                 "features_parquet": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}
     out_path = run.path("analysis", "transitions.json")
     all_steps = sorted({s for v in series.values() for s, _ in v})
-    with run.stage(
-        STAGE, stage_cfg, force=force, outputs=[out_path], checkpoints=all_steps
-    ) as stage:
+    with run.stage(STAGE, stage_cfg, force=force, outputs=[out_path], checkpoints=all_steps) as stage:
         if stage.skipped:
             return {**read_json(out_path), "skipped": True}
-        result: dict[str, Any] = {
-            "threshold": cfg.match.threshold,
-            "related_threshold": cfg.related_threshold,
-            "language_column": cfg.language_column,
-            "families": {},
-            "notes": [],
-            "figures": {},
-        }
+        result: dict[str, Any] = {"threshold": cfg.match.threshold,
+                                  "related_threshold": cfg.related_threshold,
+                                  "language_column": cfg.language_column,
+                                  "families": {}, "notes": [], "figures": {}}
         fig_objs = {}
         for sae_id, ser in series.items():
             fam = _family(run, sae_id, ser, df, cfg)
@@ -227,13 +186,10 @@ def compare_run(
                 result["notes"].append(f"{sae_id}: {fam['note']}")
             fig_objs.update(_figures(sae_id, fam, cfg))
         # the seed baseline (saes.seeds twins): cross-seed shared fraction beside each pair's
-        result["seed_baseline"] = seeds.seed_baseline(
-            series, result["families"], cfg.match, run.path("analysis", "matches", "seeds")
-        )
+        result["seed_baseline"] = seeds.seed_baseline(series, result["families"], cfg.match,
+                                                      run.path("analysis", "matches", "seeds"))
         fig_objs.update(seeds.figures(result["seed_baseline"]))
-        result["figures"] = figs.write_figures(
-            fig_objs, run.path("analysis", "figures"), png=cfg.png
-        )
+        result["figures"] = figs.write_figures(fig_objs, run.path("analysis", "figures"), png=cfg.png)
         lineages = {k: v.get("lineages") for k, v in result["families"].items()}
         atomic.write_json(run.path("analysis", "lineages.json"), lineages)
         atomic.write_json(out_path, result)

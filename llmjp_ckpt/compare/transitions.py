@@ -40,10 +40,8 @@ def load_features(path) -> pd.DataFrame:
     dup = df.duplicated(["checkpoint", "sae_id", "feature"])
     if dup.any():
         r = df[dup].iloc[0]
-        raise UserError(
-            f"{path}: feature {r['feature']} of {r['sae_id']} at step {r['checkpoint']} "
-            "appears twice; expected one row per (checkpoint, sae_id, feature)"
-        )
+        raise UserError(f"{path}: feature {r['feature']} of {r['sae_id']} at step {r['checkpoint']} "
+                         "appears twice; expected one row per (checkpoint, sae_id, feature)")
     df = df.copy()
     df["checkpoint"] = df["checkpoint"].astype(np.int64)
     df["feature"] = df["feature"].astype(np.int64)
@@ -68,9 +66,7 @@ def crosstab(df: pd.DataFrame, language: str = "language_paper") -> dict[str, di
     if df.empty:
         return {}
     ct = pd.crosstab(_labels(df, language), _labels(df, "granularity"))
-    return {
-        str(r): {str(c): int(ct.loc[r, c]) for c in ct.columns if ct.loc[r, c]} for r in ct.index
-    }
+    return {str(r): {str(c): int(ct.loc[r, c]) for c in ct.columns if ct.loc[r, c]} for r in ct.index}
 
 
 def alive_rows(df: pd.DataFrame, alive: dict[int, np.ndarray]) -> pd.Series:

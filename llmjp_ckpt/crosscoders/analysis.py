@@ -36,9 +36,7 @@ def relative_norms(norms: np.ndarray) -> np.ndarray:
     return np.divide(norms, top, out=np.zeros_like(norms), where=top > 0)
 
 
-def classify(
-    norms: np.ndarray, present: float, absent: float
-) -> tuple[list[str], list[int | None]]:
+def classify(norms: np.ndarray, present: float, absent: float) -> tuple[list[str], list[int | None]]:
     """Class and birth index (first checkpoint where present) of every latent."""
     rel = relative_norms(norms)
     classes, born = [], []
@@ -74,28 +72,16 @@ def summarise(norms: np.ndarray, steps: list[int], present: float, absent: float
     for c, b in zip(classes, born):
         if c != "other" and b is not None:
             births[str(steps[b])] += 1
-    pairs = {
-        f"{steps[i]}->{steps[i + 1]}": pair_relative(norms, i, i + 1) for i in range(len(steps) - 1)
-    }
-    return {
-        "steps": steps,
-        "n_latents": int(norms.shape[0]),
-        "classes": {c: classes.count(c) for c in CLASSES},
-        "births": births,
-        "pairs": pairs,
-        "present": present,
-        "absent": absent,
-    }
+    pairs = {f"{steps[i]}->{steps[i + 1]}": pair_relative(norms, i, i + 1)
+             for i in range(len(steps) - 1)}
+    return {"steps": steps, "n_latents": int(norms.shape[0]),
+            "classes": {c: classes.count(c) for c in CLASSES}, "births": births,
+            "pairs": pairs, "present": present, "absent": absent}
 
 
-def lineage_agreement(
-    norms: np.ndarray,
-    W_dec: torch.Tensor,
-    steps: list[int],
-    lineages: Any,
-    sae_decoders: dict[int, torch.Tensor],
-    present: float,
-) -> dict[str, Any]:
+def lineage_agreement(norms: np.ndarray, W_dec: torch.Tensor, steps: list[int],
+                      lineages: Any, sae_decoders: dict[int, torch.Tensor],
+                      present: float) -> dict[str, Any]:
     """For chains born after the first checkpoint: does the nearest crosscoder latent rise there?
 
     ``lineages`` has columns chain, checkpoint, feature; ``sae_decoders[step]`` is that step's SAE
@@ -117,11 +103,8 @@ def lineage_agreement(
         best = int(cos.argmax())
         total += 1
         agree += int(rel[best, i] >= present and rel[best, i - 1] < present)
-    return {
-        "chains_born_later": total,
-        "nearest_latent_rises": agree,
-        "fraction": agree / total if total else None,
-    }
+    return {"chains_born_later": total, "nearest_latent_rises": agree,
+            "fraction": agree / total if total else None}
 
 
 def figures(summary: dict[str, Any], norms: np.ndarray) -> dict[str, Any]:
@@ -131,38 +114,22 @@ def figures(summary: dict[str, Any], norms: np.ndarray) -> dict[str, Any]:
     steps = [str(s) for s in summary["steps"]]
     out: dict[str, Any] = {}
     fig = go.Figure(go.Bar(x=list(summary["births"]), y=list(summary["births"].values())))
-    fig.update_layout(
-        title="Crosscoder: latents first present at each checkpoint",
-        xaxis_title="checkpoint",
-        yaxis_title="latents",
-        xaxis_type="category",
-    )
+    fig.update_layout(title="Crosscoder: latents first present at each checkpoint",
+                      xaxis_title="checkpoint", yaxis_title="latents", xaxis_type="category")
     out["crosscoder_births"] = fig
     rel = relative_norms(norms)
-    fig = go.Figure(
-        go.Heatmap(
-            z=rel[np.argsort(np.argmax(rel >= summary["present"], axis=1))],
-            x=steps,
-            colorscale="Viridis",
-            zmin=0,
-            zmax=1,
-        )
-    )
-    fig.update_layout(
-        title="Crosscoder: each latent's decoder norm per checkpoint (of its max)",
-        xaxis_title="checkpoint",
-        yaxis_title="latent (sorted by birth)",
-        xaxis_type="category",
-    )
+    fig = go.Figure(go.Heatmap(z=rel[np.argsort(np.argmax(rel >= summary["present"], axis=1))],
+                               x=steps, colorscale="Viridis", zmin=0, zmax=1))
+    fig.update_layout(title="Crosscoder: each latent's decoder norm per checkpoint (of its max)",
+                      xaxis_title="checkpoint", yaxis_title="latent (sorted by birth)",
+                      xaxis_type="category")
     out["crosscoder_norms"] = fig
     fig = go.Figure()
     for pair, h in summary["pairs"].items():
         centres = [(a + b) / 2 for a, b in zip(h["edges"][:-1], h["edges"][1:])]
         fig.add_trace(go.Scatter(x=centres, y=h["counts"], mode="lines+markers", name=pair))
-    fig.update_layout(
-        title="Relative decoder norm n_b / (n_a + n_b) per checkpoint pair",
-        xaxis_title="relative norm (0: only the earlier, 1: only the later)",
-        yaxis_title="latents",
-    )
+    fig.update_layout(title="Relative decoder norm n_b / (n_a + n_b) per checkpoint pair",
+                      xaxis_title="relative norm (0: only the earlier, 1: only the later)",
+                      yaxis_title="latents")
     out["crosscoder_pairs"] = fig
     return out

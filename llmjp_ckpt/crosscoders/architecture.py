@@ -47,42 +47,58 @@ def _check_blocks(d_in: int, n_blocks: int, names: list[str]) -> None:
         raise ValueError(f"crosscoder: {len(names)} block_names for {n_blocks} blocks")
 
 
+class _BlockNormRanking:
+    """What both classes change in SAELens' TopK: the decoder norm is the block-norm sum."""
+
+    cfg: CrosscoderSAEConfig | CrosscoderTrainingSAEConfig
+    W_dec: torch.nn.Parameter
+
+    def get_W_dec_norm(self) -> torch.Tensor:
+        # The one norm SAELens uses for ranking and for folding on save.
+        return block_norm_sum(self.W_dec, self.cfg.n_blocks)
+
+    def _pre_and_acts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sae_in = self.process_sae_in(x)  # type: ignore[attr-defined]
+        hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)  # type: ignore[attr-defined]
+        if self.cfg.rescale_acts_by_decoder_norm:
+            hidden_pre = hidden_pre * self.get_W_dec_norm()
+        return self.hook_sae_acts_post(self.activation_fn(hidden_pre)), hidden_pre  # type: ignore[attr-defined]
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        if self.cfg.rescale_acts_by_decoder_norm:
+            feature_acts = feature_acts / self.get_W_dec_norm()
+        out = self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)  # type: ignore[attr-defined]
+        return self.reshape_fn_out(self.run_time_activation_norm_fn_out(out), self.d_head)  # type: ignore[attr-defined]
+
+
 @dataclass
-class CrosscoderSAEConfig(TopKSAEConfig):
-    """Inference config: ``d_in = n_blocks x block size``; ``block_names`` label the blocks."""
+class _BlockFields:
+    """The fields both configs add: how many checkpoint blocks ``d_in`` holds, and their names."""
 
     n_blocks: int = 1
     block_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_blocks(self.d_in, self.n_blocks, self.block_names)
+        super().__post_init__()  # type: ignore[misc]  # SAELens' own config checks
+        _check_blocks(self.d_in, self.n_blocks, self.block_names)  # type: ignore[attr-defined]
 
     @classmethod
     def architecture(cls) -> str:
         return ARCHITECTURE
 
 
-class CrosscoderSAE(TopKSAE):
+@dataclass
+class CrosscoderSAEConfig(_BlockFields, TopKSAEConfig):
+    """Inference config: ``d_in = n_blocks x block size``; ``block_names`` label the blocks."""
+
+
+class CrosscoderSAE(_BlockNormRanking, TopKSAE):
     """Inference crosscoder: TopK ranked by activation x block-norm sum."""
 
     cfg: CrosscoderSAEConfig  # type: ignore[assignment]
 
-    def get_W_dec_norm(self) -> torch.Tensor:
-        return block_norm_sum(self.W_dec, self.cfg.n_blocks)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        sae_in = self.process_sae_in(x)
-        hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)
-        if self.cfg.rescale_acts_by_decoder_norm:
-            hidden_pre = hidden_pre * self.get_W_dec_norm()
-        return self.hook_sae_acts_post(self.activation_fn(hidden_pre))
-
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        if self.cfg.rescale_acts_by_decoder_norm:
-            feature_acts = feature_acts / self.get_W_dec_norm()
-        out = self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)
-        return self.reshape_fn_out(self.run_time_activation_norm_fn_out(out), self.d_head)
+        return self._pre_and_acts(x)[0]
 
     def decoder_norms(self) -> torch.Tensor:
         """``[d_sae, n_blocks]``: each latent's decoder norm at each checkpoint."""
@@ -90,42 +106,17 @@ class CrosscoderSAE(TopKSAE):
 
 
 @dataclass
-class CrosscoderTrainingSAEConfig(TopKTrainingSAEConfig):
+class CrosscoderTrainingSAEConfig(_BlockFields, TopKTrainingSAEConfig):
     """Training config of :class:`CrosscoderTrainingSAE`."""
 
-    n_blocks: int = 1
-    block_names: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_blocks(self.d_in, self.n_blocks, self.block_names)
-
-    @classmethod
-    def architecture(cls) -> str:
-        return ARCHITECTURE
-
-
-class CrosscoderTrainingSAE(TopKTrainingSAE):
+class CrosscoderTrainingSAE(_BlockNormRanking, TopKTrainingSAE):
     """Training crosscoder: SAELens' TopK training SAE with the block-norm-sum ranking."""
 
     cfg: CrosscoderTrainingSAEConfig  # type: ignore[assignment]
 
-    def get_W_dec_norm(self) -> torch.Tensor:
-        # The one norm SAELens uses for ranking and for folding on save.
-        return block_norm_sum(self.W_dec, self.cfg.n_blocks)
-
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sae_in = self.process_sae_in(x)
-        hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)
-        if self.cfg.rescale_acts_by_decoder_norm:
-            hidden_pre = hidden_pre * self.get_W_dec_norm()
-        return self.hook_sae_acts_post(self.activation_fn(hidden_pre)), hidden_pre
-
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        if self.cfg.rescale_acts_by_decoder_norm:
-            feature_acts = feature_acts / self.get_W_dec_norm()
-        out = self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)
-        return self.reshape_fn_out(self.run_time_activation_norm_fn_out(out), self.d_head)
+        return self._pre_and_acts(x)
 
 
 def register() -> None:
@@ -133,9 +124,8 @@ def register() -> None:
     if ARCHITECTURE not in SAE_CLASS_REGISTRY:
         register_sae_class(ARCHITECTURE, CrosscoderSAE, CrosscoderSAEConfig)
     if ARCHITECTURE not in SAE_TRAINING_CLASS_REGISTRY:
-        register_sae_training_class(
-            ARCHITECTURE, CrosscoderTrainingSAE, CrosscoderTrainingSAEConfig
-        )
+        register_sae_training_class(ARCHITECTURE, CrosscoderTrainingSAE,
+                                    CrosscoderTrainingSAEConfig)
 
 
 register()

@@ -30,13 +30,8 @@ def load_config(path: str | Path | None) -> CrosscoderConfig:
     return build(CrosscoderConfig, read_yaml(path), str(path)) if path else CrosscoderConfig()
 
 
-def crosscoder_run(
-    run_dir: str | Path,
-    cfg: CrosscoderConfig | None = None,
-    *,
-    model_loader: Any = None,
-    force: bool = False,
-) -> dict[str, Any]:
+def crosscoder_run(run_dir: str | Path, cfg: CrosscoderConfig | None = None, *,
+                   model_loader: Any = None, force: bool = False) -> dict[str, Any]:
     """Train and analyse the run's crosscoder; return the content of ``crosscoder.json``."""
     from llmjp_ckpt.data.corpus import load_split
     from llmjp_ckpt.features.analyze import FeaturesConfig, default_model_loader
@@ -60,33 +55,28 @@ def crosscoder_run(
     with rf.stage(STAGE, record, force=force, outputs=[out_json, out_dir]) as st:
         if st.skipped:
             return read_json(out_json)
-        loader = model_loader or default_model_loader(
-            rf.root, FeaturesConfig(device=cfg.device), first[steps[0]]
-        )
+        loader = model_loader or default_model_loader(rf.root, FeaturesConfig(device=cfg.device),
+                                                      first[steps[0]])
         models = [loader(s) for s in steps]
         train = load_split(rf.root, "train")
         tokens = torch.tensor(train["input_ids"], dtype=torch.long)
         d = int(models[0].cfg.d_model)
-        stream = checkpoint_stream(
-            models, hook, tokens, cfg.batch_tokens, cfg.batch_windows, cfg.seed
-        )
+        stream = checkpoint_stream(models, hook, tokens, cfg.batch_tokens, cfg.batch_windows, cfg.seed)
         folder = train_crosscoder(stream, len(steps), d, cfg, out_dir, [step_dir(s) for s in steps])
         del models
         sae = analysis.load_crosscoder(folder)
         norms = sae.decoder_norms().numpy()
         result = analysis.summarise(norms, steps, cfg.present, cfg.absent)
         result["lineage_agreement"] = _lineage_agreement(rf, norms, sae.W_dec.detach(), steps, cfg)
-        result["figures"] = write_figures(
-            analysis.figures(result, norms), rf.path("analysis", "figures"), png=False
-        )
+        result["figures"] = write_figures(analysis.figures(result, norms),
+                                          rf.path("analysis", "figures"), png=False)
         atomic.write_json(out_json, result)
         st.info["classes"] = result["classes"]
     return result
 
 
-def _lineage_agreement(
-    rf: RunFolder, norms: Any, W_dec: torch.Tensor, steps: list[int], cfg: CrosscoderConfig
-) -> dict[str, Any]:
+def _lineage_agreement(rf: RunFolder, norms: Any, W_dec: torch.Tensor, steps: list[int],
+                       cfg: CrosscoderConfig) -> dict[str, Any]:
     """Agreement with every SAE family's lineages (when the compare stage has run)."""
     import pandas as pd
     from safetensors.torch import load_file
@@ -99,7 +89,6 @@ def _lineage_agreement(
             w = rf.path("saes", step_dir(s), sae_id, "sae_weights.safetensors")
             if w.is_file():
                 decs[s] = load_file(str(w))["W_dec"].float()
-        out[sae_id] = analysis.lineage_agreement(
-            norms, W_dec, steps, pd.read_parquet(path), decs, cfg.present
-        )
+        out[sae_id] = analysis.lineage_agreement(norms, W_dec, steps, pd.read_parquet(path), decs,
+                                                 cfg.present)
     return out

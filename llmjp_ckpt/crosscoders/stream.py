@@ -18,15 +18,9 @@ def unit_blocks(acts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([a / a.norm(dim=-1, keepdim=True).clamp_min(1e-6) for a in acts], dim=-1)
 
 
-def checkpoint_stream(
-    models: Sequence[object],
-    hook: str,
-    tokens: torch.Tensor,
-    batch_tokens: int,
-    batch_windows: int,
-    seed: int,
-    drop_bos: bool = True,
-) -> Iterator[torch.Tensor]:
+def checkpoint_stream(models: Sequence[object], hook: str, tokens: torch.Tensor,
+                      batch_tokens: int, batch_windows: int, seed: int,
+                      drop_bos: bool = True) -> Iterator[torch.Tensor]:
     """Concatenated activations of ``models`` at ``hook`` on ``tokens`` ([n, L]), forever.
 
     Every model runs on the same windows (in turn, one batch at a time); positions after BOS are
@@ -38,14 +32,13 @@ def checkpoint_stream(
     while True:
         order = torch.randperm(tokens.shape[0], generator=gen)
         for i in range(0, len(order), batch_windows):
-            batch = tokens[order[i : i + batch_windows]]
+            batch = tokens[order[i:i + batch_windows]]
             acts = []
             with torch.no_grad():
                 for model in models:
                     dev = next(model.parameters()).device  # type: ignore[attr-defined]
                     _, cache = model.run_with_cache(  # type: ignore[attr-defined]
-                        batch.to(dev), names_filter=hook, stop_at_layer=layer + 1
-                    )
+                        batch.to(dev), names_filter=hook, stop_at_layer=layer + 1)
                     a = cache[hook][:, 1:] if drop_bos else cache[hook]
                     acts.append(a.reshape(-1, a.shape[-1]).float().cpu())
             chunk = unit_blocks(acts)
@@ -68,15 +61,8 @@ class Planted:
     active: int
 
     @classmethod
-    def make(
-        cls,
-        n_features: int,
-        n_blocks: int,
-        d: int,
-        active: int,
-        seed: int,
-        born: Callable[[int], int] | None = None,
-    ) -> Planted:
+    def make(cls, n_features: int, n_blocks: int, d: int, active: int, seed: int,
+             born: Callable[[int], int] | None = None) -> Planted:
         g = torch.Generator().manual_seed(seed)
         dirs = torch.randn(n_features, n_blocks, d, generator=g)
         dirs = dirs / dirs.norm(dim=-1, keepdim=True)

@@ -63,22 +63,16 @@ class CrosscoderConfig:
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise UserError(f"crosscoder config: {name} {val!r}: expected a positive integer")
         if self.training_tokens < self.batch_tokens:
-            raise UserError(
-                f"crosscoder config: training_tokens {self.training_tokens} is less "
-                f"than one batch ({self.batch_tokens})"
-            )
+            raise UserError(f"crosscoder config: training_tokens {self.training_tokens} is less "
+                            f"than one batch ({self.batch_tokens})")
         n_steps = self.training_tokens // self.batch_tokens
         if self.dead_feature_window >= n_steps:
-            raise UserError(
-                f"crosscoder config: dead_feature_window {self.dead_feature_window} "
-                f"is not shorter than the run ({n_steps} steps): the aux loss would "
-                "never switch on"
-            )
+            raise UserError(f"crosscoder config: dead_feature_window {self.dead_feature_window} "
+                            f"is not shorter than the run ({n_steps} steps): the aux loss would "
+                            "never switch on")
         if not 0 <= self.absent < self.present <= 1:
-            raise UserError(
-                f"crosscoder config: expected 0 <= absent ({self.absent}) < present "
-                f"({self.present}) <= 1"
-            )
+            raise UserError(f"crosscoder config: expected 0 <= absent ({self.absent}) < present "
+                            f"({self.present}) <= 1")
 
 
 def seed_all(seed: int) -> None:
@@ -88,38 +82,23 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_crosscoder(
-    stream: Iterator[torch.Tensor],
-    n_blocks: int,
-    d_block: int,
-    cfg: CrosscoderConfig,
-    out: str | Path,
-    block_names: list[str] | None = None,
-) -> Path:
+def train_crosscoder(stream: Iterator[torch.Tensor], n_blocks: int, d_block: int,
+                     cfg: CrosscoderConfig, out: str | Path,
+                     block_names: list[str] | None = None) -> Path:
     """Train on ``stream`` and save the inference crosscoder into ``out`` (whole or not at all)."""
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     seed_all(cfg.seed)
     sae_cfg = CrosscoderTrainingSAEConfig(
-        d_in=n_blocks * d_block,
-        d_sae=cfg.expansion * d_block,
-        k=cfg.k,
-        dtype="float32",
-        device=cfg.device,
-        n_blocks=n_blocks,
-        block_names=list(block_names or []),
-        aux_loss_coefficient=cfg.aux_loss_coefficient,
-        **cfg.extra,
+        d_in=n_blocks * d_block, d_sae=cfg.expansion * d_block, k=cfg.k, dtype="float32",
+        device=cfg.device, n_blocks=n_blocks, block_names=list(block_names or []),
+        aux_loss_coefficient=cfg.aux_loss_coefficient, **cfg.extra,
     )
     sae = CrosscoderTrainingSAE(sae_cfg)
     trainer_cfg = SAETrainerConfig(
-        total_training_samples=cfg.training_tokens,
-        train_batch_size_samples=cfg.batch_tokens,
-        lr=cfg.lr,
-        lr_end=cfg.lr,
-        lr_warm_up_steps=cfg.lr_warm_up_steps,
-        device=cfg.device,
+        total_training_samples=cfg.training_tokens, train_batch_size_samples=cfg.batch_tokens,
+        lr=cfg.lr, lr_end=cfg.lr, lr_warm_up_steps=cfg.lr_warm_up_steps, device=cfg.device,
         dead_feature_window=cfg.dead_feature_window,
         feature_sampling_window=max(cfg.training_tokens // cfg.batch_tokens, 1),
         logger=LoggingConfig(log_to_wandb=False),

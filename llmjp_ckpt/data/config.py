@@ -10,7 +10,6 @@ from llmjp_ckpt.errors import UserError
 
 __all__ = ["DataConfig", "build", "read_yaml"]
 
-
 @dataclass
 class DataConfig:
     """How RUN/data/{train,val,test} are built from llm-jp-corpus v3 shards."""
@@ -19,9 +18,7 @@ class DataConfig:
     """Tokenizer folder (or a checkpoint folder holding tokenizer files)."""
     corpus_root: str | None = None
     """Local llm-jp-corpus v3 root holding ``<lang subdir>/train_*.jsonl[.gz]``."""
-    languages: dict[str, str] = field(
-        default_factory=lambda: {"ja": "ja/ja_wiki", "en": "en/en_wiki"}
-    )
+    languages: dict[str, str] = field(default_factory=lambda: {"ja": "ja/ja_wiki", "en": "en/en_wiki"})
     """Language code -> shard folder below ``corpus_root`` (or a Hugging Face dataset id with ``hf``)."""
     hf: bool = False
     """Read each language from a Hugging Face dataset (``languages`` values are dataset ids, streamed)."""
@@ -50,9 +47,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.context_size < 2:
-            raise UserError(
-                f"context_size={self.context_size}: expected >= 2 (BOS + trained tokens)"
-            )
+            raise UserError(f"context_size={self.context_size}: expected >= 2 (BOS + trained tokens)")
         if self.windows not in ("first", "pack"):
             raise UserError(f"windows={self.windows!r}: expected 'first' or 'pack'")
         if self.on_bad_line not in ("fail", "skip"):
@@ -62,9 +57,7 @@ class DataConfig:
             or any((not isinstance(s, (int, float))) or s < 0 for s in self.split)
             or sum(self.split) <= 0
         ):
-            raise UserError(
-                f"split={self.split!r}: expected three non-negative numbers, e.g. [8, 1, 1]"
-            )
+            raise UserError(f"split={self.split!r}: expected three non-negative numbers, e.g. [8, 1, 1]")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed={self.seed!r}: expected a non-negative integer")
         if self.token_budget <= 0:

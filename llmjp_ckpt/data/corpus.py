@@ -74,9 +74,7 @@ def shard_files(cfg: DataConfig, lang: str) -> list[Path]:
     """The ``train_*.jsonl[.gz]`` shards of one language, sorted; none is a :class:`UserError`."""
     assert cfg.corpus_root is not None
     folder = Path(cfg.corpus_root) / cfg.languages[lang]
-    files = sorted(
-        p for p in folder.glob("train_*.jsonl*") if p.name.endswith((".jsonl", ".jsonl.gz"))
-    )
+    files = sorted(p for p in folder.glob("train_*.jsonl*") if p.name.endswith((".jsonl", ".jsonl.gz")))
     if not files:
         raise UserError(
             f"{folder}: no train_*.jsonl[.gz] shards for language {lang!r}: expected llm-jp-corpus v3 layout"
@@ -110,19 +108,11 @@ def read_jsonl(path: Path, cfg: DataConfig, counts: Counts) -> Iterator[Doc]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                _bad_line(
-                    cfg,
-                    counts,
-                    f"{path}:{lineno}: malformed JSON line ({exc.msg} at column {exc.colno})",
-                )
+                _bad_line(cfg, counts, f"{path}:{lineno}: malformed JSON line ({exc.msg} at column {exc.colno})")
                 continue
             text = obj.get(cfg.text_field) if isinstance(obj, dict) else None
             if not isinstance(text, str):
-                _bad_line(
-                    cfg,
-                    counts,
-                    f"{path}:{lineno}: field {cfg.text_field!r} missing or not a string",
-                )
+                _bad_line(cfg, counts, f"{path}:{lineno}: field {cfg.text_field!r} missing or not a string")
                 continue
             yield Doc(text=text, key=f"{path.name}:{lineno}")
 
@@ -159,12 +149,10 @@ def doc_windows(ids: list[int], bos: int, cfg: DataConfig) -> list[list[int]]:
     """The windows ``[BOS] + n`` tokens of one tokenised document (no BOS added inside)."""
     n = cfg.trained_per_window
     count = 1 if cfg.windows == "first" else len(ids) // n
-    return [[bos] + ids[i * n : (i + 1) * n] for i in range(min(count, len(ids) // n))]
+    return [[bos] + ids[i * n:(i + 1) * n] for i in range(min(count, len(ids) // n))]
 
 
-def iter_windows(
-    cfg: DataConfig, lang: str, tokenizer: Any, counts: Counts
-) -> Iterator[tuple[str, list[int]]]:
+def iter_windows(cfg: DataConfig, lang: str, tokenizer: Any, counts: Counts) -> Iterator[tuple[str, list[int]]]:
     """``(split, window)`` pairs of one language, streamed in batches of ``batch_docs``."""
     bos = tokenizer.bos_token_id
     n = cfg.trained_per_window
@@ -201,9 +189,7 @@ def _load_tokenizer(path: str) -> Any:
     from llmjp_ckpt.models.adapter import load_tokenizer
 
     if not Path(path).exists():
-        raise UserError(
-            f"tokenizer: {path} does not exist: expected a tokenizer or checkpoint folder"
-        )
+        raise UserError(f"tokenizer: {path} does not exist: expected a tokenizer or checkpoint folder")
     return load_tokenizer(path)
 
 
@@ -220,13 +206,9 @@ def window_order(cfg: DataConfig, split: str, lang: str, n: int) -> Any:
 
 def shuffle_record(cfg: DataConfig) -> dict[str, Any]:
     """How the train split was ordered (for data_info.json and the manifest)."""
-    return {
-        "shuffled": cfg.shuffle,
-        "seed": cfg.seed,
-        "method": "seeded permutation of each language's windows, then interleaved"
-        if cfg.shuffle
-        else "reading order",
-    }
+    return {"shuffled": cfg.shuffle, "seed": cfg.seed,
+            "method": "seeded permutation of each language's windows, then interleaved"
+            if cfg.shuffle else "reading order"}
 
 
 def build_splits(cfg: DataConfig, out: Path) -> dict[str, Any]:
@@ -250,9 +232,7 @@ def build_splits(cfg: DataConfig, out: Path) -> dict[str, Any]:
     counts: dict[str, Counts] = {}
     for lang in langs:
         c = counts[lang] = Counts()
-        writers = {
-            s: ArrowWriter(features=features, path=str(parts / f"{s}-{lang}.arrow")) for s in SPLITS
-        }
+        writers = {s: ArrowWriter(features=features, path=str(parts / f"{s}-{lang}.arrow")) for s in SPLITS}
         bar = tqdm(total=per_lang, desc=f"windows [{lang}]", unit="win")
         try:
             for split, win in iter_windows(cfg, lang, tokenizer, c):
@@ -283,12 +263,8 @@ def build_splits(cfg: DataConfig, out: Path) -> dict[str, Any]:
     for split in SPLITS:
         n = min(counts[lang].windows[split] for lang in langs)
         kept[split] = n * len(langs)
-        pieces = [
-            datasets.Dataset.from_file(str(parts / f"{split}-{lang}.arrow")).select(
-                window_order(cfg, split, lang, n)
-            )
-            for lang in langs
-        ]
+        pieces = [datasets.Dataset.from_file(str(parts / f"{split}-{lang}.arrow"))
+                  .select(window_order(cfg, split, lang, n)) for lang in langs]
         ds = datasets.interleave_datasets(pieces) if n else pieces[0]
         ds.save_to_disk(str(out / split))
         del ds, pieces
@@ -323,9 +299,7 @@ def as_config(config: DataConfig | dict[str, Any] | str | Path) -> DataConfig:
     return DataConfig.from_yaml(config)
 
 
-def prepare_data(
-    config: DataConfig | dict[str, Any] | str | Path, run_dir: str | Path, force: bool = False
-) -> Path:
+def prepare_data(config: DataConfig | dict[str, Any] | str | Path, run_dir: str | Path, force: bool = False) -> Path:
     """Build RUN/data/ (skipped when done with the same config); return its path."""
     cfg = as_config(config)
     rf = RunFolder(run_dir)
@@ -336,11 +310,8 @@ def prepare_data(
         with atomic.atomic_dir(out) as tmp:
             info = build_splits(cfg, tmp)
             atomic.write_json(tmp / INFO_FILE, info)
-        st.info.update(
-            windows=info["windows_per_split"],
-            shortfall=info["shortfall"],
-            train_shuffle=info["train_shuffle"],
-        )
+        st.info.update(windows=info["windows_per_split"], shortfall=info["shortfall"],
+                       train_shuffle=info["train_shuffle"])
     return out
 
 

@@ -33,10 +33,8 @@ from llmjp_ckpt.tokens import TokenText
 
 TOKEN_TYPES = ("BOS", "newline", "punctuation", "Japanese", "English", "other")
 COLORS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#7f7f7f")  # per token type
-DEAD_DEFINITION = (
-    "a latent that never fires over the SAE's dead-latent evaluation set "
-    "(firing_counts.safetensors; llmjp_ckpt.saes.dead)"
-)
+DEAD_DEFINITION = ("a latent that never fires over the SAE's dead-latent evaluation set "
+                   "(firing_counts.safetensors; llmjp_ckpt.saes.dead)")
 
 
 def token_type_of(text: str) -> str:
@@ -63,10 +61,8 @@ def token_types(tokens: Tensor, tt: TokenText | None) -> Tensor:
     if tt is None:
         types = torch.full(tokens.shape, TOKEN_TYPES.index("other"), dtype=torch.long)
     else:
-        table = {
-            int(i): TOKEN_TYPES.index(token_type_of(tt.piece_text(int(i))))
-            for i in torch.unique(tokens).tolist()
-        }
+        table = {int(i): TOKEN_TYPES.index(token_type_of(tt.piece_text(int(i))))
+                 for i in torch.unique(tokens).tolist()}
         types = tokens.clone().apply_(lambda i: table[i])
         if tt.bos_id is not None:
             types[tokens == tt.bos_id] = TOKEN_TYPES.index("BOS")
@@ -81,9 +77,8 @@ def layer_norms(model: Any, tokens: Tensor, batch_size: int = 32) -> Tensor:
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(tokens), batch_size):
-        _, cache = model.run_with_cache(
-            tokens[i : i + batch_size].to(device), names_filter=lambda n: n in names
-        )
+        _, cache = model.run_with_cache(tokens[i : i + batch_size].to(device),
+                                        names_filter=lambda n: n in names)
         out.append(torch.stack([cache[n].float().norm(dim=-1).cpu() for n in names]))
     return torch.cat(out, 1)
 
@@ -96,17 +91,9 @@ def norm_rows(norms: Tensor, types: Tensor, step: int) -> list[dict[str, Any]]:
             v = norms[layer][types == k]
             if v.numel() == 0:
                 continue
-            rows.append(
-                {
-                    "checkpoint": step,
-                    "layer": layer + 1,
-                    "token_type": name,
-                    "count": int(v.numel()),
-                    "mean": float(v.mean()),
-                    "median": float(v.median()),
-                    "p90": float(torch.quantile(v, 0.9)),
-                }
-            )
+            rows.append({"checkpoint": step, "layer": layer + 1, "token_type": name,
+                         "count": int(v.numel()), "mean": float(v.mean()),
+                         "median": float(v.median()), "p90": float(torch.quantile(v, 0.9))})
     return rows
 
 
@@ -122,17 +109,9 @@ def dead_rows(run: Path) -> list[dict[str, Any]]:
         _, n_tokens = firing_counts(folder)
         mode = mode_of(cfg)
         dead = int((~alive).sum())
-        rows.append(
-            {
-                "checkpoint": step,
-                "sae_id": sae_id,
-                "normalization": mode,
-                "d_sae": int(alive.size),
-                "dead": dead,
-                "dead_fraction": dead / max(int(alive.size), 1),
-                "eval_tokens": n_tokens,
-            }
-        )
+        rows.append({"checkpoint": step, "sae_id": sae_id, "normalization": mode,
+                     "d_sae": int(alive.size), "dead": dead,
+                     "dead_fraction": dead / max(int(alive.size), 1), "eval_tokens": n_tokens})
     return rows
 
 
@@ -140,43 +119,27 @@ def write_norm_study(run: Path, norms: list[dict[str, Any]], png: bool = True) -
     """Write ``RUN/analysis/norms.json`` (token norms given, dead latents read here) and figures."""
     dead = dead_rows(run)
     out = run / "analysis"
-    atomic.write_json(
-        out / "norms.json",
-        {"token_norms": norms, "dead_latents": dead, "dead_definition": DEAD_DEFINITION},
-    )
+    atomic.write_json(out / "norms.json", {"token_norms": norms, "dead_latents": dead,
+                                           "dead_definition": DEAD_DEFINITION})
     return write_norm_figures(norms, dead, out / "figures", png)
 
 
-def write_norm_figures(
-    norms: list[dict[str, Any]], dead: list[dict[str, Any]], out: Path, png: bool = True
-) -> list[Path]:
+def write_norm_figures(norms: list[dict[str, Any]], dead: list[dict[str, Any]], out: Path,
+                       png: bool = True) -> list[Path]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     steps = sorted({r["checkpoint"] for r in norms})
-    fig = make_subplots(
-        rows=1,
-        cols=max(len(steps), 1),
-        shared_yaxes=True,
-        subplot_titles=[step_dir(x) for x in steps],
-    )
+    fig = make_subplots(rows=1, cols=max(len(steps), 1), shared_yaxes=True,
+                        subplot_titles=[step_dir(x) for x in steps])
     for col, step in enumerate(steps, start=1):
         for k, name in enumerate(TOKEN_TYPES):
             rs = [r for r in norms if r["checkpoint"] == step and r["token_type"] == name]
             if rs:  # one panel per checkpoint, one colour per token type
-                fig.add_trace(
-                    go.Scatter(
-                        x=[r["layer"] for r in rs],
-                        y=[r["mean"] for r in rs],
-                        mode="lines+markers",
-                        name=name,
-                        legendgroup=name,
-                        showlegend=col == 1,
-                        line={"color": COLORS[k]},
-                    ),
-                    row=1,
-                    col=col,
-                )
+                fig.add_trace(go.Scatter(x=[r["layer"] for r in rs], y=[r["mean"] for r in rs],
+                                         mode="lines+markers", name=name, legendgroup=name,
+                                         showlegend=col == 1, line={"color": COLORS[k]}),
+                              row=1, col=col)
     fig.update_layout(title="Residual-stream norm per token type across layers (mean L2 norm)")
     fig.update_yaxes(type="log")
     fig.update_xaxes(dtick=1, title_text="layer")
@@ -184,26 +147,13 @@ def write_norm_figures(
     fig = go.Figure()
     for mode in sorted({r["normalization"] for r in dead}):
         steps_m = sorted({r["checkpoint"] for r in dead if r["normalization"] == mode})
-        groups = [
-            [r for r in dead if r["normalization"] == mode and r["checkpoint"] == st]
-            for st in steps_m
-        ]
-        fig.add_trace(
-            go.Bar(  # several SAEs of one mode and checkpoint: their mean, all in the hover
-                x=[step_dir(st) for st in steps_m],
-                y=[sum(r["dead_fraction"] for r in g) / len(g) for g in groups],
-                name=mode,
-                hovertext=[
-                    "<br>".join(f"{html.escape(r['sae_id'])}: {r['dead']}/{r['d_sae']}" for r in g)
-                    for g in groups
-                ],
-            )
-        )
-    fig.update_layout(
-        barmode="group",
-        title="Dead latents per normalisation mode (mean over SAEs of a mode)",
-        xaxis_title="checkpoint",
-        yaxis_title="fraction of latents never firing",
-    )
+        groups = [[r for r in dead if r["normalization"] == mode and r["checkpoint"] == st] for st in steps_m]
+        fig.add_trace(go.Bar(  # several SAEs of one mode and checkpoint: their mean, all in the hover
+            x=[step_dir(st) for st in steps_m],
+            y=[sum(r["dead_fraction"] for r in g) / len(g) for g in groups], name=mode,
+            hovertext=["<br>".join(f"{html.escape(r['sae_id'])}: {r['dead']}/{r['d_sae']}" for r in g)
+                       for g in groups]))
+    fig.update_layout(barmode="group", title="Dead latents per normalisation mode (mean over SAEs of a mode)",
+                      xaxis_title="checkpoint", yaxis_title="fraction of latents never firing")
     figs["dead_latents_by_normalization"] = fig
     return [Path(f) for paths in write_figures(figs, out, png).values() for f in paths]

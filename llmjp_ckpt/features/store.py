@@ -30,14 +30,8 @@ TENSORS = "topn.safetensors"
 META = "features.json"
 SCHEMA = 1
 _KEYS = {
-    "top_values": 2,
-    "top_windows": 2,
-    "top_token_acts": 3,
-    "fire_count": 1,
-    "act_sum": 1,
-    "max_activation": 1,
-    "window_ids": 1,
-    "window_tokens": 2,
+    "top_values": 2, "top_windows": 2, "top_token_acts": 3,
+    "fire_count": 1, "act_sum": 1, "max_activation": 1, "window_ids": 1, "window_tokens": 2,
 }
 Window = list[list[Any]]  # [[token_text, activation], ...]
 
@@ -47,23 +41,16 @@ def save_store(out_dir: str | Path, res: FeatureTopN, tokens: Tensor, meta: dict
     wins = res.top_windows.reshape(-1)
     window_ids = torch.unique(wins[wins >= 0])
     tensors = {
-        "top_values": res.top_values.float(),
-        "top_windows": res.top_windows.long(),
+        "top_values": res.top_values.float(), "top_windows": res.top_windows.long(),
         "top_token_acts": res.top_token_acts.half(),
-        "fire_count": res.fire_count.long(),
-        "act_sum": res.act_sum.double(),
+        "fire_count": res.fire_count.long(), "act_sum": res.act_sum.double(),
         "max_activation": res.max_activation.float(),
-        "window_ids": window_ids.long(),
-        "window_tokens": tokens[window_ids].to(torch.int32),
+        "window_ids": window_ids.long(), "window_tokens": tokens[window_ids].to(torch.int32),
     }
     info = {
-        "schema": SCHEMA,
-        "n_tokens": res.n_tokens,
-        "n_windows": res.n_windows,
-        "d_sae": int(res.top_values.shape[0]),
-        "n_top": int(res.top_values.shape[1]),
-        "first_position": int(tokens.shape[1] - res.top_token_acts.shape[2]),
-        **meta,
+        "schema": SCHEMA, "n_tokens": res.n_tokens, "n_windows": res.n_windows,
+        "d_sae": int(res.top_values.shape[0]), "n_top": int(res.top_values.shape[1]),
+        "first_position": int(tokens.shape[1] - res.top_token_acts.shape[2]), **meta,
     }
     out_dir = Path(out_dir)
     with atomic.atomic_dir(out_dir) as tmp:
@@ -91,9 +78,7 @@ class FeatureStore:
         meta_path, tens_path = folder / META, folder / TENSORS
         for p in (meta_path, tens_path):
             if not p.is_file():
-                raise UserError(
-                    f"{p}: missing (expected a top-N store written by `llmjp-ckpt features`)"
-                )
+                raise UserError(f"{p}: missing (expected a top-N store written by `llmjp-ckpt features`)")
         meta = read_json(meta_path)
         if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
             raise UserError(
@@ -108,14 +93,10 @@ class FeatureStore:
             if key not in t:
                 raise UserError(f"{tens_path}: tensor '{key}' missing")
             if t[key].ndim != ndim:
-                raise UserError(
-                    f"{tens_path}: tensor '{key}' has {t[key].ndim} dims, expected {ndim}"
-                )
+                raise UserError(f"{tens_path}: tensor '{key}' has {t[key].ndim} dims, expected {ndim}")
         f, n = t["top_values"].shape
         if t["top_windows"].shape != (f, n) or t["top_token_acts"].shape[:2] != (f, n):
-            raise UserError(
-                f"{tens_path}: top_* tensors disagree in shape (expected [{f}, {n}, ...])"
-            )
+            raise UserError(f"{tens_path}: top_* tensors disagree in shape (expected [{f}, {n}, ...])")
         if len(t["window_ids"]) != len(t["window_tokens"]):
             raise UserError(f"{tens_path}: window_ids and window_tokens differ in length")
         used = t["top_windows"].reshape(-1)
@@ -138,9 +119,8 @@ class FeatureStore:
         c = self.t["fire_count"]
         return torch.where(c > 0, self.t["act_sum"] / c.clamp(min=1), 0.0)
 
-    def examples(
-        self, feature: int, tt: TokenText | None = None, round_to: int | None = 4
-    ) -> list[Window]:
+    def examples(self, feature: int, tt: TokenText | None = None,
+                 round_to: int | None = 4) -> list[Window]:
         """A latent's top examples, descending, in the study's format (empty for a dead latent).
 
         Without a tokenizer, token text is ``<id N>``.
@@ -160,10 +140,6 @@ class FeatureStore:
             # the whole window goes through TokenText: byte-level BPE rebuilds characters
             # across tokens (a kanji's bytes may start before ``first``)
             texts = tt.example_texts(ids)[first:] if tt else [f"<id {i}>" for i in ids[first:]]
-            out.append(
-                [
-                    [t, round(v, round_to) if round_to is not None else v]
-                    for t, v in zip(texts, vals)
-                ]
-            )
+            out.append([[t, round(v, round_to) if round_to is not None else v]
+                        for t, v in zip(texts, vals)])
         return out

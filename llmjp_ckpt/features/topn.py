@@ -95,21 +95,17 @@ class TopNCollector:
     def update(self, acts: Tensor, window_ids: Tensor) -> None:
         """Merge a batch ``acts [B, T, F]`` of windows ``window_ids [B]`` into the buffers."""
         if acts.ndim != 3 or acts.shape[2] != self.d_sae or acts.shape[0] != len(window_ids):
-            raise ValueError(
-                f"acts {tuple(acts.shape)} do not match {len(window_ids)} windows × d_sae {self.d_sae}"
-            )
+            raise ValueError(f"acts {tuple(acts.shape)} do not match {len(window_ids)} windows × d_sae {self.d_sae}")
         acts = acts.detach().float()
         self._to(acts.device)
         window_ids = window_ids.long().to(acts.device)
         if self.n_positions is not None and acts.shape[1] != self.n_positions:
-            raise ValueError(
-                f"acts have {acts.shape[1]} positions, earlier batches {self.n_positions}"
-            )
+            raise ValueError(f"acts have {acts.shape[1]} positions, "
+                             f"earlier batches {self.n_positions}")
         self.n_positions = acts.shape[1]
         if self._token_store is None:
-            self._token_store = torch.zeros(
-                self.d_sae, self.cfg.n_top, acts.shape[1], dtype=torch.float16, device=acts.device
-            )
+            self._token_store = torch.zeros(self.d_sae, self.cfg.n_top, acts.shape[1],
+                                            dtype=torch.float16, device=acts.device)
         self.n_tokens += acts.shape[0] * acts.shape[1]
         self.n_windows += acts.shape[0]
         flat = acts.reshape(-1, self.d_sae)
@@ -153,15 +149,8 @@ class TopNCollector:
             assert self._token_store is not None
             self._token_store[feat, slots[r, c]] = acts[order[r, c] - n, :, feat].to(torch.float16)
 
-    _BUFFERS = (
-        "top_values",
-        "top_windows",
-        "top_slot",
-        "fire_count",
-        "act_sum",
-        "max_activation",
-        "_token_store",
-    )
+    _BUFFERS = ("top_values", "top_windows", "top_slot", "fire_count", "act_sum",
+                "max_activation", "_token_store")
 
     def _to(self, device: torch.device) -> None:
         """Keep the running buffers where the activations are (CPU or an accelerator)."""
@@ -188,14 +177,10 @@ class TopNCollector:
     def result(self) -> FeatureTopN:
         assert self.top_token_acts is not None
         return FeatureTopN(
-            top_values=self.top_values,
-            top_windows=self.top_windows,
+            top_values=self.top_values, top_windows=self.top_windows,
             top_token_acts=self.top_token_acts,
-            fire_count=self.fire_count,
-            act_sum=self.act_sum,
-            max_activation=self.max_activation,
-            n_tokens=self.n_tokens,
-            n_windows=self.n_windows,
+            fire_count=self.fire_count, act_sum=self.act_sum, max_activation=self.max_activation,
+            n_tokens=self.n_tokens, n_windows=self.n_windows,
         )
 
 
@@ -205,12 +190,8 @@ def _batches(ids: Tensor, size: int) -> Iterator[Tensor]:
 
 
 def collect_topn(
-    tokens: Tensor,
-    encode: EncodeFn,
-    d_sae: dict[str, int],
-    cfg: TopNConfig = TopNConfig(),
-    desc: str = "top-N",
-    device: str | torch.device = "cpu",
+    tokens: Tensor, encode: EncodeFn, d_sae: dict[str, int], cfg: TopNConfig = TopNConfig(),
+    desc: str = "top-N", device: str | torch.device = "cpu",
 ) -> dict[str, FeatureTopN]:
     """Top-N for every latent of every SAE in ``d_sae`` over ``tokens [n_windows, L]``.
 
@@ -219,9 +200,7 @@ def collect_topn(
     (no second pass). The buffers live on ``device`` (they follow the activations' device).
     """
     if tokens.ndim != 2 or len(tokens) == 0:
-        raise UserError(
-            f"token windows: shape {tuple(tokens.shape)}, expected [n_windows > 0, length]"
-        )
+        raise UserError(f"token windows: shape {tuple(tokens.shape)}, expected [n_windows > 0, length]")
     collectors = {name: TopNCollector(d, cfg, device) for name, d in d_sae.items()}
     all_ids = torch.arange(len(tokens))
     for ids in tqdm(list(_batches(all_ids, cfg.batch_size)), desc=f"{desc} windows", leave=False):
@@ -233,9 +212,8 @@ def collect_topn(
     return {name: col.result() for name, col in collectors.items()}
 
 
-def model_encoder(
-    model: torch.nn.Module, saes: dict[str, torch.nn.Module], first_position: int = 1
-) -> EncodeFn:
+def model_encoder(model: torch.nn.Module, saes: dict[str, torch.nn.Module],
+                  first_position: int = 1) -> EncodeFn:
     """An :data:`EncodeFn` from a HookedTransformer and SAELens SAEs (their ``cfg.metadata.hook_name``).
 
     The model stops after the deepest hooked block; positions before ``first_position`` (BOS)
@@ -254,14 +232,10 @@ def model_encoder(
     def encode(toks: Tensor) -> dict[str, Tensor]:
         device = next(model.parameters()).device
         _, cache = model.run_with_cache(
-            toks.to(device),
-            stop_at_layer=stop,
-            names_filter=lambda n: n in wanted,
+            toks.to(device), stop_at_layer=stop, names_filter=lambda n: n in wanted,
         )
-        return {
-            name: sae.encode(cache[h][:, first_position:])
-            for name, (sae, h) in ((n, (saes[n], hooks[n])) for n in saes)
-        }
+        return {name: sae.encode(cache[h][:, first_position:]) for name, (sae, h) in
+                ((n, (saes[n], hooks[n])) for n in saes)}
 
     return encode
 
@@ -271,3 +245,4 @@ def _layer_of(hook: str) -> int | None:
     if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit():
         return int(parts[1])
     return None
+

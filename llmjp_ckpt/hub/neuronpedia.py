@@ -83,17 +83,8 @@ def _runner_class() -> type:
 
         # Upstream __init__ loads the SAE and the model by name and streams a Hugging Face
         # dataset; we pass our SAE (custom architecture), checkpoint model and test windows.
-        def __init__(
-            self,
-            cfg: Any,
-            sae: Any,
-            model: Any,
-            tokens: torch.Tensor,
-            token_text: TokenText,
-            hook_name: str,
-            layer: int,
-            model_id: str,
-        ):
+        def __init__(self, cfg: Any, sae: Any, model: Any, tokens: torch.Tensor,
+                     token_text: TokenText, hook_name: str, layer: int, model_id: str):
             self.cfg = cfg
             self.sae, self.model, self.token_text = sae, model, token_text
             self._tokens = tokens
@@ -123,10 +114,8 @@ def _special_ids_set(tokenizer: Any) -> Iterator[None]:
     # run() passes {pad, bos, eos} ids as ignore_tokens and torch.tensor fails on a None
     # (a tokenizer without a pad token): the BOS id, ignored anyway, is the harmless stand-in.
     if tokenizer.bos_token_id is None:
-        raise UserError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no BOS token "
-            "(expected one: every window starts with BOS)"
-        )
+        raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no BOS token "
+                        "(expected one: every window starts with BOS)")
     missing = [n for n in ("pad_token", "eos_token") if getattr(tokenizer, n + "_id") is None]
     saved = {n: getattr(tokenizer, n) for n in missing}
     for name in missing:
@@ -138,17 +127,8 @@ def _special_ids_set(tokenizer: Any) -> Iterator[None]:
             setattr(tokenizer, name, value)
 
 
-def export_sae(
-    sae_dir: Path,
-    model: Any,
-    tokens: torch.Tensor,
-    tt: TokenText,
-    out: Path,
-    cfg: NeuronpediaExportConfig,
-    *,
-    sae_set: str,
-    suffix: str,
-) -> list[Path]:
+def export_sae(sae_dir: Path, model: Any, tokens: torch.Tensor, tt: TokenText, out: Path,
+               cfg: NeuronpediaExportConfig, *, sae_set: str, suffix: str) -> list[Path]:
     """One SAE's Neuronpedia files in ``out`` (written whole: a temporary folder renamed)."""
     from sae_dashboard.neuronpedia.neuronpedia_runner_config import NeuronpediaRunnerConfig
 
@@ -162,45 +142,22 @@ def export_sae(
     hook = meta.get("hook_name")
     match = re.search(r"blocks\.(\d+)\.", hook or "")
     if not match:
-        raise UserError(
-            f"{sae_dir / 'cfg.json'}: metadata.hook_name {hook!r}: "
-            "expected a TransformerLens hook like blocks.11.hook_resid_post"
-        )
+        raise UserError(f"{sae_dir / 'cfg.json'}: metadata.hook_name {hook!r}: "
+                        "expected a TransformerLens hook like blocks.11.hook_resid_post")
     with atomic.atomic_dir(out) as tmp:
         np_cfg = NeuronpediaRunnerConfig(
-            sae_set=sae_set,
-            sae_path=str(sae_dir),
-            outputs_dir=str(tmp),
-            np_set_name=sae_set,
-            np_sae_id_suffix=suffix,
-            from_local_sae=True,
-            huggingface_dataset_path="data/test",
-            n_prompts_total=int(tokens.shape[0]),
+            sae_set=sae_set, sae_path=str(sae_dir), outputs_dir=str(tmp),
+            np_set_name=sae_set, np_sae_id_suffix=suffix, from_local_sae=True,
+            huggingface_dataset_path="data/test", n_prompts_total=int(tokens.shape[0]),
             n_tokens_in_prompt=int(tokens.shape[1]),
             n_prompts_in_forward_pass=cfg.minibatch_windows,
-            n_features_at_a_time=cfg.n_features_at_a_time,
-            model_dtype="float32",
-            sae_dtype="float32",
-            sae_device=cfg.device,
-            model_device=cfg.device,
-            activation_store_device=cfg.device,
-            shuffle_tokens=False,
-        )
-        runner = _runner_class()(
-            np_cfg,
-            sae,
-            model,
-            tokens.to(cfg.device),
-            tt,
-            hook,
-            int(match.group(1)),
-            str(meta.get("model_name") or "unknown"),
-        )
-        with (
-            _token_text_converter(tt),
-            _special_ids_set(model.tokenizer),
-            _stable_top_activations(),
-        ):
+            n_features_at_a_time=cfg.n_features_at_a_time, model_dtype="float32",
+            sae_dtype="float32", sae_device=cfg.device, model_device=cfg.device,
+            activation_store_device=cfg.device, shuffle_tokens=False)
+        runner = _runner_class()(np_cfg, sae, model, tokens.to(cfg.device), tt, hook,
+                                 int(match.group(1)), str(meta.get("model_name") or "unknown"))
+        with (_token_text_converter(tt), _special_ids_set(model.tokenizer),
+              _stable_top_activations()):
             runner.run()
         settings = tmp / "run_settings.json"
         if settings.exists():  # upstream records the folder it wrote to: the temporary one
@@ -210,15 +167,10 @@ def export_sae(
     return sorted(out.glob("*.json"))
 
 
-def export_neuronpedia(
-    run_dir: str | Path,
-    out: str | Path | None = None,
-    cfg: NeuronpediaExportConfig | None = None,
-    *,
-    model_loader: ModelLoader | None = None,
-    token_text: TokenText | None = None,
-    force: bool = False,
-) -> Path:
+def export_neuronpedia(run_dir: str | Path, out: str | Path | None = None,
+                       cfg: NeuronpediaExportConfig | None = None, *,
+                       model_loader: ModelLoader | None = None,
+                       token_text: TokenText | None = None, force: bool = False) -> Path:
     """Every SAE of the run exported for Neuronpedia; returns the output folder.
 
     Default output ``RUN/exports/neuronpedia/``, one ``iter_XXXXXXX/<sae_id>/`` folder per SAE.
@@ -249,15 +201,7 @@ def export_neuronpedia(
                 models[step] = loader(step)
             model = models[step]
             tt = resolve_token_text(rf, token_text, model)
-            files += export_sae(
-                folder,
-                model,
-                tokens,
-                tt,
-                out_dir / step_dir(step) / sae_id,
-                cfg,
-                sae_set=f"llmjp-ckpt-{sae_id}",
-                suffix=step_dir(step),
-            )
+            files += export_sae(folder, model, tokens, tt, out_dir / step_dir(step) / sae_id, cfg,
+                                sae_set=f"llmjp-ckpt-{sae_id}", suffix=step_dir(step))
         st.info.update(n_saes=len(saes), n_files=len(files), out=str(out_dir))
     return out_dir

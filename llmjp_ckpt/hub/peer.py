@@ -46,11 +46,8 @@ def fetch(src: str, revision: str | None = None) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:  # only data files: nothing executable is fetched, nothing is run
-        return Path(
-            snapshot_download(
-                src, revision=revision, allow_patterns=["config.json", "*.safetensors"]
-            )
-        )
+        return Path(snapshot_download(src, revision=revision,
+                                      allow_patterns=["config.json", "*.safetensors"]))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{src}: could not fetch the hub repo ({first})") from None
@@ -60,9 +57,7 @@ def read_peer(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The authors' config and weights, checked against each other; one line on any mismatch."""
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
-        raise UserError(
-            f"{cfg_path}: not found (expected the authors' config: d_in, num_latents, k)"
-        )
+        raise UserError(f"{cfg_path}: not found (expected the authors' config: d_in, num_latents, k)")
     cfg = read_json(cfg_path)
     if not isinstance(cfg, dict):
         raise UserError(f"{cfg_path}: expected a JSON object")
@@ -75,28 +70,21 @@ def read_peer(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        what = (
-            f"only pickle weights ({', '.join(pickles)}), which are never loaded"
-            if pickles
+        what = f"only pickle weights ({', '.join(pickles)}), which are never loaded" if pickles \
             else "no *.safetensors file"
-        )
         raise UserError(f"{folder}: {what}: expected safetensors weights")
     weights = _load_tensors(files)
     missing = sorted(PEER_KEYS - set(weights))
     if missing:
-        raise UserError(
-            f"{folder}: weights lack {', '.join(missing)} (expected "
-            "encoder.weight, encoder.bias, decoder.weight, b_dec)"
-        )
+        raise UserError(f"{folder}: weights lack {', '.join(missing)} (expected "
+                        "encoder.weight, encoder.bias, decoder.weight, b_dec)")
     n, d = cfg["num_latents"], cfg["d_in"]
     want = {"encoder.weight": (n, d), "encoder.bias": (n,), "decoder.weight": (d, n), "b_dec": (d,)}
     for key, shape in want.items():
         got = tuple(weights[key].shape)
         if got != shape:
-            raise UserError(
-                f"{folder}: {key} has shape {list(got)}: config.json (d_in {d}, "
-                f"num_latents {n}) expects {list(shape)}"
-            )
+            raise UserError(f"{folder}: {key} has shape {list(got)}: config.json (d_in {d}, "
+                            f"num_latents {n}) expects {list(shape)}")
     return cfg, {k: weights[k].float() for k in PEER_KEYS}
 
 
@@ -113,45 +101,30 @@ def _load_tensors(files: list[Path]) -> dict[str, torch.Tensor]:
     return out
 
 
-def to_saelens(
-    cfg: dict[str, Any],
-    weights: dict[str, torch.Tensor],
-    hook_name: str,
-    metadata: dict[str, Any] | None = None,
-) -> Any:
+def to_saelens(cfg: dict[str, Any], weights: dict[str, torch.Tensor], hook_name: str,
+               metadata: dict[str, Any] | None = None) -> Any:
     """Our Scalar TopK SAE (inference class) holding the authors' weights."""
     from llmjp_ckpt.saes.normalisation import TokenNormTopKSAE, TokenNormTopKSAEConfig
 
     sae_cfg = TokenNormTopKSAEConfig(
-        d_in=cfg["d_in"],
-        d_sae=cfg["num_latents"],
-        k=cfg["k"],
-        dtype="float32",
-        device="cpu",
-        apply_b_dec_to_input=True,
-        normalisation="scalar",
+        d_in=cfg["d_in"], d_sae=cfg["num_latents"], k=cfg["k"], dtype="float32", device="cpu",
+        apply_b_dec_to_input=True, normalisation="scalar",
     )
     sae_cfg.metadata.hook_name = hook_name
     for key, val in (metadata or {}).items():
         setattr(sae_cfg.metadata, key, val)
     sae = TokenNormTopKSAE(sae_cfg)
-    sae.load_state_dict(
-        {
-            "W_enc": weights["encoder.weight"].T.contiguous(),
-            "b_enc": weights["encoder.bias"].contiguous(),
-            "W_dec": weights["decoder.weight"].T.contiguous(),
-            "b_dec": weights["b_dec"].contiguous(),
-        }
-    )
+    sae.load_state_dict({
+        "W_enc": weights["encoder.weight"].T.contiguous(),
+        "b_enc": weights["encoder.bias"].contiguous(),
+        "W_dec": weights["decoder.weight"].T.contiguous(),
+        "b_dec": weights["b_dec"].contiguous(),
+    })
     return sae
 
 
-def import_peer(
-    src: str,
-    out: str | Path,
-    hook_name: str = "blocks.11.hook_resid_post",
-    revision: str | None = None,
-) -> Path:
+def import_peer(src: str, out: str | Path, hook_name: str = "blocks.11.hook_resid_post",
+                revision: str | None = None) -> Path:
     """Import one of the authors' SAEs from ``src`` into the SAELens folder ``out`` (whole or not at all)."""
     folder = fetch(src, revision)
     cfg, weights = read_peer(folder)
@@ -159,8 +132,7 @@ def import_peer(
     out = Path(out)
     with atomic.atomic_dir(out) as tmp:
         sae.save_model(str(tmp))
-        atomic.write_json(
-            tmp / "peer.json",
-            {"source": src, "revision": revision, "config": cfg, "format": "llm-jp-sae topk_sae"},
-        )
+        atomic.write_json(tmp / "peer.json", {"source": src, "revision": revision,
+                                              "config": cfg, "format": "llm-jp-sae topk_sae"})
     return out
+

@@ -20,9 +20,7 @@ def confusion(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -
     return m
 
 
-def cohen_kappa(
-    gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] | None = None
-) -> float:
+def cohen_kappa(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] | None = None) -> float:
     """Cohen's κ = (p_o − p_e) / (1 − p_e); 1.0 when both raters use one and the same label."""
     labels = list(labels) if labels is not None else sorted(set(gold) | set(pred))
     m = confusion(gold, pred, labels)
@@ -38,14 +36,10 @@ def cohen_kappa(
     return (po - pe) / (1 - pe)
 
 
-def recall_per_class(
-    gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]
-) -> dict[str, float]:
+def recall_per_class(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     """Recall of each class (NaN where the class never occurs in ``gold``)."""
     m = confusion(gold, pred, labels)
-    return {
-        lab: (m[i][i] / sum(m[i]) if sum(m[i]) else float("nan")) for i, lab in enumerate(labels)
-    }
+    return {lab: (m[i][i] / sum(m[i]) if sum(m[i]) else float("nan")) for i, lab in enumerate(labels)}
 
 
 def shares_by_group(
@@ -76,11 +70,8 @@ class Agreement:
     def max_share_gap(self) -> float:
         """Largest |predicted − gold| class share over groups and classes (share units)."""
         return max(
-            (
-                abs(self.shares_pred[g][k] - self.shares_gold[g][k])
-                for g in self.shares_gold
-                for k in self.labels
-            ),
+            (abs(self.shares_pred[g][k] - self.shares_gold[g][k])
+             for g in self.shares_gold for k in self.labels),
             default=0.0,
         )
 
@@ -90,26 +81,23 @@ class Agreement:
         lines = [title] if title else []
         lines.append(f"n={self.n}  kappa={self.kappa:.3f}  accuracy={self.accuracy:.3f}")
         lines.append("confusion (rows gold, columns predicted):")
-        lines.append(" " * w + "".join(f"{lab[: w - 1]:>{w}}" for lab in self.labels))
+        lines.append(" " * w + "".join(f"{lab[:w-1]:>{w}}" for lab in self.labels))
         for lab, row in zip(self.labels, self.matrix):
             lines.append(f"{lab:<{w}}" + "".join(f"{v:>{w}}" for v in row))
         lines.append("recall: " + ", ".join(f"{k} {v:.2f}" for k, v in self.recall.items()))
         lines.append("shares per group, predicted / gold:")
         for g in self.shares_gold:
             cells = ", ".join(
-                f"{k} {100 * self.shares_pred[g][k]:.0f}/{100 * self.shares_gold[g][k]:.0f}"
+                f"{k} {100*self.shares_pred[g][k]:.0f}/{100*self.shares_gold[g][k]:.0f}"
                 for k in self.labels
             )
             lines.append(f"  {g}: {cells}")
-        lines.append(f"largest share gap: {100 * self.max_share_gap():.1f} points")
+        lines.append(f"largest share gap: {100*self.max_share_gap():.1f} points")
         return "\n".join(lines)
 
 
 def agreement(
-    gold: Sequence[str],
-    pred: Sequence[str],
-    labels: Sequence[str],
-    groups: Sequence[Hashable] | None = None,
+    gold: Sequence[str], pred: Sequence[str], labels: Sequence[str], groups: Sequence[Hashable] | None = None
 ) -> Agreement:
     """Compare ``pred`` with ``gold`` (optionally per group, e.g. checkpoint)."""
     groups = list(groups) if groups is not None else ["all"] * len(gold)

@@ -26,9 +26,8 @@ from llmjp_ckpt.labels.language import RULES, paper_language, script_language
 LABEL_COLUMNS = ("language_paper", "language_script", "granularity", "granularity_confidence")
 
 
-def label_feature(
-    examples: Sequence[Sequence], *, granularity: bool = True, backend: Backend | None = None
-) -> dict[str, Any]:
+def label_feature(examples: Sequence[Sequence], *, granularity: bool = True,
+                  backend: Backend | None = None) -> dict[str, Any]:
     """The :data:`LABEL_COLUMNS` of one feature; all ``None`` without examples (a dead latent).
 
     ``granularity=False`` leaves ``granularity`` / ``granularity_confidence`` ``None``.
@@ -44,13 +43,8 @@ def label_feature(
     }
 
 
-def label_records(
-    records: Sequence[FeatureRecord],
-    *,
-    language_rule: str = "script",
-    granularity: bool = True,
-    backend: Backend | None = None,
-) -> list[dict[str, Any]]:
+def label_records(records: Sequence[FeatureRecord], *, language_rule: str = "script",
+                  granularity: bool = True, backend: Backend | None = None) -> list[dict[str, Any]]:
     """One CSV row per record: its labels (``language``: by ``language_rule``) and the file's."""
     if language_rule not in RULES:
         raise ValueError(f"language rule {language_rule!r}: expected one of {', '.join(RULES)}")
@@ -58,20 +52,18 @@ def label_records(
     for rec in tqdm(records, desc="labelling features", disable=len(records) < 500):
         lab = label_feature(rec.examples, granularity=granularity, backend=backend)
         conf = lab["granularity_confidence"]
-        rows.append(
-            {
-                "checkpoint": "" if rec.checkpoint is None else rec.checkpoint,
-                "feature": "" if rec.feature is None else rec.feature,
-                "n_examples": len(rec.examples),
-                "language": lab[f"language_{language_rule}"],
-                "language_paper": lab["language_paper"],
-                "language_script": lab["language_script"],
-                "granularity": lab["granularity"] or "",
-                "granularity_confidence": "" if conf is None or math.isnan(conf) else f"{conf:.3f}",
-                "file_language": rec.language or "",
-                "file_granularity": rec.granularity or "",
-            }
-        )
+        rows.append({
+            "checkpoint": "" if rec.checkpoint is None else rec.checkpoint,
+            "feature": "" if rec.feature is None else rec.feature,
+            "n_examples": len(rec.examples),
+            "language": lab[f"language_{language_rule}"],
+            "language_paper": lab["language_paper"],
+            "language_script": lab["language_script"],
+            "granularity": lab["granularity"] or "",
+            "granularity_confidence": "" if conf is None or math.isnan(conf) else f"{conf:.3f}",
+            "file_language": rec.language or "",
+            "file_granularity": rec.granularity or "",
+        })
     return rows
 
 
@@ -89,21 +81,15 @@ def agreement_report(rows: Sequence[dict[str, Any]], language_rule: str) -> str 
     parts = []
     with_lang = [r for r in rows if r["file_language"]]
     if with_lang:
-        a = agreement(
-            [r["file_language"] for r in with_lang], [r["language"] for r in with_lang], LANGUAGES
-        )
+        a = agreement([r["file_language"] for r in with_lang], [r["language"] for r in with_lang],
+                      LANGUAGES)
         same = sum(r["file_language"] == r["language"] for r in with_lang)
-        parts.append(
-            f"\nlanguage ({language_rule} rule) vs file: {same}/{len(with_lang)} agree, "
-            f"kappa={a.kappa:.3f}"
-        )
+        parts.append(f"\nlanguage ({language_rule} rule) vs file: {same}/{len(with_lang)} agree, "
+                     f"kappa={a.kappa:.3f}")
     with_gran = [r for r in rows if r["file_granularity"] and r["granularity"]]
     if with_gran:
-        a = agreement(
-            [r["file_granularity"] for r in with_gran],
-            [r["granularity"] for r in with_gran],
-            GRANULARITIES,
-            [r["checkpoint"] for r in with_gran],
-        )
+        a = agreement([r["file_granularity"] for r in with_gran],
+                      [r["granularity"] for r in with_gran],
+                      GRANULARITIES, [r["checkpoint"] for r in with_gran])
         parts.append("\n" + a.format("granularity (automatic) vs file, shares by checkpoint:"))
     return "\n".join(parts) if parts else None

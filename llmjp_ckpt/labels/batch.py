@@ -52,10 +52,8 @@ class _Vocab(dict):
     def __missing__(self, text: str) -> tuple[int, int]:
         # the paper rule's class of a lone token; a digits-only token defers to the one before
         # it, so it classes differently in front of an English and a Japanese token
-        en, ja = (
-            paper_token_class([(text, 0), ("a", 0)], 0),
-            paper_token_class([(text, 0), ("あ", 0)], 0),
-        )
+        en, ja = paper_token_class([(text, 0), ("a", 0)], 0), paper_token_class(
+            [(text, 0), ("あ", 0)], 0)
         codes = (_SCRIPT[token_script(text)], _PAPER[en] if en == ja else _PAPER["defer"])
         self[text] = codes
         return codes
@@ -71,11 +69,8 @@ def _first_max(values: np.ndarray, starts: np.ndarray, wid: np.ndarray) -> np.nd
     return idx[keep]
 
 
-def label_chunk(
-    features: Sequence[Sequence[Sequence]],
-    backend: gr.RuleBackend | None = None,
-    vocab: _Vocab | None = None,
-) -> list[FeatureLabels]:
+def label_chunk(features: Sequence[Sequence[Sequence]], backend: gr.RuleBackend | None = None,
+                vocab: _Vocab | None = None) -> list[FeatureLabels]:
     """Labels of ``features`` (each a list of windows of ``[token_text, activation]`` pairs)."""
     backend = backend or gr.default_backend()
     vocab = vocab if vocab is not None else _process_vocab()
@@ -105,9 +100,8 @@ def label_chunk(
     def codes(positions: np.ndarray, k: int) -> np.ndarray:
         """Script (k=0) or paper-rule (k=1) codes of the tokens at ``positions`` only: text
         look-ups are the costly part, and only active and max tokens need them."""
-        return np.fromiter(
-            (vocab[pairs[i][0]][k] for i in positions.tolist()), np.int8, len(positions)
-        )
+        return np.fromiter((vocab[pairs[i][0]][k] for i in positions.tolist()), np.int8,
+                           len(positions))
 
     # --- script rule (language.script_scores): activation-weighted votes of active tokens
     c = np.maximum(a, 0.0)
@@ -163,30 +157,17 @@ def label_chunk(
     surf, letters, word_at, start = gr._surface, gr._letters, gr._word_at, gr.START
     pieces_all = [pairs[g][0] for g in gmax_l]
     prevs_all = [surf(pairs[g - 1][0]) if g > s0 else start for g, s0 in zip(gmax_l, starts_l)]
-    words_all = [
-        word_at(flat_w[w], gmax_l[w] - starts_l[w]) if letters(p) else p
-        for w, p in enumerate(pieces_all)
-    ]
+    words_all = [word_at(flat_w[w], gmax_l[w] - starts_l[w]) if letters(p) else p
+                 for w, p in enumerate(pieces_all)]
     for j, k in enumerate(live):
         lo, hi = b0[j], b0[j + 1]
         pieces, words, prevs = pieces_all[lo:hi], words_all[lo:hi], prevs_all[lo:hi]
         votes = {"en": float(v_en[j]), "ja": float(v_ja[j])}
-        st = gr.stats_from_max_tokens(
-            pieces,
-            words,
-            prevs,
-            votes,
-            embed=backend.embed,
-            lexicon=backend.lexicon,
-            dictionary=backend.resolved(),
-        )
+        st = gr.stats_from_max_tokens(pieces, words, prevs, votes, embed=backend.embed,
+                                      lexicon=backend.lexicon, dictionary=backend.resolved())
         lab, conf = gr.decide(st, backend.params)
-        out[k] = FeatureLabels(
-            majority_language({"en": int(p_en[j]), "ja": int(p_ja[j])}),
-            majority_language(votes),
-            lab,
-            conf,
-        )
+        out[k] = FeatureLabels(majority_language({"en": int(p_en[j]), "ja": int(p_ja[j])}),
+                               majority_language(votes), lab, conf)
     return out  # type: ignore[return-value]
 
 
@@ -218,13 +199,8 @@ def _reopen() -> None:
             d.reopen()  # an SQLite connection must not cross a fork
 
 
-def label_features(
-    features: Sequence[Sequence[Sequence]],
-    backend: gr.RuleBackend | None = None,
-    *,
-    workers: int = 1,
-    chunk: int = 512,
-) -> list[FeatureLabels]:
+def label_features(features: Sequence[Sequence[Sequence]], backend: gr.RuleBackend | None = None,
+                   *, workers: int = 1, chunk: int = 512) -> list[FeatureLabels]:
     """Labels of every feature, in order; ``workers > 1`` forks that many processes (POSIX).
 
     The backend (and its JMdict index) is built once in this process and inherited by the
@@ -233,10 +209,8 @@ def label_features(
     """
     global _JOB
     if backend is not None and not isinstance(backend, gr.RuleBackend):
-        return [
-            FeatureLabels(paper_language(ex), script_language(ex), *backend.classify(ex))
-            for ex in features
-        ]
+        return [FeatureLabels(paper_language(ex), script_language(ex), *backend.classify(ex))
+                for ex in features]
     backend = backend or gr.default_backend()
     backend.resolved()  # load the dictionary before forking
     spans = [(i, min(i + chunk, len(features))) for i in range(0, len(features), chunk)]

@@ -72,8 +72,7 @@ class JMdictLexicon:
         per_sense: dict[int, tuple[int, set[str]]] = {}
         rows = self._db.execute(
             "SELECT g.sid, s.idseq, lower(g.text) FROM SenseGloss g JOIN Sense s ON s.ID = g.sid"
-            " WHERE g.lang = 'eng'"
-        )
+            " WHERE g.lang = 'eng'")
         for sid, idseq, text in rows:
             w = _CLEAN.sub("", text).strip()
             if _WORD.fullmatch(w):
@@ -93,11 +92,8 @@ class JMdictLexicon:
             if len(form) < 2 and all(chars.is_kana(c) for c in form):
                 found: frozenset[int] = frozenset()  # one kana: a particle, far too ambiguous
             else:
-                rows = self._db.execute(
-                    "SELECT idseq FROM Kanji WHERE text = ? UNION "
-                    "SELECT idseq FROM Kana WHERE text = ?",
-                    (form, form),
-                )
+                rows = self._db.execute("SELECT idseq FROM Kanji WHERE text = ? UNION "
+                                        "SELECT idseq FROM Kana WHERE text = ?", (form, form))
                 found = frozenset(r[0] for r in rows)
             if len(self._ja) < 1 << 17:
                 self._ja[form] = found
@@ -145,15 +141,12 @@ def default_dictionary() -> JMdictLexicon | None:
         _LOOKED = True
         path = db_path()
         if path is None:
-            log.warning(
-                "jamdict-data is not installed: granularity classifier runs without a "
-                "bilingual dictionary (spelling, inflection and loanword rules only)"
-            )
+            log.warning("jamdict-data is not installed: granularity classifier runs without a "
+                        "bilingual dictionary (spelling, inflection and loanword rules only)")
         else:
             try:
                 _DEFAULT = JMdictLexicon(path)
             except sqlite3.Error as exc:
-                log.warning(
-                    "cannot read JMdict database %s (%s): no bilingual dictionary", path, exc
-                )
+                log.warning("cannot read JMdict database %s (%s): no bilingual dictionary",
+                            path, exc)
     return _DEFAULT

@@ -59,9 +59,7 @@ def validate_examples(obj: Any, where: str, *, allow_empty: bool = False) -> lis
     if not isinstance(obj, list):
         raise UserError(f"{where}: field 'examples': expected a list of windows, got {_kind(obj)}")
     if not obj and not allow_empty:
-        raise UserError(
-            f"{where}: field 'examples': expected at least one window, got an empty list"
-        )
+        raise UserError(f"{where}: field 'examples': expected at least one window, got an empty list")
     windows: list[Window] = []
     for wi, win in enumerate(obj):
         if not isinstance(win, list) or not win:
@@ -71,9 +69,8 @@ def validate_examples(obj: Any, where: str, *, allow_empty: bool = False) -> lis
             )
         # Fast path (the common, valid case); the loop below finds and names any culprit.
         try:
-            pairs: Window = [
-                (t, float(a)) for t, a in win if type(t) is str and type(a) in (int, float)
-            ]
+            pairs: Window = [(t, float(a)) for t, a in win
+                             if type(t) is str and type(a) in (int, float)]
         except (TypeError, ValueError):
             pairs = []
         if len(pairs) == len(win) and math.isfinite(sum(a for _, a in pairs)):
@@ -83,9 +80,7 @@ def validate_examples(obj: Any, where: str, *, allow_empty: bool = False) -> lis
         for ti, pair in enumerate(win):
             loc = f"{where}: field 'examples[{wi}][{ti}]'"
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise UserError(
-                    f"{loc}: expected a [token_text, activation] pair, got {_kind(pair)}"
-                )
+                raise UserError(f"{loc}: expected a [token_text, activation] pair, got {_kind(pair)}")
             tok, act = pair
             if not isinstance(tok, str):
                 raise UserError(f"{loc}: token_text: expected a string, got {_kind(tok)}")
@@ -177,17 +172,15 @@ def _read_published(path: Path) -> list[FeatureRecord]:
         else:
             ckpt = folder_step
         counts = _counts_field(o.get("language"), where, name="language")
-        out.append(
-            FeatureRecord(
-                checkpoint=ckpt,
-                feature=feat,
-                examples=validate_examples(o["token_act"], where),
-                language=majority_language(counts) if counts else None,
-                granularity=_granularity_field(o.get("granularity"), where),
-                language_counts=counts,
-                source=where,
-            )
-        )
+        out.append(FeatureRecord(
+            checkpoint=ckpt,
+            feature=feat,
+            examples=validate_examples(o["token_act"], where),
+            language=majority_language(counts) if counts else None,
+            granularity=_granularity_field(o.get("granularity"), where),
+            language_counts=counts,
+            source=where,
+        ))
     return out
 
 
@@ -229,7 +222,7 @@ def _counts_field(v: Any, where: str, name: str = "language_counts") -> dict[str
         for k, c in v.items()
     )
     if not ok:
-        raise UserError(f'{where}: field \'{name}\': expected {{"en": int, "ja": int}}, got {v!r}')
+        raise UserError(f"{where}: field '{name}': expected {{\"en\": int, \"ja\": int}}, got {v!r}")
     return dict(v)
 
 

@@ -141,16 +141,9 @@ def token_stats(
     windows = [w for w in examples if len(w) > 0]
     pieces, words, prevs = max_tokens(windows)
     votes = script_scores(windows) if windows else {"en": 0.0, "ja": 0.0}
-    return stats_from_max_tokens(
-        pieces,
-        words,
-        prevs,
-        votes,
-        embed=embed,
-        embed_threshold=embed_threshold,
-        lexicon=lexicon,
-        dictionary=dictionary,
-    )
+    return stats_from_max_tokens(pieces, words, prevs, votes, embed=embed,
+                                 embed_threshold=embed_threshold, lexicon=lexicon,
+                                 dictionary=dictionary)
 
 
 START = "\x00start"  # the "previous token" of a max token that opens its window
@@ -208,9 +201,8 @@ def stats_from_max_tokens(
         c = forms[names[0]]
         tot = votes["en"] + votes["ja"]
         mix = min(votes["en"], votes["ja"]) / tot if tot else 0.0
-        return TokenStats(
-            n, p1, p2, entropy, len(top), c / n, 0.0, shape, mix, tuple(top[:5]), 0.0, ctx_prev
-        )
+        return TokenStats(n, p1, p2, entropy, len(top), c / n, 0.0, shape, mix, tuple(top[:5]),
+                          0.0, ctx_prev)
     parent = {f: f for f in names}
 
     def find(f: str) -> str:
@@ -234,7 +226,8 @@ def stats_from_max_tokens(
             ca, cb = find(a), find(b)
             near[ca].add(cb)
             near[cb].add(ca)
-    best = max(([k for c in near[r] for k in clusters[c]] for r in clusters), key=sum, default=[0])
+    best = max(([k for c in near[r] for k in clusters[c]] for r in clusters), key=sum,
+               default=[0])
     cluster = sum(best) / n
     variant = (sum(best) - max(best)) / n
     own = max(clusters.values(), key=sum, default=[0])
@@ -242,20 +235,8 @@ def stats_from_max_tokens(
 
     tot = votes["en"] + votes["ja"]
     script_mix = min(votes["en"], votes["ja"]) / tot if tot else 0.0
-    return TokenStats(
-        n,
-        p1,
-        p2,
-        entropy,
-        len(top),
-        cluster,
-        variant,
-        shape,
-        script_mix,
-        tuple(top[:5]),
-        form_variant,
-        ctx_prev,
-    )
+    return TokenStats(n, p1, p2, entropy, len(top), cluster, variant, shape, script_mix,
+                      tuple(top[:5]), form_variant, ctx_prev)
 
 
 @functools.lru_cache(maxsize=1 << 17)  # pieces repeat: the vocabulary is ~100k
@@ -322,10 +303,8 @@ def _related_pairs(
     return pairs
 
 
-def _dictionary_pairs(
-    alias: dict[str, tuple[str, ...]],
-    dictionary: Dictionary,
-) -> list[tuple[str, str]]:
+def _dictionary_pairs(alias: dict[str, tuple[str, ...]], dictionary: Dictionary,
+                      ) -> list[tuple[str, str]]:
     """Pairs of forms whose names translate or gloss one another in ``dictionary``.
 
     A dictionary with ``keys(form) -> (sense ids, entry ids)`` (JMdict) is read through an
@@ -335,12 +314,8 @@ def _dictionary_pairs(
     named = [(f, x) for f, names in alias.items() for x in set(names)]
     keys = getattr(dictionary, "keys", None)
     if keys is None:
-        return [
-            (f, g)
-            for i, (f, x) in enumerate(named)
-            for g, y in named[i + 1 :]
-            if f != g and dictionary.related(x, y)
-        ]
+        return [(f, g) for i, (f, x) in enumerate(named) for g, y in named[i + 1 :]
+                if f != g and dictionary.related(x, y)]
     eng: list[tuple[str, frozenset[int]]] = []
     ent: list[tuple[str, bool, frozenset[int]]] = []
     for f, x in named:
@@ -381,7 +356,6 @@ def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[flo
     ``▁form``, ``form`` and their capitalised spellings; forms that are no single piece give
     ``None`` and simply add no relation.
     """
-
     def embed(form: str) -> Sequence[float] | None:
         for piece in ("\u2581" + form, form, "\u2581" + form.capitalize(), form.capitalize()):
             i = vocab.get(piece)
@@ -442,16 +416,14 @@ class RuleBackend:
         return self.dictionary
 
     def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
-        st = token_stats(
-            examples, embed=self.embed, lexicon=self.lexicon, dictionary=self.resolved()
-        )
+        st = token_stats(examples, embed=self.embed, lexicon=self.lexicon,
+                         dictionary=self.resolved())
         return decide(st, self.params)
 
 
 def decide(st: TokenStats, p: RuleParams) -> tuple[str, float]:
     """The rule cascade; the confidence is the margin past the deciding threshold, in 0.5–1
     (0.5 on the threshold, 1.0 at the far end of the statistic's range)."""
-
     def conf(x: float, thr: float) -> float:
         return round(0.5 + 0.5 * min(1.0, max(0.0, x - thr) / max(1 - thr, 1e-9)), 3)
 
@@ -529,11 +501,9 @@ class LLMJudgeBackend:
         if self.client is None:
             from openai import OpenAI  # lazy: optional dependency
 
-            self.client = OpenAI(
-                base_url=self.config.base_url,
-                api_key=os.environ.get(self.config.api_key_env, "none"),
-                timeout=self.config.timeout_s,
-            )
+            self.client = OpenAI(base_url=self.config.base_url,
+                                 api_key=os.environ.get(self.config.api_key_env, "none"),
+                                 timeout=self.config.timeout_s)
         return self.client
 
     def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
@@ -574,10 +544,8 @@ def default_backend() -> RuleBackend:
     return _DEFAULT
 
 
-def backend_from_params(
-    path: str | Path | None,
-    field_name: str = "granularity_params",
-) -> RuleBackend:
+def backend_from_params(path: str | Path | None, field_name: str = "granularity_params",
+                        ) -> RuleBackend:
     """A :class:`RuleBackend` with thresholds from ``path`` (``label --fit``'s output); the
     shared default backend when ``path`` is None. Bad files raise a one-line ``UserError``."""
     from llmjp_ckpt.errors import UserError
@@ -587,10 +555,8 @@ def backend_from_params(
     try:
         return RuleBackend(params=RuleParams.load(path))
     except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise UserError(
-            f"{field_name}: {path}: expected a thresholds file written by "
-            f"`llmjp-ckpt label --fit` ({exc})"
-        ) from None
+        raise UserError(f"{field_name}: {path}: expected a thresholds file written by "
+                        f"`llmjp-ckpt label --fit` ({exc})") from None
 
 
 def classify(examples: Sequence[Sequence], backend: Backend | None = None) -> tuple[str, float]:

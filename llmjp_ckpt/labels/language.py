@@ -90,7 +90,9 @@ def token_script(token: str) -> Script:
     return "ja" if "ja" in scripts else "en" if "en" in scripts else "neutral"
 
 
-def script_scores(examples: Sequence[WindowLike], active_frac: float = 0.5) -> dict[str, float]:
+def script_scores(
+    examples: Sequence[WindowLike], active_frac: float = 0.5
+) -> dict[str, float]:
     """Activation-weighted votes ``{"en": ..., "ja": ...}`` of the script rule."""
     votes = {"en": 0.0, "ja": 0.0}
     for w in examples:

@@ -24,14 +24,10 @@ from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.labels.examples import FeatureRecord
 
 KEYS = {
-    "t": "token",
-    "1": "token",
-    "s": "synonym",
-    "2": "synonym",
-    "m": "semantic",
-    "3": "semantic",
-    "u": "uninterpretable",
-    "4": "uninterpretable",
+    "t": "token", "1": "token",
+    "s": "synonym", "2": "synonym",
+    "m": "semantic", "3": "semantic",
+    "u": "uninterpretable", "4": "uninterpretable",
 }
 PROMPT = "[t]oken [s]ynonym se[m]antic [u]ninterpretable  [k] skip [q] quit > "
 _SHADES = [236, 238, 240, 58, 94, 130, 166, 202, 208, 214, 220]  # dark → bright by activation
@@ -98,9 +94,7 @@ def read_labels(path: str | Path) -> dict[tuple[int | None, int | None], str]:
         except (json.JSONDecodeError, KeyError, TypeError):
             if n == len(lines):
                 continue  # interrupted while writing the last line
-            raise UserError(
-                f"{path}:{n}: expected a label line with checkpoint, feature, granularity"
-            ) from None
+            raise UserError(f"{path}:{n}: expected a label line with checkpoint, feature, granularity") from None
         if label not in set(KEYS.values()):
             raise UserError(f"{path}:{n}: field 'granularity': unknown label {label!r}")
         done[key] = label
@@ -139,9 +133,7 @@ def label_interactively(
         if suggest is not None:
             lab, conf = suggest(rec.examples)
             hint = f"  (automatic: {lab} {conf:.2f})"
-        stdout.write(
-            f"\n[{k}/{len(todo)}] checkpoint {rec.checkpoint} feature {rec.feature}{hint}\n"
-        )
+        stdout.write(f"\n[{k}/{len(todo)}] checkpoint {rec.checkpoint} feature {rec.feature}{hint}\n")
         stdout.writelines(
             "  " + render_window(w, context=context, color=color) + "\n"
             for w in rec.examples[:max_examples]
@@ -159,15 +151,9 @@ def label_interactively(
             if key == "k":
                 break
             if key in KEYS:
-                _append(
-                    out,
-                    {
-                        "checkpoint": rec.checkpoint,
-                        "feature": rec.feature,
-                        "granularity": KEYS[key],
-                        "labelled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    },
-                )
+                _append(out, {"checkpoint": rec.checkpoint, "feature": rec.feature,
+                              "granularity": KEYS[key],
+                              "labelled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
                 written += 1
                 break
             stdout.write("  ? one of t s m u (or 1-4), k, q\n")

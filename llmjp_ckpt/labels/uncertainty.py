@@ -59,10 +59,8 @@ def share_intervals(
         counts = np.bincount([idx[x] for x in labs], minlength=k).astype(float)
         n = int(counts.sum())
         if n == 0:
-            out[ckpt] = {
-                c: ShareInterval(float("nan"), float("nan"), float("nan"), float("nan"))
-                for c in classes
-            }
+            out[ckpt] = {c: ShareInterval(float("nan"), float("nan"), float("nan"), float("nan"))
+                         for c in classes}
             continue
         draws = rng.multinomial(n, counts / n, size=n_boot)  # features resampled: [B, k] pred
         if post is not None:
@@ -76,10 +74,8 @@ def share_intervals(
         shares = draws / n
         lo, hi = np.quantile(shares, [q, 1 - q], axis=0)
         mean = shares.mean(axis=0)
-        out[ckpt] = {
-            c: ShareInterval(float(counts[i] / n), float(mean[i]), float(lo[i]), float(hi[i]))
-            for i, c in enumerate(classes)
-        }
+        out[ckpt] = {c: ShareInterval(float(counts[i] / n), float(mean[i]), float(lo[i]),
+                                      float(hi[i])) for i, c in enumerate(classes)}
     return out
 
 
@@ -87,8 +83,7 @@ def format_intervals(intervals: Mapping[Hashable, Mapping[str, ShareInterval]]) 
     """A plain table: per checkpoint and class, predicted share and the interval, in percent."""
     lines = []
     for ckpt, row in intervals.items():
-        cells = ", ".join(
-            f"{c} {100 * v.share:.0f} [{100 * v.lo:.0f}–{100 * v.hi:.0f}]" for c, v in row.items()
-        )
+        cells = ", ".join(f"{c} {100 * v.share:.0f} [{100 * v.lo:.0f}–{100 * v.hi:.0f}]"
+                          for c, v in row.items())
         lines.append(f"  {ckpt}: {cells}")
     return "\n".join(lines)

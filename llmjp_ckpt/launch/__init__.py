@@ -9,13 +9,5 @@ from llmjp_ckpt.launch.executors import launch
 from llmjp_ckpt.launch.graph import Job, plan, to_run
 from llmjp_ckpt.launch.status import status_rows
 
-__all__ = [
-    "ClusterConfig",
-    "Job",
-    "LaunchConfig",
-    "launch",
-    "load_launch",
-    "plan",
-    "status_rows",
-    "to_run",
-]
+__all__ = ["ClusterConfig", "Job", "LaunchConfig", "launch", "load_launch", "plan", "status_rows",
+           "to_run"]

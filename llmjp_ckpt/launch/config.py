@@ -74,10 +74,8 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         if self.partition is not None and not PARTITION_RE.match(str(self.partition)):
-            raise UserError(
-                f"cluster.partition={self.partition!r}: expected a SLURM "
-                "partition name (letters, digits, '_', '-', '.')"
-            )
+            raise UserError(f"cluster.partition={self.partition!r}: expected a SLURM "
+                            "partition name (letters, digits, '_', '-', '.')")
         for name in ("gpus_per_job", "cpus_per_job", "max_parallel", "max_requeues"):
             v = getattr(self, name)
             low = 0 if name in ("gpus_per_job", "max_requeues") else 1
@@ -142,17 +140,14 @@ def check_partition(cluster: ClusterConfig) -> None:
     if cluster.partition is None or shutil.which("sinfo") is None:
         return
     try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
+        out = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return  # sinfo present but not answering: sbatch will judge
     names = {line.strip().rstrip("*") for line in out.splitlines() if line.strip()}
     if names and cluster.partition not in names:
-        raise UserError(
-            f"cluster.partition={cluster.partition!r}: not a partition of this cluster "
-            f"(sinfo lists {', '.join(sorted(names))})"
-        )
+        raise UserError(f"cluster.partition={cluster.partition!r}: not a partition of this cluster "
+                        f"(sinfo lists {', '.join(sorted(names))})")
 
 
 def replace_cluster(cfg: LaunchConfig, **changes: Any) -> LaunchConfig:

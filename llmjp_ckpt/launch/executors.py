@@ -49,11 +49,8 @@ def executor_for(kind: str, launch: LaunchConfig, run: Path) -> submitit.Executo
     """A submitit executor with the cluster section's settings."""
     cl = launch.cluster
     folder = logs_dir(run) / SUBMITIT / "%j"
-    params: dict[str, Any] = {
-        "timeout_min": cl.timeout_min,
-        "cpus_per_task": cl.cpus_per_job,
-        "gpus_per_node": cl.gpus_per_job,
-    }
+    params: dict[str, Any] = {"timeout_min": cl.timeout_min, "cpus_per_task": cl.cpus_per_job,
+                              "gpus_per_node": cl.gpus_per_job}
     if kind == "local":  # LocalExecutor itself: its visible_gpus is set per job (AutoExecutor
         # accepts no local-only parameter but setup)
         local = submitit.LocalExecutor(folder=folder, max_num_timeout=cl.max_requeues)
@@ -61,11 +58,8 @@ def executor_for(kind: str, launch: LaunchConfig, run: Path) -> submitit.Executo
         return local
     ex = submitit.AutoExecutor(folder=folder, cluster=kind, slurm_max_num_timeout=cl.max_requeues)
     if kind == "slurm":
-        params |= {
-            "slurm_array_parallelism": cl.max_parallel,
-            "slurm_setup": list(cl.setup),
-            "slurm_additional_parameters": sbatch_options(launch),
-        }
+        params |= {"slurm_array_parallelism": cl.max_parallel, "slurm_setup": list(cl.setup),
+                   "slurm_additional_parameters": sbatch_options(launch)}
         if cl.partition:
             params["slurm_partition"] = cl.partition
         if cl.account:
@@ -84,14 +78,8 @@ def sbatch_options(launch: LaunchConfig, dependency: str | None = None) -> dict[
     return out
 
 
-def launch(
-    launch_cfg: LaunchConfig,
-    run: str | Path,
-    executor: str,
-    *,
-    job_fn: Callable[..., Any] | None = None,
-    echo: Callable[[str], None] = print,
-) -> int:
+def launch(launch_cfg: LaunchConfig, run: str | Path, executor: str, *,
+           job_fn: Callable[..., Any] | None = None, echo: Callable[[str], None] = print) -> int:
     """Run (local, debug) or submit (slurm) what the graph still needs; 0 when it all went well."""
     check_executor(executor)
     if executor == "slurm":
@@ -103,30 +91,22 @@ def launch(
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise UserError(
-            f"{run}: another launch holds this run folder ({run / LOCK}); "
-            f"see `llmjp-ckpt status --run {run}`"
-        ) from None
+        raise UserError(f"{run}: another launch holds this run folder ({run / LOCK}); "
+                        f"see `llmjp-ckpt status --run {run}`") from None
     try:
         busy = held_by(run, jobs)
         if busy:
-            raise UserError(
-                f"{run}: jobs of an earlier launch are still queued or running "
-                f"({busy}); see `llmjp-ckpt status --run {run}`"
-            )
+            raise UserError(f"{run}: jobs of an earlier launch are still queued or running "
+                            f"({busy}); see `llmjp-ckpt status --run {run}`")
         RunFolder(run)  # cleans leftovers of killed writes once, while nothing else runs
-        atomic.write_text(
-            logs_dir(run) / CONFIG_COPY,  # what `status` reads later
-            yaml.safe_dump(dataclasses.asdict(launch_cfg), sort_keys=False),
-        )
+        atomic.write_text(logs_dir(run) / CONFIG_COPY,  # what `status` reads later
+                          yaml.safe_dump(dataclasses.asdict(launch_cfg), sort_keys=False))
         todo = to_run(run, launch_cfg, jobs)
         if not todo:
             echo(f"{run}: every job is done; nothing to run")
             return 0
-        echo(
-            f"{run}: {len(todo)} of {len(jobs)} jobs to run on {executor}: "
-            + ", ".join(j.name for j in todo)
-        )
+        echo(f"{run}: {len(todo)} of {len(jobs)} jobs to run on {executor}: "
+             + ", ".join(j.name for j in todo))
         fn = job_fn or StageJob()
         if executor == "slurm":
             return submit_slurm(launch_cfg, run, todo, fn, echo)
@@ -137,26 +117,13 @@ def launch(
 
 
 def _record_launch(run: Path, executor: str, ids: dict[str, str]) -> None:
-    atomic.write_json(
-        logs_dir(run) / LAUNCH_FILE,
-        {
-            "executor": executor,
-            "launcher_pid": os.getpid(),
-            "jobs": ids,
-            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        },
-    )
+    atomic.write_json(logs_dir(run) / LAUNCH_FILE, {
+        "executor": executor, "launcher_pid": os.getpid(), "jobs": ids,
+        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
-def run_here(
-    launch_cfg: LaunchConfig,
-    run: Path,
-    todo: list[Job],
-    fn: Callable[..., Any],
-    kind: str,
-    parallel: int,
-    echo: Callable[[str], None],
-) -> int:
+def run_here(launch_cfg: LaunchConfig, run: Path, todo: list[Job], fn: Callable[..., Any],
+             kind: str, parallel: int, echo: Callable[[str], None]) -> int:
     """The graph on this machine: each job starts when its inputs are done, ``parallel`` at a
     time (submitit's local executor has no dependencies, so this loop plays the scheduler)."""
     ex = executor_for(kind, launch_cfg, run)
@@ -192,14 +159,8 @@ def run_here(
                         _finish(run, job, err, done, failed, echo)
                         pending.remove(job)
                         continue
-                    write_state(
-                        run,
-                        job,
-                        "submitted",
-                        executor=kind,
-                        job_id=str(sj.job_id),
-                        launcher_pid=os.getpid(),
-                    )
+                    write_state(run, job, "submitted", executor=kind, job_id=str(sj.job_id),
+                                launcher_pid=os.getpid())
                     running[job.name] = (sj, devices)
                     pending.remove(job)
                     echo(f"[launch] {job.name}: started (process {sj.job_id})")
@@ -220,23 +181,15 @@ def run_here(
             sj.cancel(check=False)
         raise
     if failed:
-        echo(
-            f"[launch] {len(done)} done, {len(failed)} failed or not started; "
-            "fix and rerun the same command to run only what is missing"
-        )
+        echo(f"[launch] {len(done)} done, {len(failed)} failed or not started; "
+             "fix and rerun the same command to run only what is missing")
         return 1
     echo(f"[launch] all {len(done)} jobs done")
     return 0
 
 
-def _finish(
-    run: Path,
-    job: Job,
-    err: BaseException | None,
-    done: set[str],
-    failed: set[str],
-    echo: Callable[[str], None],
-) -> None:
+def _finish(run: Path, job: Job, err: BaseException | None, done: set[str], failed: set[str],
+            echo: Callable[[str], None]) -> None:
     from llmjp_ckpt.launch.graph import last_log_line, read_state
 
     if err is None:
@@ -246,14 +199,8 @@ def _finish(
     failed.add(job.name)
     st = read_state(run, job)
     if st.get("state") != "failed":  # killed before it could say so
-        write_state(
-            run,
-            job,
-            "failed",
-            error=f"process ended: {str(err).splitlines()[0][:300]}"
-            if str(err)
-            else "process ended",
-        )
+        write_state(run, job, "failed", error=f"process ended: {str(err).splitlines()[0][:300]}"
+                    if str(err) else "process ended")
     echo(f"[launch] {job.name}: FAILED: {last_log_line(run, job)}")
 
 
@@ -269,13 +216,8 @@ def _local_gpus(launch_cfg: LaunchConfig) -> list[int]:
         return []
 
 
-def submit_slurm(
-    launch_cfg: LaunchConfig,
-    run: Path,
-    todo: list[Job],
-    fn: Callable[..., Any],
-    echo: Callable[[str], None],
-) -> int:
+def submit_slurm(launch_cfg: LaunchConfig, run: Path, todo: list[Job], fn: Callable[..., Any],
+                 echo: Callable[[str], None]) -> int:
     """Submit the graph: training passes as job arrays (one per checkpoint when SAEs warm-start
     from the previous checkpoint, else one), each later job ``afterok`` on its inputs."""
     ex = executor_for("slurm", launch_cfg, run)
@@ -292,10 +234,8 @@ def submit_slurm(
         write_state(run, job, "submitted", executor="slurm", job_id=str(sj.job_id))
 
     def submit(job: Job) -> None:
-        ex.update_parameters(
-            name=f"llmjp-{job.kind}",
-            slurm_additional_parameters=sbatch_options(launch_cfg, deps_of(job)),
-        )
+        ex.update_parameters(name=f"llmjp-{job.kind}", slurm_additional_parameters=sbatch_options(
+            launch_cfg, deps_of(job)))
         sj = ex.submit(fn, launch_cfg, str(run), job)
         record(job, sj)
         echo(f"[launch] {job.name}: SLURM job {sj.job_id}")
@@ -306,20 +246,16 @@ def submit_slurm(
     train = [j for j in todo if j.kind == "train"]
     waves: list[list[Job]] = []
     for job in train:  # a wave: jobs whose train inputs are in earlier waves
-        wave = max(
-            (i + 1 for i, w in enumerate(waves) for d in job.deps if any(x.name == d for x in w)),
-            default=0,
-        )
+        wave = max((i + 1 for i, w in enumerate(waves) for d in job.deps
+                    if any(x.name == d for x in w)), default=0)
         if wave == len(waves):
             waves.append([])
         waves[wave].append(job)
     for i, wave in enumerate(waves):
         # an array's tasks share one dependency line: the union of its jobs' inputs
         merged = Job(wave[0].name, "train", tuple(sorted({d for j in wave for d in j.deps})))
-        ex.update_parameters(
-            name=f"llmjp-train-{i}",
-            slurm_additional_parameters=sbatch_options(launch_cfg, deps_of(merged)),
-        )
+        ex.update_parameters(name=f"llmjp-train-{i}", slurm_additional_parameters=sbatch_options(
+            launch_cfg, deps_of(merged)))
         sjs = ex.map_array(fn, [launch_cfg] * len(wave), [str(run)] * len(wave), wave)
         for job, sj in zip(wave, sjs, strict=True):
             record(job, sj)

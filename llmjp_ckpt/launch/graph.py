@@ -62,7 +62,7 @@ def train_passes(cfg: Any) -> list[list[Any]]:
     for s in specs:
         by_lr.setdefault(s.lr, []).append(s)
     size = cfg.max_saes_per_pass or len(specs)
-    return [group[i : i + size] for group in by_lr.values() for i in range(0, len(group), size)]
+    return [group[i:i + size] for group in by_lr.values() for i in range(0, len(group), size)]
 
 
 def plan(launch: LaunchConfig) -> list[Job]:
@@ -90,14 +90,8 @@ def plan(launch: LaunchConfig) -> list[Job]:
 
 def job_hash(launch: LaunchConfig, job: Job) -> str:
     """What a job's result depends on besides its inputs: its stage config file, its SAEs."""
-    return config_hash(
-        {
-            "kind": job.kind,
-            "sae_ids": job.sae_ids,
-            "step": job.step,
-            "config": launch.stage_file_text(job.kind),
-        }
-    )
+    return config_hash({"kind": job.kind, "sae_ids": job.sae_ids, "step": job.step,
+                        "config": launch.stage_file_text(job.kind)})
 
 
 def read_state(run: str | Path, job: Job) -> dict[str, Any]:
@@ -109,12 +103,8 @@ def write_state(run: str | Path, job: Job, state: str, **info: Any) -> None:
     """Record a job's state in its own file (one writer per file: no lock needed)."""
     old = read_state(run, job)
     entry = {k: v for k, v in old.items() if k in ("submitted", "job_id", "attempts")}
-    entry |= {
-        "job": job.name,
-        "state": state,
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **info,
-    }
+    entry |= {"job": job.name, "state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              **info}
     atomic.write_json(state_path(run, job), entry)
 
 
@@ -140,17 +130,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SLURM_LIVE = {
-    "PENDING",
-    "RUNNING",
-    "REQUEUED",
-    "CONFIGURING",
-    "COMPLETING",
-    "SUSPENDED",
-    "RESIZING",
-    "REQUEUE_HOLD",
-    "REQUEUE_FED",
-}
+SLURM_LIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",
+              "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED"}
 LIVE = ("running", "queued", "submitted")  # states of a job that a launch must not touch
 
 
@@ -207,11 +188,8 @@ def is_done(run: str | Path, launch: LaunchConfig, job: Job) -> bool:
 
         cfg = corpus.as_config(launch.data)
         rec = _manifest_stage(run, corpus.STAGE)  # read only: status must not clean temporaries
-        return (
-            rec.get("status") == "done"
-            and rec.get("config_hash") == config_hash(cfg)
-            and all((run / "data" / s).is_dir() for s in corpus.SPLITS)
-        )
+        return (rec.get("status") == "done" and rec.get("config_hash") == config_hash(cfg)
+                and all((run / "data" / s).is_dir() for s in corpus.SPLITS))
     if job.kind == "train":
         from llmjp_ckpt.saes import training as tr
 
@@ -221,13 +199,9 @@ def is_done(run: str | Path, launch: LaunchConfig, job: Job) -> bool:
         except UserError:
             return False
         by_id = {s.sae_id: s for s in cfg.specs()}
-        return all(
-            tr.is_finished(
-                tr.sae_dir(run, job.step, by_id[i]),
-                tr.spec_hash(cfg, job.step, by_id[i], data_info),
-            )
-            for i in job.sae_ids
-        )
+        return all(tr.is_finished(tr.sae_dir(run, job.step, by_id[i]),
+                                  tr.spec_hash(cfg, job.step, by_id[i], data_info))
+                   for i in job.sae_ids)
     st = read_state(run, job)
     return st.get("state") == "done" and st.get("config_hash") == job_hash(launch, job)
 

@@ -66,15 +66,8 @@ class StageJob(submitit.helpers.Checkpointable):
         root = Path(run)
         env_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
         attempts = int(read_state(root, job).get("attempts", 0)) + 1
-        write_state(
-            root,
-            job,
-            "running",
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            attempts=attempts,
-            **({"env_job_id": env_id} if env_id else {}),
-        )
+        write_state(root, job, "running", pid=os.getpid(), host=socket.gethostname(),
+                    attempts=attempts, **({"env_job_id": env_id} if env_id else {}))
         old = os.environ.get(SHARED_ENV)
         os.environ[SHARED_ENV] = "1"  # the folder is shared: never clean others' temporaries
         log = log_path(root, job)
@@ -85,16 +78,10 @@ class StageJob(submitit.helpers.Checkpointable):
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         try:
-            with (
-                open(log, "a", encoding="utf-8") as fh,
-                contextlib.redirect_stdout(fh),
-                contextlib.redirect_stderr(fh),
-            ):
-                print(
-                    f"== {job.name}: attempt {attempts} on {socket.gethostname()} "
-                    f"pid {os.getpid()}",
-                    flush=True,
-                )
+            with open(log, "a", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), \
+                    contextlib.redirect_stderr(fh):
+                print(f"== {job.name}: attempt {attempts} on {socket.gethostname()} "
+                      f"pid {os.getpid()}", flush=True)
                 try:
                     result = run_job(launch, root, job)
                 except Exception as exc:

@@ -34,15 +34,8 @@ def status_rows(run: str | Path, launch: LaunchConfig) -> list[dict[str, Any]]:
             state = "done"
         if any(d in rerun for d in job.deps) or not done:
             rerun.add(job.name)
-        rows.append(
-            {
-                "job": job.name,
-                "kind": job.kind,
-                "state": state,
-                "detail": detail,
-                "relaunch": job.name in rerun and state not in LIVE,
-            }
-        )
+        rows.append({"job": job.name, "kind": job.kind, "state": state, "detail": detail,
+                     "relaunch": job.name in rerun and state not in LIVE})
     return rows
 
 

@@ -41,20 +41,10 @@ SUPPORTED_ARCHITECTURE = "LlamaForCausalLM"
 # causal LMs only): a local checkpoint folder of one of these loads through TransformerLens'
 # own config and weight conversion; Llama goes through tl_config_dict (rope_theta honoured).
 TL_ARCHITECTURES = (
-    "GPT2LMHeadModel",
-    "GPTNeoForCausalLM",
-    "OPTForCausalLM",
-    "GPTJForCausalLM",
-    "GPTNeoXForCausalLM",
-    "MistralForCausalLM",
-    "MixtralForCausalLM",
-    "BloomForCausalLM",
-    "Qwen2ForCausalLM",
-    "Qwen3ForCausalLM",
-    "PhiForCausalLM",
-    "Phi3ForCausalLM",
-    "GemmaForCausalLM",
-    "Gemma2ForCausalLM",
+    "GPT2LMHeadModel", "GPTNeoForCausalLM", "OPTForCausalLM", "GPTJForCausalLM",
+    "GPTNeoXForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "BloomForCausalLM",
+    "Qwen2ForCausalLM", "Qwen3ForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM",
+    "GemmaForCausalLM", "Gemma2ForCausalLM",
 )
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -92,9 +82,7 @@ class Resolved:
 
 
 _LOCAL: dict[str, Path] = {}  # registered local folders, by the name TL sees
-_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "llmjp_options", default=MappingProxyType({})
-)  # type: ignore[arg-type]
+_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llmjp_options", default=MappingProxyType({}))  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,9 +127,7 @@ def resolve(
     steps = available_steps(entry, checkpoint_root)
     if index is not None:
         if not -len(steps) <= index < len(steps):
-            raise UserError(
-                f"checkpoint_index {index} is out of range for {name}: {len(steps)} checkpoints {steps}"
-            )
+            raise UserError(f"checkpoint_index {index} is out of range for {name}: {len(steps)} checkpoints {steps}")
         step = steps[index]
     if root is not None:
         if step is None:
@@ -153,20 +139,15 @@ def resolve(
         return Resolved(name=name, step=step, local_dir=step_path(root, step))
     if entry.steps == "transformer_lens":
         if step is not None and step not in steps:
-            raise UserError(
-                f"step {step} is not a TransformerLens checkpoint of {name}: "
-                f"available steps are {steps}"
-            )
-        return Resolved(
-            name=name, step=step, hub_repo=entry.hub_repo or name, revision=tl_revision(name, step)
-        )
+            raise UserError(f"step {step} is not a TransformerLens checkpoint of {name}: "
+                            f"available steps are {steps}")
+        return Resolved(name=name, step=step, hub_repo=entry.hub_repo or name,
+                        revision=tl_revision(name, step))
     if not entry.hub_repo:
         raise UserError(f"model {name} has neither a local root nor a hub repo")
     if step is not None and steps and step not in steps and step != entry.final_step:
         raise UserError(f"step {step} is not registered for {name}: registered steps are {steps}")
-    return Resolved(
-        name=name, step=step, hub_repo=entry.hub_repo, revision=entry.hub_revision(step)
-    )
+    return Resolved(name=name, step=step, hub_repo=entry.hub_repo, revision=entry.hub_revision(step))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,9 +161,7 @@ def read_config(res: Resolved) -> dict[str, Any]:
         if not res.local_dir.is_dir():
             raise UserError(f"checkpoint folder {res.local_dir} does not exist")
         if not path.exists():
-            raise UserError(
-                f"{path} is missing: expected a Hugging Face config.json in the checkpoint folder"
-            )
+            raise UserError(f"{path} is missing: expected a Hugging Face config.json in the checkpoint folder")
         cfg = read_json(path)
         if not isinstance(cfg, dict):
             raise UserError(f"{path}: expected a JSON object")
@@ -258,18 +237,12 @@ def validate_config(cfg: dict[str, Any], where: str, local: bool = False) -> Non
         )
     for key in ("attention_bias", "mlp_bias"):
         if cfg.get(key):
-            raise UserError(
-                f"{where}: {key}=true is not supported: expected false (LLM-jp-3 has no biases)"
-            )
+            raise UserError(f"{where}: {key}=true is not supported: expected false (LLM-jp-3 has no biases)")
     head_dim = cfg.get("head_dim")
     if head_dim is not None and head_dim != cfg["hidden_size"] // cfg["num_attention_heads"]:
-        raise UserError(
-            f"{where}: head_dim={head_dim} differs from hidden_size/num_attention_heads: not supported"
-        )
+        raise UserError(f"{where}: head_dim={head_dim} differs from hidden_size/num_attention_heads: not supported")
     if cfg.get("hidden_act", "silu") != "silu":
-        raise UserError(
-            f"{where}: hidden_act={cfg.get('hidden_act')!r} is not supported: expected 'silu'"
-        )
+        raise UserError(f"{where}: hidden_act={cfg.get('hidden_act')!r} is not supported: expected 'silu'")
 
 
 def tl_config_dict(cfg: dict[str, Any], res: Resolved) -> dict[str, Any]:
@@ -327,20 +300,16 @@ def load_hf_model(res: Resolved, dtype: torch.dtype, trust_pickle: bool = False)
         safe = check_weights(res.local_dir, trust_pickle)
         try:
             model, info = AutoModelForCausalLM.from_pretrained(
-                res.local_dir, dtype=dtype, use_safetensors=safe, output_loading_info=True
-            )
+                res.local_dir, dtype=dtype, use_safetensors=safe, output_loading_info=True)
         except (RuntimeError, ValueError) as exc:  # e.g. weight shapes that differ from config
             first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
-            raise UserError(
-                f"{res.local_dir}: the weights do not match config.json ({first})"
-            ) from None
+            raise UserError(f"{res.local_dir}: the weights do not match config.json "
+                            f"({first})") from None
         missing = info.get("missing_keys") or []
         if missing:  # HF would start these weights at random, silently
-            raise UserError(
-                f"{res.local_dir}: the weights do not match config.json "
-                f"({len(missing)} missing, e.g. {min(missing)}): expected weights of "
-                f"{(model.config.architectures or ['?'])[0]}"
-            )
+            raise UserError(f"{res.local_dir}: the weights do not match config.json "
+                            f"({len(missing)} missing, e.g. {min(missing)}): expected weights of "
+                            f"{(model.config.architectures or ['?'])[0]}")
         return model
     return AutoModelForCausalLM.from_pretrained(
         res.hub_repo, revision=res.revision, dtype=dtype, use_safetensors=not trust_pickle
@@ -390,9 +359,7 @@ def _install() -> None:
         finally:
             _OPTIONS.reset(token)
         if cfg.from_checkpoint and cfg.checkpoint_value != res.step:
-            raise UserError(
-                f"internal: resolved step {res.step} differs from TransformerLens's {cfg.checkpoint_value}"
-            )
+            raise UserError(f"internal: resolved step {res.step} differs from TransformerLens's {cfg.checkpoint_value}")
         return cfg
 
     def convert_hf_model_config(model_name: str, **kwargs: Any):
@@ -413,10 +380,8 @@ def _install() -> None:
             return {**converted, "tokenizer_name": str(res.local_dir)}
         except (NotImplementedError, AttributeError, KeyError, TypeError, ValueError) as exc:
             arch = (cfg.get("architectures") or ["?"])[0]
-            raise UserError(
-                f"{res.local_dir / 'config.json'}: not a {arch} config TransformerLens "
-                f"2.17 can read ({exc.__class__.__name__}: {exc})"
-            ) from None
+            raise UserError(f"{res.local_dir / 'config.json'}: not a {arch} config TransformerLens "
+                            f"2.17 can read ({exc.__class__.__name__}: {exc})") from None
 
     def get_checkpoint_labels(model_name: str, **kwargs: Any):
         if not _is_ours(str(model_name)):
@@ -506,9 +471,8 @@ def load_model(
     entry = registry().get(source)
     tl_own = entry is not None and entry.loader == "transformer_lens"
     if tl_own and entry.root(checkpoint_root) is None:
-        return _load_with_transformer_lens(
-            entry, step, device=device, dtype=dtype, **from_pretrained_kwargs
-        )
+        return _load_with_transformer_lens(entry, step, device=device, dtype=dtype,
+                                           **from_pretrained_kwargs)
     if source in registry():
         register_names([source])  # an entry added after install ($LLMJP_CKPT_REGISTRY)
         name, kwargs = source, ({"checkpoint_value": step} if step is not None else {})
@@ -522,9 +486,7 @@ def load_model(
         if step is not None:
             p = step_path(p, step) if not (p / "config.json").exists() else p
         if not (p / "config.json").exists():
-            raise UserError(
-                f"{p / 'config.json'} is missing: expected a Hugging Face checkpoint folder"
-            )
+            raise UserError(f"{p / 'config.json'} is missing: expected a Hugging Face checkpoint folder")
         name, kwargs = register_local(p), {}
         res = Resolved(name=name, step=step, local_dir=Path(name))
     read_config(res)  # validate before TransformerLens sees anything
@@ -533,12 +495,7 @@ def load_model(
     token = _OPTIONS.set({"checkpoint_root": checkpoint_root, "trust_pickle": trust_pickle})
     try:
         model = HookedTransformer.from_pretrained_no_processing(
-            name,
-            device=device,
-            dtype=dtype,
-            tokenizer=load_tokenizer(res),
-            **kwargs,
-            **from_pretrained_kwargs,
+            name, device=device, dtype=dtype, tokenizer=load_tokenizer(res), **kwargs, **from_pretrained_kwargs
         )
     finally:
         _OPTIONS.reset(token)
@@ -556,10 +513,8 @@ def _load_with_transformer_lens(entry: ModelEntry, step: int | None, **kwargs: A
     try:
         loading.get_official_model_name(entry.name)
     except ValueError:
-        raise UserError(
-            f"model {entry.name}: loader transformer_lens needs a name TransformerLens "
-            "knows (its OFFICIAL_MODEL_NAMES); use loader: adapter for others"
-        ) from None
+        raise UserError(f"model {entry.name}: loader transformer_lens needs a name TransformerLens "
+                        "knows (its OFFICIAL_MODEL_NAMES); use loader: adapter for others") from None
     res = resolve(entry.name, step)  # one clear line for a step that is not there
     if step is not None and entry.steps == "transformer_lens":
         kwargs["checkpoint_value"] = step
@@ -575,11 +530,7 @@ def load_tokenizer(res: Resolved | str | Path):
     from transformers import AutoTokenizer
 
     if isinstance(res, Resolved):
-        src, kw = (
-            (str(res.local_dir), {})
-            if res.local_dir
-            else (res.hub_repo, {"revision": res.revision})
-        )
+        src, kw = (str(res.local_dir), {}) if res.local_dir else (res.hub_repo, {"revision": res.revision})
     else:
         src, kw = str(res), {}
     try:

@@ -54,33 +54,24 @@ class ModelEntry:
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, str) and self.steps not in STEP_SOURCES:
-            raise UserError(
-                f"model {self.name}: steps must be a list of ints or one of "
-                f"{', '.join(STEP_SOURCES)}, got {self.steps!r}"
-            )
+            raise UserError(f"model {self.name}: steps must be a list of ints or one of "
+                            f"{', '.join(STEP_SOURCES)}, got {self.steps!r}")
         if self.loader not in LOADERS:
-            raise UserError(
-                f"model {self.name}: loader {self.loader!r}: expected one of {', '.join(LOADERS)}"
-            )
+            raise UserError(f"model {self.name}: loader {self.loader!r}: expected one of "
+                            f"{', '.join(LOADERS)}")
         if self.steps == "transformer_lens" and self.loader != "transformer_lens":
-            raise UserError(
-                f"model {self.name}: steps 'transformer_lens' need loader: transformer_lens"
-            )
+            raise UserError(f"model {self.name}: steps 'transformer_lens' need "
+                            "loader: transformer_lens")
         if self.steps == "hub_refs":
             if not self.hub_repo or not self.revision_regex:
-                raise UserError(
-                    f"model {self.name}: steps 'hub_refs' need hub_repo and revision_regex"
-                )
+                raise UserError(f"model {self.name}: steps 'hub_refs' need hub_repo and "
+                                "revision_regex")
             self.step_regex()
         if isinstance(self.steps, list):
             if any(not isinstance(s, int) or s < 0 for s in self.steps):
-                raise UserError(
-                    f"model {self.name}: steps must be non-negative ints, got {self.steps}"
-                )
+                raise UserError(f"model {self.name}: steps must be non-negative ints, got {self.steps}")
             if self.steps != sorted(set(self.steps)):
-                raise UserError(
-                    f"model {self.name}: steps must be strictly increasing, got {self.steps}"
-                )
+                raise UserError(f"model {self.name}: steps must be strictly increasing, got {self.steps}")
 
     def root(self, override: str | Path | None = None) -> Path | None:
         """The local checkpoint root in force: argument, then environment, then config."""
@@ -95,15 +86,11 @@ class ModelEntry:
         try:
             rx = re.compile(str(self.revision_regex))
         except re.error as exc:
-            raise UserError(
-                f"model {self.name}: revision_regex {self.revision_regex!r}: not a "
-                f"regular expression ({exc})"
-            ) from None
+            raise UserError(f"model {self.name}: revision_regex {self.revision_regex!r}: not a "
+                            f"regular expression ({exc})") from None
         if rx.groups < 1:
-            raise UserError(
-                f"model {self.name}: revision_regex {self.revision_regex!r}: expected "
-                "a group holding the step, e.g. step(?P<step>\\d+)"
-            )
+            raise UserError(f"model {self.name}: revision_regex {self.revision_regex!r}: expected "
+                            "a group holding the step, e.g. step(?P<step>\\d+)")
         return rx
 
     def hub_revision(self, step: int | None) -> str:
@@ -113,10 +100,8 @@ class ModelEntry:
         if self.steps == "hub_refs":
             revs = hub_revision_steps(self)[0]
             if step not in revs:
-                raise UserError(
-                    f"step {step} is not among the hub revisions of {self.name}: "
-                    f"available steps are {sorted(revs)}"
-                )
+                raise UserError(f"step {step} is not among the hub revisions of {self.name}: "
+                                f"available steps are {sorted(revs)}")
             return revs[step]
         if not self.revision_pattern:
             raise UserError(f"model {self.name}: no revision_pattern for intermediate step {step}")
@@ -167,29 +152,21 @@ def hub_revision_steps(entry: ModelEntry) -> tuple[dict[int, str], str]:
         if m:
             out[int(m.group("step") if "step" in rx.groupindex else m.group(1))] = name
     if not names:
-        raise UserError(
-            f"model {entry.name}: no revisions of {entry.hub_repo} found in {source}: "
-            "expected its branches (go online once, or download a revision)"
-        )
+        raise UserError(f"model {entry.name}: no revisions of {entry.hub_repo} found in {source}: "
+                        "expected its branches (go online once, or download a revision)")
     if not out:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "none"
-        raise UserError(
-            f"model {entry.name}: revision_regex {entry.revision_regex!r} matches none "
-            f"of the {len(names)} revisions of {entry.hub_repo} ({shown}) read from "
-            f"{source}: expected branch names with the step in them"
-        )
+        raise UserError(f"model {entry.name}: revision_regex {entry.revision_regex!r} matches none "
+                        f"of the {len(names)} revisions of {entry.hub_repo} ({shown}) read from "
+                        f"{source}: expected branch names with the step in them")
     return dict(sorted(out.items())), source
 
 
 def discover_steps(root: Path) -> list[int]:
     """Steps of the ``iter_XXXXXXX`` folders under ``root``, sorted."""
     if not root.is_dir():
-        raise UserError(
-            f"checkpoint root {root} does not exist (expected a folder holding iter_XXXXXXX checkpoints)"
-        )
-    return sorted(
-        int(m.group(1)) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR_RE.match(p.name))
-    )
+        raise UserError(f"checkpoint root {root} does not exist (expected a folder holding iter_XXXXXXX checkpoints)")
+    return sorted(int(m.group(1)) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR_RE.match(p.name)))
 
 
 def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
@@ -199,10 +176,8 @@ def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
     files = sorted(Path(folder).glob("*.yaml")) if folder is not None else registry_files()
     for path in files:
         if not path.is_file():
-            raise UserError(
-                f"{path} (from ${REGISTRY_ENV}): not found; expected a YAML file "
-                "or a folder of them with a 'models:' list"
-            )
+            raise UserError(f"{path} (from ${REGISTRY_ENV}): not found; expected a YAML file "
+                            "or a folder of them with a 'models:' list")
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:

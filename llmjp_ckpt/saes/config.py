@@ -20,25 +20,10 @@ from llmjp_ckpt.saes.normalisation import MODES
 
 # Runner fields set from our own fields; giving them under runner: is an error.
 RESERVED = {
-    "saes",
-    "hook_names",
-    "hook_head_indices",
-    "model_name",
-    "model_class_name",
-    "dataset_path",
-    "context_size",
-    "seqpos_slice",
-    "disable_concat_sequences",
-    "output_path",
-    "checkpoint_path",
-    "resume_from_checkpoint",
-    "lr",
-    "evaluator",
-    "streaming",
-    "device",
-    "dtype",
-    "model_from_pretrained_kwargs",
-    "seed",
+    "saes", "hook_names", "hook_head_indices", "model_name", "model_class_name", "dataset_path",
+    "context_size", "seqpos_slice", "disable_concat_sequences", "output_path", "checkpoint_path",
+    "resume_from_checkpoint", "lr", "evaluator", "streaming", "device", "dtype",
+    "model_from_pretrained_kwargs", "seed",
 }
 # Defaults we choose where SAELens' would not suit (wandb only when asked; resumable checkpoints).
 RUNNER_DEFAULTS: dict[str, Any] = {
@@ -72,7 +57,6 @@ class ModelSpec:
         from llmjp_ckpt.devices import check_dtype
 
         check_dtype(self.dtype, "model.dtype")
-
     trust_pickle: bool = False
     """Allow pickle weights (``.bin``/``.pt``): unpickling runs code, so only for trusted files."""
 
@@ -180,14 +164,10 @@ class TrainConfig:
             if not isinstance(e, int) or e < 1:
                 raise UserError(f"saes.expansion={e!r}: expected an integer >= 1")
         seeds = g.seeds
-        if (
-            not seeds
-            or len(set(seeds)) != len(seeds)
-            or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in seeds)
-        ):
-            raise UserError(
-                f"saes.seeds={seeds!r}: expected a non-empty list of distinct non-negative integers"
-            )
+        if (not seeds or len(set(seeds)) != len(seeds)
+                or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in seeds)):
+            raise UserError(f"saes.seeds={seeds!r}: expected a non-empty list of distinct "
+                            "non-negative integers")
         for n in g.normalisation:
             if n not in MODES:
                 raise UserError(f"saes.normalisation={n!r}: expected one of {', '.join(MODES)}")
@@ -209,13 +189,9 @@ class TrainConfig:
             if key == "seed":
                 raise UserError("runner.seed: SAELens 6.54 never uses it: set the top-level seed:")
             if key in RESERVED:
-                raise UserError(
-                    f"runner.{key}: set by llmjp-ckpt from the config's own fields: remove it"
-                )
+                raise UserError(f"runner.{key}: set by llmjp-ckpt from the config's own fields: remove it")
             if key not in names:
-                raise UserError(
-                    f"runner: unknown field {key!r}: expected a MultiSAETrainingRunnerConfig field"
-                )
+                raise UserError(f"runner: unknown field {key!r}: expected a MultiSAETrainingRunnerConfig field")
         fields = self.runner_fields()
         rows = fields.get("n_batches_in_buffer", 20) * 64
         batch = fields.get("train_batch_size_tokens", 4096)
@@ -240,9 +216,8 @@ class TrainConfig:
             )
         m = self.metrics
         if not isinstance(m.dead_eval_tokens, int) or m.dead_eval_tokens < 1:
-            raise UserError(
-                f"metrics.dead_eval_tokens={m.dead_eval_tokens!r}: expected a positive integer"
-            )
+            raise UserError(f"metrics.dead_eval_tokens={m.dead_eval_tokens!r}: "
+                            "expected a positive integer")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise UserError(f"seed={self.seed!r}: expected a non-negative integer")
 
@@ -259,28 +234,21 @@ class TrainConfig:
         }
         for key in self.sae_options:
             if key not in names:
-                raise UserError(
-                    f"sae_options: unknown field {key!r}: expected one of {', '.join(sorted(names))}"
-                )
+                raise UserError(f"sae_options: unknown field {key!r}: expected one of {', '.join(sorted(names))}")
         from llmjp_ckpt.saes.normalisation import B_DEC_INITS
 
         init = self.sae_options.get("b_dec_init", "zeros")
         if init not in B_DEC_INITS:
-            raise UserError(
-                f"sae_options.b_dec_init={init!r}: expected one of {', '.join(B_DEC_INITS)}"
-            )
+            raise UserError(f"sae_options.b_dec_init={init!r}: "
+                            f"expected one of {', '.join(B_DEC_INITS)}")
         n = self.sae_options.get("b_dec_init_tokens", 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise UserError(f"sae_options.b_dec_init_tokens={n!r}: expected a positive integer")
 
     def specs(self) -> list[SaeSpec]:
         g = self.saes
-        return [
-            SaeSpec(e, k, float(lr), n, sd)
-            for e, k, lr, n, sd in itertools.product(
-                g.expansion, g.k, g.lr, g.normalisation, g.seeds
-            )
-        ]
+        return [SaeSpec(e, k, float(lr), n, sd) for e, k, lr, n, sd in
+                itertools.product(g.expansion, g.k, g.lr, g.normalisation, g.seeds)]
 
     def runner_fields(self) -> dict[str, Any]:
         """Runner fields with our defaults filled in (``logger`` as a dict)."""

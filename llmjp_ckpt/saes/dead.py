@@ -28,12 +28,8 @@ def write_firing_counts(folder: str | Path, counts: np.ndarray, n_tokens: int) -
 
     from llmjp_ckpt import atomic
 
-    blob = save(
-        {
-            "counts": torch.as_tensor(np.asarray(counts, dtype=np.int64)),
-            "n_tokens": torch.tensor([int(n_tokens)], dtype=torch.int64),
-        }
-    )
+    blob = save({"counts": torch.as_tensor(np.asarray(counts, dtype=np.int64)),
+                 "n_tokens": torch.tensor([int(n_tokens)], dtype=torch.int64)})
     path = Path(folder) / FIRING_FILE
     atomic.write_bytes(path, blob)
     return path
@@ -46,10 +42,8 @@ def firing_counts(folder: str | Path) -> tuple[np.ndarray, int]:
 
     path = Path(folder) / FIRING_FILE
     if not path.is_file():
-        raise UserError(
-            f"{path}: not found (firing counts are written by the train stage's "
-            "metrics pass; rerun `llmjp-ckpt train`)"
-        )
+        raise UserError(f"{path}: not found (firing counts are written by the train stage's "
+                        "metrics pass; rerun `llmjp-ckpt train`)")
     try:
         data = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:

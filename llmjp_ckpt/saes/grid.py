@@ -70,19 +70,11 @@ def heatmaps(best: Any) -> list[Any]:
         )
         for col, metric, scale in ((1, "fvu", "Viridis"), (2, "dead_fraction", "Reds")):
             pivot = cell.pivot(index="expansion", columns="k", values=metric).sort_index()
-            fig.add_trace(
-                go.Heatmap(
-                    z=pivot.values,
-                    x=[f"K={k}" for k in pivot.columns],
-                    y=[f"x{e}" for e in pivot.index],
-                    colorscale=scale,
-                    text=[[f"{v:.3f}" for v in row] for row in pivot.values],
-                    texttemplate="%{text}",
-                    colorbar={"x": 0.43 if col == 1 else 1.0},
-                ),
-                row=1,
-                col=col,
-            )
+            fig.add_trace(go.Heatmap(
+                z=pivot.values, x=[f"K={k}" for k in pivot.columns], y=[f"x{e}" for e in pivot.index],
+                colorscale=scale, text=[[f"{v:.3f}" for v in row] for row in pivot.values], texttemplate="%{text}",
+                colorbar={"x": 0.43 if col == 1 else 1.0},
+            ), row=1, col=col)
         fig.update_layout(title=f"checkpoint {step}, normalisation {norm}", height=420, width=900)
         figs.append(fig)
     return figs
@@ -103,7 +95,5 @@ def write_report(run: str | Path) -> Path:
     ]
     for i, fig in enumerate(heatmaps(best)):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts.append(
-        f"<p>{html.escape(str(len(df)))} SAEs in all; every SAE in grid.csv.</p></body></html>"
-    )
+    parts.append(f"<p>{html.escape(str(len(df)))} SAEs in all; every SAE in grid.csv.</p></body></html>")
     return atomic.write_text(out / "grid_report.html", "\n".join(parts))

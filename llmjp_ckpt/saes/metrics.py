@@ -51,9 +51,7 @@ class Acc:
     l0: float = 0.0
     sum_x: torch.Tensor | None = None
     fired: torch.Tensor | None = None
-    ce: dict[str, float] = field(
-        default_factory=lambda: {"orig": 0.0, "sae": 0.0, "abl": 0.0, "n": 0.0}
-    )
+    ce: dict[str, float] = field(default_factory=lambda: {"orig": 0.0, "sae": 0.0, "abl": 0.0, "n": 0.0})
     kl: dict[str, float] = field(default_factory=lambda: {"sae": 0.0, "abl": 0.0, "n": 0.0})
 
     def add(self, xn: torch.Tensor, rec: torch.Tensor, feats: torch.Tensor) -> None:
@@ -69,9 +67,8 @@ class Acc:
         f = active.sum(0).cpu()
         self.fired = f if self.fired is None else self.fired + f
 
-    def result(
-        self, dense_threshold: float, firing: Firing | None = None
-    ) -> dict[str, float | None]:
+    def result(self, dense_threshold: float,
+               firing: Firing | None = None) -> dict[str, float | None]:
         """Metrics of the group; ``dead_fraction`` from ``firing`` (the dead set) if given."""
         if self.n == 0 or self.sum_x is None or self.fired is None:
             return {k: None for k in KEYS} | {"n_tokens": 0}
@@ -81,11 +78,7 @@ class Acc:
         freq = self.fired.double() / self.n
         ce = self.ce
         kl = self.kl
-        ce_score = (
-            (ce["abl"] - ce["sae"]) / (ce["abl"] - ce["orig"])
-            if ce["n"] and ce["abl"] != ce["orig"]
-            else None
-        )
+        ce_score = (ce["abl"] - ce["sae"]) / (ce["abl"] - ce["orig"]) if ce["n"] and ce["abl"] != ce["orig"] else None
         kl_score = (kl["abl"] - kl["sae"]) / kl["abl"] if kl["n"] and kl["abl"] else None
         return {
             "explained_variance": ev,
@@ -156,9 +149,8 @@ def splice_losses(sae: Any, model: Any, tokens: torch.Tensor, hook: str) -> dict
 
 
 @torch.no_grad()
-def count_firings(
-    sae: Any, model: Any, val: Any, hook: str, layer_index: int, spec: MetricsSpec
-) -> dict[str, Firing]:
+def count_firings(sae: Any, model: Any, val: Any, hook: str, layer_index: int,
+                  spec: MetricsSpec) -> dict[str, Firing]:
     """Per-latent firing counts over the first ``spec.dead_eval_tokens`` trained val positions.
 
     Key ``all`` is the dead-latent evaluation set (written to ``firing_counts.safetensors``);
@@ -171,7 +163,7 @@ def count_firings(
     left = budget
     bar = tqdm(range(0, n_windows, spec.batch_windows), desc="dead-latent counts", leave=False)
     for start in bar:
-        rows = val[start : min(n_windows, start + spec.batch_windows)]
+        rows = val[start:min(n_windows, start + spec.batch_windows)]
         tokens = torch.tensor(rows["input_ids"], dtype=torch.long, device=sae.device)
         _, cache = model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=layer_index + 1)
         fired = sae.encode(cache[hook][:, 1:, :]) > 0
@@ -189,15 +181,8 @@ def count_firings(
 
 
 @torch.no_grad()
-def evaluate(
-    sae: Any,
-    model: Any,
-    val: Any,
-    hook: str,
-    layer_index: int,
-    spec: MetricsSpec,
-    firing: dict[str, Firing] | None = None,
-) -> dict[str, Any]:
+def evaluate(sae: Any, model: Any, val: Any, hook: str, layer_index: int, spec: MetricsSpec,
+             firing: dict[str, Firing] | None = None) -> dict[str, Any]:
     """Metrics of one inference SAE on ``val`` (a Dataset with ``input_ids`` and ``language``).
 
     ``firing`` (from :func:`count_firings`) gives ``dead_fraction``; without it, the latents
@@ -208,7 +193,7 @@ def evaluate(
     desc = f"metrics [{sae.cfg.normalisation}]"
     bar = tqdm(range(0, n, spec.batch_windows), desc=desc, leave=False)
     for start in bar:
-        rows = val[start : min(n, start + spec.batch_windows)]
+        rows = val[start:min(n, start + spec.batch_windows)]
         tokens = torch.tensor(rows["input_ids"], dtype=torch.long, device=sae.device)
         _, cache = model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=layer_index + 1)
         acts = cache[hook][:, 1:, :]
@@ -228,11 +213,8 @@ def evaluate(
                     acc.kl["n"] += losses["kl_sae"][i, 1:].numel()
     firing = firing or {}
     out: dict[str, Any] = dict(groups["all"].result(spec.dense_threshold, firing.get("all")))
-    out["by_language"] = {
-        lang: acc.result(spec.dense_threshold, firing.get(lang))
-        for lang, acc in groups.items()
-        if lang != "all"
-    }
+    out["by_language"] = {lang: acc.result(spec.dense_threshold, firing.get(lang))
+                          for lang, acc in groups.items() if lang != "all"}
     if "all" in firing:
         out["dead_count"] = firing["all"].dead_count
         out["dead_eval_tokens"] = firing["all"].n_tokens

@@ -178,9 +178,8 @@ class TokenNormTopKSAE(TopKSAE):
         self.run_time_activation_norm_fn_in = lambda x: normalise(x, self.cfg.normalisation)[0]
         self.run_time_activation_norm_fn_out = lambda x: x
 
-    def decode_with(
-        self, feature_acts: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
-    ) -> torch.Tensor:
+    def decode_with(self, feature_acts: torch.Tensor, shift: torch.Tensor,
+                    scale: torch.Tensor) -> torch.Tensor:
         """Decode and restore the given per-token ``shift`` / ``scale`` (from :func:`normalise`)."""
         return restore(self.decode(feature_acts), shift, scale)
 
@@ -197,9 +196,7 @@ class TokenNormTopKSAE(TopKSAE):
         return self.hook_sae_output(sae_out)
 
     @torch.no_grad()
-    def reconstruct_normalised(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def reconstruct_normalised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_normed, reconstruction_normed, feature_acts)``: the space the SAE was trained in."""
         feats = self.encode(x)
         xn = normalise(x.to(self.dtype), self.cfg.normalisation)[0]
@@ -280,9 +277,7 @@ def register() -> None:
     if ARCHITECTURE not in SAE_CLASS_REGISTRY:
         register_sae_class(ARCHITECTURE, TokenNormTopKSAE, TokenNormTopKSAEConfig)
     if ARCHITECTURE not in SAE_TRAINING_CLASS_REGISTRY:
-        register_sae_training_class(
-            ARCHITECTURE, TokenNormTopKTrainingSAE, TokenNormTopKTrainingSAEConfig
-        )
+        register_sae_training_class(ARCHITECTURE, TokenNormTopKTrainingSAE, TokenNormTopKTrainingSAEConfig)
 
 
 register()

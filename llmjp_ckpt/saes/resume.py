@@ -93,23 +93,20 @@ class ExactStream(Iterator[dict[str, torch.Tensor]]):
             self._refill()
         assert self.serving is not None and self.bounds is not None
         i = self.next_batch
-        batch = self.serving[i * self.batch_size : (i + 1) * self.batch_size]
+        batch = self.serving[i * self.batch_size:(i + 1) * self.batch_size]
         self.next_batch += 1
         self.served += 1
-        return {h: batch[:, self.bounds[j] : self.bounds[j + 1]] for j, h in enumerate(self.hooks)}
+        return {h: batch[:, self.bounds[j]:self.bounds[j + 1]] for j, h in enumerate(self.hooks)}
 
     def state_dict(self) -> dict[str, Any]:
         rest = None
         if self.serving is not None and self.next_batch < self.n_batches:
-            rest = self.serving[self.next_batch * self.batch_size :].cpu().clone()
+            rest = self.serving[self.next_batch * self.batch_size:].cpu().clone()
         state: dict[str, Any] = {
             "storage": None if self.storage is None else self.storage.cpu().clone(),
-            "serving": rest,
-            "bounds": self.bounds,
-            "served": self.served,
+            "serving": rest, "bounds": self.bounds, "served": self.served,
             "n_dataset_processed": int(self.store.n_dataset_processed),
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
+            "torch": torch.get_rng_state(), "python": random.getstate(),
         }
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         state["numpy"] = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
@@ -181,22 +178,15 @@ def install(runner: Any) -> ExactStream | None:
     def load_from_checkpoint(path: str | Path) -> None:
         target = Path(path) / STATE_FILE
         if not target.is_file():
-            log.warning(
-                "%s: no %s (an interrupt checkpoint): resuming as SAELens does, not bit-identical",
-                path,
-                STATE_FILE,
-            )
+            log.warning("%s: no %s (an interrupt checkpoint): resuming as SAELens does, "
+                        "not bit-identical", path, STATE_FILE)
             load(path)
             return
         state = torch.load(target, map_location="cpu", weights_only=True)  # tensors, no code
         load(path)  # SAELens fast-forwards the dataset to the checkpoint's row
         if int(store.n_dataset_processed) != state["n_dataset_processed"]:
-            log.warning(
-                "%s: dataset position %d, expected %d: not bit-identical",
-                path,
-                store.n_dataset_processed,
-                state["n_dataset_processed"],
-            )
+            log.warning("%s: dataset position %d, expected %d: not bit-identical", path,
+                        store.n_dataset_processed, state["n_dataset_processed"])
         stream.load_state_dict(state, store.device)
 
     store.get_multi_hook_data_loader = lambda: stream  # type: ignore[method-assign]

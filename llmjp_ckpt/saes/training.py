@@ -89,20 +89,12 @@ def sae_dir(run: Path, step: int | None, spec: SaeSpec) -> Path:
 
 def spec_hash(cfg: TrainConfig, step: int | None, spec: SaeSpec, data_info: str) -> str:
     """What one SAE depends on: model, step, hook, its own fields, runner, data, warm start."""
-    return config_hash(
-        {
-            "model": without_runtime(asdict(cfg.model)) | {"steps": None},
-            "step": step,
-            "hook_layer": cfg.hook_layer,
-            "spec": spec.hash_fields(),
-            "sae_options": cfg.sae_options,
-            "runner": cfg.runner_fields(),
-            "data": data_info,
-            "warm_start": cfg.warm_start,
-            "metrics": asdict(cfg.metrics),
-            "seed": cfg.seed,
-        }
-    )
+    return config_hash({
+        "model": without_runtime(asdict(cfg.model)) | {"steps": None}, "step": step, "hook_layer": cfg.hook_layer,
+        "spec": spec.hash_fields(), "sae_options": cfg.sae_options, "runner": cfg.runner_fields(),
+        "data": data_info, "warm_start": cfg.warm_start, "metrics": asdict(cfg.metrics),
+        "seed": cfg.seed,
+    })
 
 
 def is_finished(path: Path, h: str) -> bool:
@@ -134,9 +126,7 @@ def latest_checkpoint(work: Path, names: list[str]) -> Path | None:
     return best[1] if best else None
 
 
-def finite_batches(
-    batches: Iterator[dict[str, torch.Tensor]], where: str
-) -> Iterator[dict[str, torch.Tensor]]:
+def finite_batches(batches: Iterator[dict[str, torch.Tensor]], where: str) -> Iterator[dict[str, torch.Tensor]]:
     """Pass activation batches through; stop with a clear error at the first NaN/inf."""
     for i, batch in enumerate(batches):
         for hook, acts in batch.items():
@@ -155,14 +145,8 @@ def load_checkpoint_model(cfg: TrainConfig, step: int | None) -> Any:
 
     dtype = torch_dtype(cfg.model.dtype, "model.dtype")
     setup(check_device(cfg.model.device, "model.device"))
-    return load_model(
-        cfg.model.source,
-        step,
-        checkpoint_root=cfg.model.checkpoint_root,
-        device=cfg.model.device,
-        dtype=dtype,
-        trust_pickle=cfg.model.trust_pickle,
-    )
+    return load_model(cfg.model.source, step, checkpoint_root=cfg.model.checkpoint_root,
+                      device=cfg.model.device, dtype=dtype, trust_pickle=cfg.model.trust_pickle)
 
 
 def _sae_config(cfg: TrainConfig, spec: SaeSpec, d_model: int, meta: dict[str, Any]) -> Any:
@@ -174,13 +158,8 @@ def _sae_config(cfg: TrainConfig, spec: SaeSpec, d_model: int, meta: dict[str, A
             f"saes.k={spec.k} > d_sae={d_sae} (expansion {spec.expansion} x d_model {d_model}): expected k <= d_sae"
         )
     sae_cfg = TokenNormTopKTrainingSAEConfig(
-        d_in=d_model,
-        d_sae=d_sae,
-        k=spec.k,
-        normalisation=spec.normalisation,
-        device=cfg.model.device,
-        dtype="float32",
-        **cfg.sae_options,  # fp32 SAE weights always
+        d_in=d_model, d_sae=d_sae, k=spec.k, normalisation=spec.normalisation,
+        device=cfg.model.device, dtype="float32", **cfg.sae_options,  # fp32 SAE weights always
     )
     for key, value in meta.items():
         sae_cfg.metadata[key] = value
@@ -201,15 +180,8 @@ def data_seed(cfg: TrainConfig, step: int | None) -> int:
     return derive_seed(cfg.seed, "data", step)
 
 
-def median_sample(
-    model: Any,
-    train: Any,
-    hook: str,
-    layer_index: int,
-    n_tokens: int,
-    seed: int,
-    batch_windows: int = 32,
-) -> torch.Tensor:
+def median_sample(model: Any, train: Any, hook: str, layer_index: int, n_tokens: int, seed: int,
+                  batch_windows: int = 32) -> torch.Tensor:
     """``n_tokens`` trained-position activations [n, d_model] of seeded-random train windows."""
     per_window = CONTEXT_SIZE - 1
     n_windows = min(len(train), -(-n_tokens // per_window))
@@ -219,24 +191,16 @@ def median_sample(
     out = []
     with torch.no_grad():
         for i in range(0, len(idx), batch_windows):
-            rows = train[idx[i : i + batch_windows]]["input_ids"]
+            rows = train[idx[i:i + batch_windows]]["input_ids"]
             tokens = torch.tensor(rows, dtype=torch.long, device=device)
-            _, cache = model.run_with_cache(
-                tokens, names_filter=[hook], stop_at_layer=layer_index + 1
-            )
+            _, cache = model.run_with_cache(tokens, names_filter=[hook],
+                                            stop_at_layer=layer_index + 1)
             out.append(cache[hook][:, 1:, :].reshape(-1, cache[hook].shape[-1]))
     return torch.cat(out)[:n_tokens]
 
 
-def fresh_saes(
-    cfg: TrainConfig,
-    step: int | None,
-    sae_cfgs: dict[str, Any],
-    model: Any,
-    train: Any,
-    hook: str,
-    layer_index: int,
-) -> dict[str, Any]:
+def fresh_saes(cfg: TrainConfig, step: int | None, sae_cfgs: dict[str, Any], model: Any, train: Any,
+               hook: str, layer_index: int) -> dict[str, Any]:
     """Training SAEs initialised under their own seeds (b_dec at the geometric median if asked)."""
     from sae_lens.registry import get_sae_training_class
 
@@ -253,7 +217,7 @@ def fresh_saes(
         cls, _ = get_sae_training_class(sae_cfg.architecture())
         sae = cls(sae_cfg)
         if sample is not None and sae_cfg.b_dec_init == "geometric_median":
-            sae.init_b_dec_geometric_median(sample[: sae_cfg.b_dec_init_tokens])
+            sae.init_b_dec_geometric_median(sample[:sae_cfg.b_dec_init_tokens])
         out[sae_id] = sae
     return out
 
@@ -279,19 +243,8 @@ def _warm_saes(
     return out
 
 
-def train_group(
-    cfg: TrainConfig,
-    run: Path,
-    step: int | None,
-    steps: list[int | None],
-    lr: float,
-    specs: list[SaeSpec],
-    model: Any,
-    hook: str,
-    layer_index: int,
-    hashes: dict[str, str],
-    data_info: str,
-) -> list[Path]:
+def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | None], lr: float, specs: list[SaeSpec],
+                model: Any, hook: str, layer_index: int, hashes: dict[str, str], data_info: str) -> list[Path]:
     """Train the SAEs of one learning rate at one step from one activation pass; finalise them."""
     import datasets
     from sae_lens import LoggingConfig, MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
@@ -302,9 +255,7 @@ def train_group(
     from llmjp_ckpt.saes.resume import install as install_exact_resume
     from llmjp_ckpt.seeding import seed_everything
 
-    datasets.config.TORCHVISION_AVAILABLE = (
-        False  # see STACK-NOTES: torchvision 0.29 breaks row access
-    )
+    datasets.config.TORCHVISION_AVAILABLE = False  # see STACK-NOTES: torchvision 0.29 breaks row access
     group_hash = config_hash(sorted(hashes[s.sae_id] for s in specs))
     work = run / "saes" / WORK / step_dir(step or 0) / f"lr{lr:g}-{group_hash[:8]}"
     stamp = work / "config_hash.txt"
@@ -315,37 +266,20 @@ def train_group(
 
     d_model = model.cfg.d_model
     meta_common = {
-        "model_name": cfg.model.source,
-        "checkpoint_step": step,
-        "hook_name": hook,
-        "hook_layer": cfg.hook_layer,
-        "context_size": CONTEXT_SIZE,
-        "trained_positions": CONTEXT_SIZE - 1,
-        "data_path": str(data_dir(cfg, run)),
+        "model_name": cfg.model.source, "checkpoint_step": step, "hook_name": hook, "hook_layer": cfg.hook_layer,
+        "context_size": CONTEXT_SIZE, "trained_positions": CONTEXT_SIZE - 1, "data_path": str(data_dir(cfg, run)),
         "data_info": data_info,
     }
     sae_cfgs = {
-        s.sae_id: _sae_config(
-            cfg,
-            s,
-            d_model,
-            meta_common
-            | {
-                "normalisation": s.normalisation,
-                "llmjp_config_hash": hashes[s.sae_id],
-                "sae_id": s.sae_id,
-                "sae_seed": s.seed,
-                "seed_group": s.base_id,  # the seed baseline (compare.seeds)
-                "warm_start_from": (
-                    steps[steps.index(step) - 1] if cfg.warm_start and steps.index(step) else None
-                ),
-                "seed": cfg.seed,
-                "init_seed": init_seed(cfg, step, s.sae_id),
-                "data_seed": data_seed(cfg, step),
-                "b_dec_init": cfg.sae_options.get("b_dec_init", "zeros"),
-                "tied_encoder_init": bool(cfg.sae_options.get("tied_encoder_init", False)),
-            },
-        )
+        s.sae_id: _sae_config(cfg, s, d_model, meta_common | {
+            "normalisation": s.normalisation, "llmjp_config_hash": hashes[s.sae_id], "sae_id": s.sae_id,
+            "sae_seed": s.seed, "seed_group": s.base_id,  # the seed baseline (compare.seeds)
+            "warm_start_from": (steps[steps.index(step) - 1] if cfg.warm_start and steps.index(step) else None),
+            "seed": cfg.seed, "init_seed": init_seed(cfg, step, s.sae_id),
+            "data_seed": data_seed(cfg, step),
+            "b_dec_init": cfg.sae_options.get("b_dec_init", "zeros"),
+            "tied_encoder_init": bool(cfg.sae_options.get("tied_encoder_init", False)),
+        })
         for s in specs
     }
     fields = cfg.runner_fields()
@@ -354,22 +288,11 @@ def train_group(
     logger_cfg = LoggingConfig(**fields.pop("logger"))
     resume = latest_checkpoint(work, list(sae_cfgs))
     runner_cfg = MultiSAETrainingRunnerConfig(
-        saes=sae_cfgs,
-        hook_names=hook,
-        model_name=cfg.model.source,
-        dataset_path=str(data_dir(cfg, run) / "train"),
-        context_size=CONTEXT_SIZE,
-        seqpos_slice=SEQPOS_SLICE,
-        disable_concat_sequences=True,
-        lr=lr,
-        device=cfg.model.device,
-        dtype="float32",
-        streaming=False,
-        logger=logger_cfg,
-        output_path=str(work / "output"),
-        checkpoint_path=str(work / "checkpoints"),
-        resume_from_checkpoint=str(resume) if resume else None,
-        model_from_pretrained_kwargs={},
+        saes=sae_cfgs, hook_names=hook, model_name=cfg.model.source, dataset_path=str(data_dir(cfg, run) / "train"),
+        context_size=CONTEXT_SIZE, seqpos_slice=SEQPOS_SLICE, disable_concat_sequences=True, lr=lr,
+        device=cfg.model.device, dtype="float32", streaming=False, logger=logger_cfg,
+        output_path=str(work / "output"), checkpoint_path=str(work / "checkpoints"),
+        resume_from_checkpoint=str(resume) if resume else None, model_from_pretrained_kwargs={},
         seed=cfg.seed,
         **fields,
     )
@@ -435,22 +358,13 @@ def _data_info(cfg: TrainConfig, run: Path) -> str:
     d = data_dir(cfg, run)
     for split in ("train", "val"):
         if not (d / split).is_dir():
-            raise UserError(
-                f"{d / split}: prepared split not found: run `llmjp-ckpt prepare-data` first"
-            )
+            raise UserError(f"{d / split}: prepared split not found: run `llmjp-ckpt prepare-data` first")
     info = d / "data_info.json"
     return config_hash(info.read_text(encoding="utf-8")) if info.is_file() else "unknown"
 
 
-def train_step(
-    cfg: TrainConfig,
-    run: Path,
-    step: int | None,
-    steps: list[int | None],
-    data_info: str,
-    only: Collection[str] | None = None,
-    memory: str | None = None,
-) -> list[Path]:
+def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | None], data_info: str,
+               only: Collection[str] | None = None, memory: str | None = None) -> list[Path]:
     """All SAEs of one checkpoint (or those named in ``only``: one launch job's pass); finished
     ones (same config) are skipped without loading the model."""
     specs = [s for s in cfg.specs() if only is None or s.sae_id in only]
@@ -458,9 +372,7 @@ def train_step(
     todo = [s for s in specs if not is_finished(sae_dir(run, step, s), hashes[s.sae_id])]
     done = [sae_dir(run, step, s) for s in specs if s not in todo]
     if not todo:
-        log.info(
-            "%s: all %d SAEs finished with this config, skipped", step_dir(step or 0), len(specs)
-        )
+        log.info("%s: all %d SAEs finished with this config, skipped", step_dir(step or 0), len(specs))
         return done
     from llmjp_ckpt.models.adapter import study_layer_hook
 
@@ -474,9 +386,7 @@ def train_step(
     from llmjp_ckpt.saes.splitstep import split_steps
 
     held = sum(p.numel() * p.element_size() for p in model.parameters())
-    pl = plan(
-        cfg, device_memory(cfg.model.device, memory, held), specs=todo, shape=model_shape_of(model)
-    )
+    pl = plan(cfg, device_memory(cfg.model.device, memory, held), specs=todo, shape=model_shape_of(model))
     for ps in pl.passes:
         with split_steps({s.sae_id: s.micro_batches for s in ps.saes}):
             try:
@@ -504,11 +414,8 @@ def train_step(
     return done
 
 
-def train_run(
-    config: TrainConfig | dict[str, Any] | str | Path,
-    run_dir: str | Path,
-    device_memory: str | None = None,
-) -> list[Path]:
+def train_run(config: TrainConfig | dict[str, Any] | str | Path, run_dir: str | Path,
+              device_memory: str | None = None) -> list[Path]:
     """Train every SAE of ``config`` for every checkpoint into RUN/saes/; return their folders.
 
     ``device_memory`` (e.g. ``"80GiB"``) bounds the plan; default: the device's free memory."""
@@ -518,16 +425,9 @@ def train_run(
     data_info = _data_info(cfg, run)
     steps = steps_of(cfg)
     stage_cfg = {"config": without_runtime(asdict(cfg)), "data": data_info}
-    finished = all(
-        is_finished(sae_dir(run, st, s), spec_hash(cfg, st, s, data_info))
-        for st in steps
-        for s in cfg.specs()
-    )
-    runtime = {
-        "device": cfg.model.device,
-        "dtype": cfg.model.dtype,
-        "sae_autocast": cfg.model.sae_autocast,
-    }
+    finished = all(is_finished(sae_dir(run, st, s), spec_hash(cfg, st, s, data_info))
+                   for st in steps for s in cfg.specs())
+    runtime = {"device": cfg.model.device, "dtype": cfg.model.dtype, "sae_autocast": cfg.model.sae_autocast}
     with rf.stage(STAGE, stage_cfg, force=not finished, steps=steps, runtime=runtime) as stage:
         if stage.skipped:
             return [sae_dir(run, st, s) for st in steps for s in cfg.specs()]

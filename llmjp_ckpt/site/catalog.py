@@ -50,12 +50,9 @@ def _windows(store: Any, tt: TokenText, wanted: list[int]) -> dict[int, list[str
     t, first = store.t, int(store.meta["first_position"])
     rows = store_rows(store, wanted)
     toks = t["window_tokens"][rows].tolist()
-    return {
-        w: [s.replace("\n", "\u21b5") for s in tt.display(ids, hide_bos=True)[first:]]
-        for w, ids in zip(
-            tqdm(wanted, desc="site: catalog windows", leave=False, mininterval=2), toks
-        )
-    }
+    return {w: [s.replace("\n", "\u21b5") for s in tt.display(ids, hide_bos=True)[first:]]
+            for w, ids in zip(tqdm(wanted, desc="site: catalog windows", leave=False,
+                                   mininterval=2), toks)}
 
 
 def store_rows(store: Any, window_ids: list[int]) -> Any:
@@ -70,9 +67,8 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def catalog_data(
-    df: Any, store: Any, tt: TokenText, n_examples: int, context: int
-) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+def catalog_data(df: Any, store: Any, tt: TokenText, n_examples: int, context: int
+                 ) -> tuple[list[list[Any]], list[dict[str, Any]]]:
     """(index rows, examples per feature) for one SAE; ``df`` its rows of features.parquet."""
     import torch
 
@@ -103,73 +99,39 @@ def catalog_data(
                 while p < len(text) - 1 and text[p] == PARTIAL:  # shown on the completing token
                     p += 1
                 tok = text[p].strip() if p < len(text) else ""
-                if (
-                    tok
-                    and tok not in strongest
-                    and len(strongest) < N_TOKENS
-                    and j < STRONG_WINDOWS
-                ):
+                if (tok and tok not in strongest and len(strongest) < N_TOKENS
+                        and j < STRONG_WINDOWS):
                     strongest.append(tok)
                 if len(exs) < n_examples:
                     lo = max(0, peaks[f][j] - context)
                     hi = min(len(text), peaks[f][j] + context + 1)
                     exs.append([lo > 0, hi < len(text), text[lo:hi], q[f][j][lo:hi]])
-        rows.append(
-            [
-                f,
-                _clean(r.get("language_script")),
-                _clean(r.get("granularity")),
-                _clean(r.get("frequency")),
-                _clean(r.get("max_activation")),
-                strongest,
-            ]
-        )
+        rows.append([f, _clean(r.get("language_script")), _clean(r.get("granularity")),
+                     _clean(r.get("frequency")), _clean(r.get("max_activation")), strongest])
         examples.append({"scale": scale[f] if store is not None else 0.0, "examples": exs})
     return rows, examples
 
 
-def write_catalog(
-    out: Path,
-    step: int,
-    sae_id: str,
-    df: Any,
-    store: Any,
-    tt: TokenText,
-    n_examples: int,
-    context: int,
-    sae_weights_hash: str | None = None,
-) -> Path:
+def write_catalog(out: Path, step: int, sae_id: str, df: Any, store: Any, tt: TokenText,
+                  n_examples: int, context: int, sae_weights_hash: str | None = None) -> Path:
     """Write one SAE's catalog page, index and shards under ``out/catalog/``; return the page."""
     name = catalog_name(step, sae_id)
     folder = out / "catalog" / name
     folder.mkdir(parents=True, exist_ok=True)
     rows, examples = catalog_data(df, store, tt, n_examples, context)
-    info = {
-        "title": f"{step_dir(step)} / {sae_id}",
-        "shard": SHARD,
-        "levels": ACT_LEVELS,
-        "columns": ["id", "language", "granularity", "frequency", "max", "tokens"],
-        "rows": rows,
-    }
+    info = {"title": f"{step_dir(step)} / {sae_id}", "shard": SHARD, "levels": ACT_LEVELS,
+            "columns": ["id", "language", "granularity", "frequency", "max", "tokens"],
+            "rows": rows}
     atomic.write_text(folder / "index.js", f"LLMJP_CATALOG({json_for_script(info)});\n")
     for k in range(0, len(examples), SHARD):
-        atomic.write_text(
-            folder / f"ex_{k // SHARD:05d}.js",
-            f"LLMJP_SHARD({k // SHARD}, {json_for_script(examples[k : k + SHARD])});\n",
-        )
+        atomic.write_text(folder / f"ex_{k // SHARD:05d}.js",
+                          f"LLMJP_SHARD({k // SHARD}, {json_for_script(examples[k:k + SHARD])});\n")
     langs = sorted({str(r[1]) for r in rows if r[1] is not None})
     grans = sorted({str(r[2]) for r in rows if r[2] is not None})
-    page = render(
-        "catalog.html",
-        title=f"{step_dir(step)} / {sae_id}: all {len(rows)} features",
-        root="..",
-        langs=langs,
-        grans=grans,
-        data_dir=name,
-        n=len(rows),
-        meta={"llmjp-sae-weights-hash": sae_weights_hash} if sae_weights_hash else {},
-        scripts=["../assets/" + SCRIPT, f"{name}/index.js"],
-    )
+    page = render("catalog.html", title=f"{step_dir(step)} / {sae_id}: all {len(rows)} features",
+                  root="..", langs=langs, grans=grans, data_dir=name, n=len(rows),
+                  meta={"llmjp-sae-weights-hash": sae_weights_hash} if sae_weights_hash else {},
+                  scripts=["../assets/" + SCRIPT, f"{name}/index.js"])
     path = out / "catalog" / f"{name}.html"
     atomic.write_text(path, page)
     return path

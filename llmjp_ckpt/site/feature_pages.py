@@ -91,14 +91,8 @@ def redecode_sequences(js_data: Any, tt: TokenText) -> int:
     return n
 
 
-def finalize_page(
-    page: str,
-    js_data: dict[str, Any],
-    title: str,
-    assets_href: str,
-    back_href: str | None = None,
-    sae_weights_hash: str | None = None,
-) -> str:
+def finalize_page(page: str, js_data: dict[str, Any], title: str, assets_href: str,
+                  back_href: str | None = None, sae_weights_hash: str | None = None) -> str:
     """Turn sae-dashboard's HTML fragment into a standalone, offline, escaped UTF-8 page.
 
     ``sae_weights_hash`` (:func:`llmjp_ckpt.saes.dead.weights_hash`) is recorded in a
@@ -113,28 +107,17 @@ def finalize_page(
     page = page.replace(raw_json, safe_json, 1)
     for old, new in _JS_SINKS.items():
         page = page.replace(old, new)
-    if "${tok}" in page.replace(
-        safe_json, ""
-    ):  # a token interpolated somewhere we do not escape: refuse
-        raise RuntimeError(
-            "sae-dashboard page template changed: unescaped ${tok} left in its scripts"
-        )
+    if "${tok}" in page.replace(safe_json, ""):  # a token interpolated somewhere we do not escape: refuse
+        raise RuntimeError("sae-dashboard page template changed: unescaped ${tok} left in its scripts")
     page = page.replace(_CDN_D3, f'<script src="{escape.text(assets_href)}/{D3_NAME}"></script>')
-    page = page.replace(
-        _CDN_PLOTLY, f'<script src="{escape.text(assets_href)}/{PLOTLY_NAME}"></script>'
-    )
+    page = page.replace(_CDN_PLOTLY, f'<script src="{escape.text(assets_href)}/{PLOTLY_NAME}"></script>')
     page = page.replace("function setupPage(", _JS_ESCAPE_FN + "\nfunction setupPage(", 1)
     back = f'<p><a href="{escape.text(back_href)}">&larr; site index</a></p>\n' if back_href else ""
-    meta = (
-        f'<meta name="{HASH_META}" content="{escape.text(sae_weights_hash)}">\n'
-        if sae_weights_hash
-        else ""
-    )
-    return (
-        '<!DOCTYPE html>\n<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
-        f"{meta}<title>{escape.text(title)}</title>\n</head>\n<body>\n{back}"
-        f"<h2>{escape.text(title)}</h2>\n{page}\n</body>\n</html>\n"
-    )
+    meta = (f'<meta name="{HASH_META}" content="{escape.text(sae_weights_hash)}">\n'
+            if sae_weights_hash else "")
+    return ("<!DOCTYPE html>\n<html lang=\"ja\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"{meta}<title>{escape.text(title)}</title>\n</head>\n<body>\n{back}"
+            f"<h2>{escape.text(title)}</h2>\n{page}\n</body>\n</html>\n")
 
 
 def _fold_free(sae: Any) -> Any:
@@ -167,13 +150,10 @@ def feature_centric_layout() -> Any:
     from sae_dashboard.layout import Column, SaeVisLayoutConfig
 
     return SaeVisLayoutConfig(
-        columns=[
-            Column(FeatureTablesConfig()),
-            Column(ActsHistogramConfig(), LogitsTableConfig(), LogitsHistogramConfig()),
-            Column(SequencesConfig(stack_mode="stack-none", buffer=None)),
-        ],
-        height=750,
-    )
+        columns=[Column(FeatureTablesConfig()),
+                 Column(ActsHistogramConfig(), LogitsTableConfig(), LogitsHistogramConfig()),
+                 Column(SequencesConfig(stack_mode="stack-none", buffer=None))],
+        height=750)
 
 
 @contextlib.contextmanager
@@ -190,9 +170,8 @@ def _stable_top_activations() -> Iterator[None]:
 
     original = sdg.k_largest_indices
 
-    def stable(
-        x: torch.Tensor, k: int, largest: bool = True, buffer: tuple[int, int] | None = (5, -5)
-    ) -> torch.Tensor:
+    def stable(x: torch.Tensor, k: int, largest: bool = True,
+               buffer: tuple[int, int] | None = (5, -5)) -> torch.Tensor:
         lo, hi = buffer if buffer is not None else (0, x.size(1))
         x = x[:, lo:hi]
         idx = torch.sort(x.flatten(), descending=largest, stable=True).indices[:k]
@@ -205,20 +184,11 @@ def _stable_top_activations() -> Iterator[None]:
         sdg.k_largest_indices = original
 
 
-def write_feature_pages(
-    sae: Any,
-    model: Any,
-    tokens: torch.Tensor,
-    features: Iterable[int],
-    out_dir: str | Path,
-    tt: TokenText,
-    assets_href: str,
-    *,
-    title: str = "",
-    back_href: str | None = None,
-    minibatch_tokens: int = 64,
-    sae_weights_hash: str | None = None,
-) -> dict[int, Path]:
+def write_feature_pages(sae: Any, model: Any, tokens: torch.Tensor, features: Iterable[int],
+                        out_dir: str | Path, tt: TokenText, assets_href: str, *,
+                        title: str = "", back_href: str | None = None,
+                        minibatch_tokens: int = 64,
+                        sae_weights_hash: str | None = None) -> dict[int, Path]:
     """Render one page per feature in ``out_dir`` (``feature_<N>.html``); return them.
 
     The top examples are the highest activations over ``tokens``: the site passes the top-N
@@ -239,13 +209,9 @@ def write_feature_pages(
     if not hook:
         raise UserError("SAE cfg.json metadata.hook_name missing: needed for sae-dashboard pages")
     cfg = SaeVisConfig(
-        hook_point=hook,
-        features=feats,
-        minibatch_size_tokens=minibatch_tokens,
-        minibatch_size_features=min(256, len(feats)),
-        device=str(tokens.device),
-        ignore_tokens={tt.bos_id} if tt.bos_id is not None else set(),
-        verbose=False,
+        hook_point=hook, features=feats, minibatch_size_tokens=minibatch_tokens,
+        minibatch_size_features=min(256, len(feats)), device=str(tokens.device),
+        ignore_tokens={tt.bos_id} if tt.bos_id is not None else set(), verbose=False,
         feature_centric_layout=feature_centric_layout(),
     )
     with _stable_top_activations():
@@ -260,31 +226,18 @@ def write_feature_pages(
             fd = data.feature_data_dict[feat]
             html_obj = fd._get_html_data_feature_centric(layout, decode_fn)
             redecode_sequences(html_obj.js_data, tt)
-            page_obj = HTML(
-                html_data=html_obj.html_data,
-                js_data={  # fresh per feature: no copies
-                    "AGGDATA": data.feature_stats.aggdata,
-                    "DASHBOARD_DATA": {str(feat): html_obj.js_data},
-                },
-            )
+            page_obj = HTML(html_data=html_obj.html_data, js_data={  # fresh per feature: no copies
+                "AGGDATA": data.feature_stats.aggdata,
+                "DASHBOARD_DATA": {str(feat): html_obj.js_data},
+            })
             scratch = Path(tmp) / f"feature_{feat}.html"
-            page_obj.get_html(
-                layout_columns=layout.columns,
-                layout_height=layout.height,
-                filename=scratch,
-                first_key=str(feat),
-            )
+            page_obj.get_html(layout_columns=layout.columns, layout_height=layout.height,
+                              filename=scratch, first_key=str(feat))
             # sae-dashboard writes with the locale's encoding; its template and its
             # json.dumps (ASCII-escaped) output are ASCII, so reading back as UTF-8 is exact.
             frag = scratch.read_bytes().decode("utf-8")
-            page = finalize_page(
-                frag,
-                page_obj.js_data,
-                f"{title} feature {feat}".strip(),
-                assets_href,
-                back_href,
-                sae_weights_hash,
-            )
+            page = finalize_page(frag, page_obj.js_data, f"{title} feature {feat}".strip(),
+                                 assets_href, back_href, sae_weights_hash)
             written[feat] = atomic.write_text(out_dir / f"feature_{feat}.html", page)
     return written
 
@@ -304,11 +257,8 @@ def page_top_example(page: str) -> tuple[list[int], list[float]]:
     (sae-dashboard leaves out position 0, the BOS; a token that does not fire reads 0)."""
     data = page_data(page)
     (feature_data,) = data["DASHBOARD_DATA"].values()
-    groups = [
-        g
-        for g in feature_data["tokenData"].values()
-        if str(g.get("title", "")).startswith("TOP ACTIVATIONS")
-    ]
+    groups = [g for g in feature_data["tokenData"].values()
+              if str(g.get("title", "")).startswith("TOP ACTIVATIONS")]
     if not groups or not groups[0]["data"]:
         return [], []
     seq = groups[0]["data"][0]

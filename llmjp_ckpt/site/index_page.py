@@ -8,7 +8,6 @@ Figures are written by :func:`llmjp_ckpt.plotting.write_figures` with a relative
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -39,15 +38,6 @@ class SaeRow:
     n_features: int
 
 
-def number(v: Any) -> str:
-    """A metric as plain text (Jinja2 escapes it)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 def _link_or_copy(src: Path, dst: Path) -> Path:
     try:
         os.link(src, dst)
@@ -70,13 +60,8 @@ def copy_figures(run: Path, out: Path) -> list[Path]:
             html = p.read_text(encoding="utf-8")
             if plotting.PLOTLY_SRC in html:
                 shared = True
-                html = html.replace(
-                    plotting.PLOTLY_SRC,
-                    plotting.PLOTLY_SRC.replace(
-                        f'src="{plotting.PLOTLY_JS}"', f'src="{ASSETS_FROM_FIGURES}"'
-                    ),
-                    1,
-                )
+                html = html.replace(plotting.PLOTLY_SRC, plotting.PLOTLY_SRC.replace(
+                    f'src="{plotting.PLOTLY_JS}"', f'src="{ASSETS_FROM_FIGURES}"'), 1)
                 atomic.write_text(dst, html)
                 figs.append(dst)
                 continue
@@ -105,33 +90,19 @@ def headline(figs: list[Path], language_column: str | None = None) -> list[dict[
         lang_order.insert(0, f"features_{language_column}")
     out = []
     lang = next((n for n in lang_order if n in by_stem), None)
-    captions = {
-        lang: "Language of the live features (ja / en / mixed) per checkpoint",
-        GRANULARITY_FIGURE: "Granularity of the live features per checkpoint",
-    }
+    captions = {lang: "Language of the live features (ja / en / mixed) per checkpoint",
+                GRANULARITY_FIGURE: "Granularity of the live features per checkpoint"}
     for name in (lang, GRANULARITY_FIGURE):
         if name in by_stem:
-            out.append(
-                {
-                    "name": name,
-                    "href": f"figures/{by_stem[name].name}",
-                    "caption": captions[name],
-                    "png": f"figures/{name}.png" if name in pngs else None,
-                }
-            )
+            out.append({"name": name, "href": f"figures/{by_stem[name].name}",
+                        "caption": captions[name],
+                        "png": f"figures/{name}.png" if name in pngs else None})
     return out
 
 
-def write_index(
-    run: Path,
-    out: Path,
-    title: str,
-    figs: list[Path],
-    lineages: list[dict[str, str]],
-    metric_head: list[str],
-    sae_rows: list[SaeRow],
-    transitions: str,
-) -> Path:
+def write_index(run: Path, out: Path, title: str, figs: list[Path],
+                lineages: list[dict[str, str]], metric_head: list[str], sae_rows: list[SaeRow],
+                transitions: str) -> Path:
     """Write ``out/index.html``; ``transitions`` is an escaped fragment (:mod:`.render`)."""
     tj = run / "analysis" / "transitions.json"
     lang_col = read_json(tj).get("language_column") if tj.is_file() else None
@@ -142,24 +113,13 @@ def write_index(
     cc_json = run / "analysis" / "crosscoder.json"
     if cc_json.is_file():
         shutil.copyfile(cc_json, out / "data" / "crosscoder.json")
-    crosscoder = {
-        "figures": [{"name": p.stem, "href": f"figures/{p.name}"} for p in cross],
-        "json": "data/crosscoder.json" if cc_json.is_file() else None,
-    }
-    others = [
-        {"name": p.stem, "href": f"figures/{p.name}"} for p in html_figs if p.stem not in shown
-    ]
-    page = render(
-        "index.html",
-        title=title,
-        headline=heads,
-        crosscoder=crosscoder,
-        lineages=lineages,
-        figures=others,
-        metric_head=metric_head,
-        sae_rows=sae_rows,
-        transitions=Markup(transitions),
-    )
+    crosscoder = {"figures": [{"name": p.stem, "href": f"figures/{p.name}"} for p in cross],
+                  "json": "data/crosscoder.json" if cc_json.is_file() else None}
+    others = [{"name": p.stem, "href": f"figures/{p.name}"} for p in html_figs
+              if p.stem not in shown]
+    page = render("index.html", title=title, headline=heads, crosscoder=crosscoder,
+                  lineages=lineages, figures=others, metric_head=metric_head,
+                  sae_rows=sae_rows, transitions=Markup(transitions))
     path = out / "index.html"
     atomic.write_text(path, page)
     return path

@@ -72,25 +72,16 @@ def load_lineages(run: Path, max_lineages: int | None = None) -> list[Lineage]:
             raise UserError(f"{path}: unreadable parquet ({exc.__class__.__name__})") from exc
         missing = {"chain", "checkpoint", "feature"} - set(df.columns)
         if missing:
-            raise UserError(
-                f"{path}: column(s) {sorted(missing)} missing; expected chain, checkpoint, feature"
-            )
+            raise UserError(f"{path}: column(s) {sorted(missing)} missing; expected chain, checkpoint, feature")
         sid = path.stem
         sizes = df.groupby("chain").size().reset_index(name="n")
         order = sizes.sort_values(["n", "chain"], ascending=[False, True])["chain"].tolist()
         groups = {int(c): g for c, g in df.groupby("chain")}
-        per_family.append(
-            [
-                Lineage(
-                    f"{sid} #{int(c)}",
-                    [
-                        Member(int(s), sid, int(f))
-                        for s, f in zip(groups[int(c)]["checkpoint"], groups[int(c)]["feature"])
-                    ],
-                )
-                for c in order[: max_lineages if max_lineages is not None else len(order)]
-            ]
-        )
+        per_family.append([
+            Lineage(f"{sid} #{int(c)}", [Member(int(s), sid, int(f)) for s, f in
+                                        zip(groups[int(c)]["checkpoint"], groups[int(c)]["feature"])])
+            for c in order[: max_lineages if max_lineages is not None else len(order)]
+        ])
     out: list[Lineage] = []
     for i in range(max((len(f) for f in per_family), default=0)):  # round-robin over families
         out += [f[i] for f in per_family if i < len(f)]
@@ -166,24 +157,16 @@ def check_store_current(store: Any, folder: Path) -> None:
 
     have, want = store.meta.get("sae_weights_hash"), weights_hash(folder)
     if have != want:
-        raise UserError(
-            f"{store.path / 'features.json'}: sae_weights_hash {have} but the SAE in "
-            f"{folder} has {want}; expected a current top-N store (rerun "
-            "`llmjp-ckpt features`)"
-        )
+        raise UserError(f"{store.path / 'features.json'}: sae_weights_hash {have} but the SAE in "
+                        f"{folder} has {want}; expected a current top-N store (rerun "
+                        "`llmjp-ckpt features`)")
 
 
 def inputs_fingerprint(run: Path) -> dict[str, Any]:
     """Size and mtime of what the site reads, so a rerun notices new inputs."""
     out = {}
-    pats = [
-        "analysis/features.parquet",
-        "analysis/transitions.json",
-        "analysis/lineages/*.parquet",
-        "analysis/figures/*",
-        "features/iter_*/*/features.json",
-        "saes/iter_*/*/metrics.json",
-    ]
+    pats = ["analysis/features.parquet", "analysis/transitions.json", "analysis/lineages/*.parquet",
+            "analysis/figures/*", "features/iter_*/*/features.json", "saes/iter_*/*/metrics.json"]
     for pat in pats:
         for p in sorted(run.glob(pat)):
             if p.is_file():
@@ -203,7 +186,5 @@ def resolve_token_text(rf: RunFolder, token_text: TokenText | None, model: Any =
         return TokenText.load(tok)
     if model is not None and getattr(model, "tokenizer", None) is not None:
         return TokenText.from_hf(model.tokenizer)
-    raise UserError(
-        f"{run / 'manifest.json'}: no tokenizer found (data stage config 'tokenizer'); "
-        "pass one with --tokenizer"
-    )
+    raise UserError(f"{run / 'manifest.json'}: no tokenizer found (data stage config 'tokenizer'); "
+                    "pass one with --tokenizer")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -72,10 +71,8 @@ ModelLoader = Callable[[int], Any]  # step -> HookedTransformer
 
 # --- building -------------------------------------------------------------------------------
 def _rows(df: Any) -> dict[tuple[int, str, int], dict[str, Any]]:
-    return {
-        (int(r["checkpoint"]), str(r["sae_id"]), int(r["feature"])): r
-        for r in df.to_dict("records")
-    }
+    return {(int(r["checkpoint"]), str(r["sae_id"]), int(r["feature"])): r
+            for r in df.to_dict("records")}
 
 
 def _scalar_metrics(metrics: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
@@ -90,19 +87,7 @@ def _scalar_metrics(metrics: dict[tuple[int, str], dict[str, Any]]) -> list[str]
 def _transitions_summary(path: Path) -> str:
     if not path.is_file():
         return "<p>No transitions.json yet (run <code>llmjp-ckpt compare</code>).</p>"
-    return (
-        "".join(tables(read_json(path), ""))
-        + '<p><a href="data/transitions.json">transitions.json</a></p>'
-    )
-
-
-def _link_or_copy(src: Path, dst: Path) -> Path:
-    """A hard link where the filesystem allows (each figure embeds plotly.js, ~4.6 MB), else a copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-    return dst
+    return "".join(tables(read_json(path), "")) + '<p><a href="data/transitions.json">transitions.json</a></p>'
 
 
 def _copy_inputs(run: Path, out: Path) -> list[Path]:
@@ -116,16 +101,10 @@ def _copy_inputs(run: Path, out: Path) -> list[Path]:
     return figs
 
 
-def _render_feature_pages(
-    run: Path,
-    out: Path,
-    saes: dict[int, dict[str, Path]],
-    selected: dict[tuple[int, str], list[int]],
-    cfg: SiteConfig,
-    loader: ModelLoader | None,
-    tt: TokenText,
-    stores: dict[tuple[int, str], Any],
-) -> dict[tuple[int, str, int], str]:
+def _render_feature_pages(run: Path, out: Path, saes: dict[int, dict[str, Path]],
+                          selected: dict[tuple[int, str], list[int]], cfg: SiteConfig,
+                          loader: ModelLoader | None, tt: TokenText,
+                          stores: dict[tuple[int, str], Any]) -> dict[tuple[int, str, int], str]:
     from tqdm.auto import tqdm
 
     from llmjp_ckpt.features.analyze import load_test_tokens
@@ -133,11 +112,8 @@ def _render_feature_pages(
     from llmjp_ckpt.site.feature_pages import write_feature_pages
 
     if assets.d3_js() is None:
-        log.warning(
-            "site: d3 not found (%s or $%s; run `make setup`): sae-dashboard pages skipped",
-            assets.D3_VENDOR,
-            assets.D3_ENV,
-        )
+        log.warning("site: d3 not found (%s or $%s; run `make setup`): sae-dashboard pages skipped",
+                    assets.D3_VENDOR, assets.D3_ENV)
         return {}
     import torch
 
@@ -151,11 +127,8 @@ def _render_feature_pages(
     links: dict[tuple[int, str, int], str] = {}
     for step in tqdm(sorted(saes), desc="site: sae-dashboard pages"):
         # no store: no examples to agree with; a checkpoint with no page to render loads nothing
-        todo = {
-            sid: folder
-            for sid, folder in saes[step].items()
-            if selected.get((step, sid)) and stores.get((step, sid)) is not None
-        }
+        todo = {sid: folder for sid, folder in saes[step].items()
+                if selected.get((step, sid)) and stores.get((step, sid)) is not None}
         if not todo:
             continue
         model = loader(step)  # once for all this checkpoint's SAEs
@@ -167,33 +140,18 @@ def _render_feature_pages(
             sae = load_sae(folder, cfg.device)  # a bad weights file: one line, no traceback
             with torch.no_grad():
                 pages = write_feature_pages(
-                    sae,
-                    model,
-                    tokens,
-                    feats,
-                    out / "features" / step_dir(step) / sid,
-                    tt,
-                    "../../../assets",
-                    title=f"{step_dir(step)} / {sid}",
+                    sae, model, tokens, feats, out / "features" / step_dir(step) / sid, tt,
+                    "../../../assets", title=f"{step_dir(step)} / {sid}",
                     back_href=f"../../../{'browser/' + browser_name(step, sid)}",
-                    sae_weights_hash=store.meta.get("sae_weights_hash"),
-                )
+                    sae_weights_hash=store.meta.get("sae_weights_hash"))
             for f in pages:
                 links[(step, sid, f)] = feature_href(step, sid, f)
         del model
     return links
 
 
-def _write_site(
-    run: Path,
-    out: Path,
-    cfg: SiteConfig,
-    saes: dict[int, dict[str, Path]],
-    df: Any,
-    lineages: list[Lineage],
-    tt: TokenText,
-    loader: ModelLoader | None,
-) -> dict[str, Any]:
+def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str, Path]], df: Any,
+                lineages: list[Lineage], tt: TokenText, loader: ModelLoader | None) -> dict[str, Any]:
     from llmjp_ckpt.features.store import FeatureStore, is_complete
 
     for sub in ("browser", "lineages", "figures", "data", "features", "assets", "catalog"):
@@ -212,65 +170,42 @@ def _write_site(
             stores[(step, sid)] = FeatureStore.load(folder) if is_complete(folder) else None
             if stores[(step, sid)] is not None:  # a retrained SAE: its examples are stale
                 check_store_current(stores[(step, sid)], sae_folder)
-    links = (
-        _render_feature_pages(run, out, saes, selected, cfg, loader, tt, stores)
-        if cfg.feature_pages
-        else {}
-    )
+    links = (_render_feature_pages(run, out, saes, selected, cfg, loader, tt, stores)
+             if cfg.feature_pages else {})
 
     def examples(step: int, sid: str, f: int) -> list[Example]:
         st = stores.get((step, sid))
         return store_examples(st, f, tt, cfg.n_examples) if st is not None and f < st.d_sae else []
 
-    lineage_of = {
-        (m.step, m.sae_id, m.feature): f"../lineages/lineage_{i}.html"
-        for i, lin in enumerate(lineages)
-        for m in lin.members
-    }
+    lineage_of = {(m.step, m.sae_id, m.feature): f"../lineages/lineage_{i}.html"
+                  for i, lin in enumerate(lineages) for m in lin.members}
     # feature browsers
     for (step, sid), feats in selected.items():
         part = df[(df["checkpoint"] == step) & (df["sae_id"] == sid)]
         langs = sorted({str(v) for v in part["language_script"].dropna()})
         grans = sorted({str(v) for v in part["granularity"].dropna()})
-        filters = (
-            f'<div class="filters"><label>language <select id="f-lang">{options(langs)}</select></label>'
-            f'<label>granularity <select id="f-gran">{options(grans)}</select></label>'
-            '<label>min frequency <input id="f-freq" type="number" step="0.0001" value="0"></label></div>'
-        )
+        filters = (f'<div class="filters"><label>language <select id="f-lang">{options(langs)}</select></label>'
+                   f'<label>granularity <select id="f-gran">{options(grans)}</select></label>'
+                   '<label>min frequency <input id="f-freq" type="number" step="0.0001" value="0"></label></div>')
         note = (
             ""
             if stores.get((step, sid))
             else "<p>No top-N store for this SAE (run <code>llmjp-ckpt features</code>).</p>"
         )
-        note += (
-            '<p class="meta">SAE weights hash '
-            f"<code>{text(weights_hash(saes[step][sid]))}</code></p>"
-        )
+        note += ('<p class="meta">SAE weights hash '
+                 f'<code>{text(weights_hash(saes[step][sid]))}</code></p>')
         blocks = []
         for f in feats:
             row = rows.get((step, sid, f), {"feature": f})
             link = links.get((step, sid, f))
-            blocks.append(
-                feature_block(
-                    row,
-                    examples(step, sid, f),
-                    cfg.context,
-                    f"../{link}" if link else None,
-                    f"feature {f}",
-                    lineage_of.get((step, sid, f)),
-                )
-            )
-        body = (
-            f"<p>{len(feats)} features shown of {len(part)} (lineage members, the "
-            f"{cfg.n_frequent} most frequent, the {cfg.n_labelled} most confidently labelled).</p>"
-            + filters
-            + note
-            + "".join(blocks)
-        )
-        atomic.write_text(
-            out / "browser" / browser_name(step, sid),
-            page(f"{step_dir(step)} / {sid}: feature browser", body, "..", FILTER_JS),
-        )
+            blocks.append(feature_block(row, examples(step, sid, f), cfg.context,
+                                        f"../{link}" if link else None, f"feature {f}",
+                                        lineage_of.get((step, sid, f))))
+        body = (f"<p>{len(feats)} features shown of {len(part)} (lineage members, the "
+                f"{cfg.n_frequent} most frequent, the {cfg.n_labelled} most confidently labelled).</p>"
+                + filters + note + "".join(blocks))
+        atomic.write_text(out / "browser" / browser_name(step, sid),
+                          page(f"{step_dir(step)} / {sid}: feature browser", body, "..", FILTER_JS))
     # every feature of every SAE: searchable index + examples shards (site/catalog.py)
     from llmjp_ckpt.site.catalog import copy_script, write_catalog
 
@@ -279,21 +214,9 @@ def _write_site(
     for step, by_id in saes.items():
         for sid in by_id:
             part = df[(df["checkpoint"] == step) & (df["sae_id"] == sid)]
-            catalogs[(step, sid)] = (
-                write_catalog(
-                    out,
-                    step,
-                    sid,
-                    part,
-                    stores.get((step, sid)),
-                    tt,
-                    cfg.n_examples,
-                    cfg.context,
-                    weights_hash(by_id[sid]),
-                )
-                .relative_to(out)
-                .as_posix()
-            )
+            catalogs[(step, sid)] = write_catalog(
+                out, step, sid, part, stores.get((step, sid)), tt, cfg.n_examples, cfg.context,
+                weights_hash(by_id[sid])).relative_to(out).as_posix()
     # lineages
     lin_links = []
     for i, lin in enumerate(lineages):
@@ -301,22 +224,14 @@ def _write_site(
         for m in sorted(lin.members, key=lambda m: m.step):
             row = rows.get((m.step, m.sae_id, m.feature), {"feature": m.feature})
             link = links.get((m.step, m.sae_id, m.feature))
-            block = feature_block(
-                row,
-                examples(m.step, m.sae_id, m.feature),
-                cfg.context,
-                f"../{link}" if link else None,
-                f"{step_dir(m.step)} / {m.sae_id} / feature {m.feature}",
-            )
+            block = feature_block(row, examples(m.step, m.sae_id, m.feature), cfg.context,
+                                  f"../{link}" if link else None,
+                                  f"{step_dir(m.step)} / {m.sae_id} / feature {m.feature}")
             cols.append(f'<div class="col">{block}</div>')
         name = f"lineage_{i}.html"  # numbered: family names are folder names, not URL-safe
-        atomic.write_text(
-            out / "lineages" / name,
-            page(f"lineage {lin.name}", f'<div class="row">{"".join(cols)}</div>', ".."),
-        )
-        chain = " → ".join(
-            f"{m.step}:{m.feature}" for m in sorted(lin.members, key=lambda m: m.step)
-        )
+        atomic.write_text(out / "lineages" / name,
+                          page(f"lineage {lin.name}", f'<div class="row">{"".join(cols)}</div>', ".."))
+        chain = " → ".join(f"{m.step}:{m.feature}" for m in sorted(lin.members, key=lambda m: m.step))
         lin_links.append({"href": f"lineages/{name}", "name": lin.name, "chain": chain})
     # index
     figs = _copy_inputs(run, out)
@@ -331,34 +246,14 @@ def _write_site(
             alive = alive_mask(saes[step][sid])  # the one definition of dead (saes.dead)
             dead[f"{step_dir(step)}/{sid}"] = int((~alive).sum())
             vals = [number(metrics[(step, sid)].get(k)) for k in keys]
-            rows_t.append(
-                SaeRow(
-                    step_dir(step),
-                    sid,
-                    vals,
-                    f"{int(alive.sum())} / {alive.size}",
-                    f"browser/{browser_name(step, sid)}",
-                    catalogs.get((step, sid)),
-                    int(alive.size),
-                )
-            )
-    write_index(
-        run,
-        out,
-        f"SAEs across checkpoints: {run.name}",
-        figs,
-        lin_links,
-        ["checkpoint", "SAE", *keys, "live features", "features"],
-        rows_t,
-        _transitions_summary(run / "analysis" / "transitions.json"),
-    )
-    return {
-        "feature_pages": len(links),
-        "browsers": len(selected),
-        "lineages": len(lineages),
-        "figures": len(figs),
-        "dead_latents": dead,
-    }
+            rows_t.append(SaeRow(step_dir(step), sid, vals, f"{int(alive.sum())} / {alive.size}",
+                                 f"browser/{browser_name(step, sid)}", catalogs.get((step, sid)),
+                                 int(alive.size)))
+    write_index(run, out, f"SAEs across checkpoints: {run.name}", figs, lin_links,
+                ["checkpoint", "SAE", *keys, "live features", "features"], rows_t,
+                _transitions_summary(run / "analysis" / "transitions.json"))
+    return {"feature_pages": len(links), "browsers": len(selected), "lineages": len(lineages),
+            "figures": len(figs), "dead_latents": dead}
 
 
 def _make_readable(folder: Path) -> None:
@@ -368,13 +263,8 @@ def _make_readable(folder: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-def features_model_loader(
-    rf: RunFolder,
-    saes: dict[int, dict[str, Path]],
-    device: str,
-    trust_pickle: bool = False,
-    dtype: str = "float32",
-) -> ModelLoader:
+def features_model_loader(rf: RunFolder, saes: dict[int, dict[str, Path]], device: str,
+                          trust_pickle: bool = False, dtype: str = "float32") -> ModelLoader:
     """Load checkpoints as the features stage did (its recorded config), on ``device``."""
     from llmjp_ckpt.features.analyze import FeaturesConfig, default_model_loader
 
@@ -382,9 +272,8 @@ def features_model_loader(
     known = {f.name for f in dataclasses.fields(FeaturesConfig)}
     fcfg = FeaturesConfig(**{k: v for k, v in recorded.items() if k in known})
     first = next(iter(next(iter(saes.values())).values()))
-    fcfg = dataclasses.replace(
-        fcfg, device=device, dtype=dtype, trust_pickle=fcfg.trust_pickle or trust_pickle
-    )
+    fcfg = dataclasses.replace(fcfg, device=device, dtype=dtype,
+                               trust_pickle=fcfg.trust_pickle or trust_pickle)
     return default_model_loader(rf.root, fcfg, first)
 
 
@@ -402,14 +291,9 @@ def last_model_cache(loader: ModelLoader) -> ModelLoader:
     return load
 
 
-def build_site(
-    run_dir: str | Path,
-    cfg: SiteConfig | None = None,
-    *,
-    model_loader: ModelLoader | None = None,
-    token_text: TokenText | None = None,
-    force: bool = False,
-) -> Path:
+def build_site(run_dir: str | Path, cfg: SiteConfig | None = None, *,
+               model_loader: ModelLoader | None = None, token_text: TokenText | None = None,
+               force: bool = False) -> Path:
     """Build ``RUN/dashboards/`` (written whole, then swapped in); return its ``index.html``."""
     from llmjp_ckpt.features.analyze import discover_saes
 
@@ -422,15 +306,9 @@ def build_site(
     index = run / SITE_DIR / "index.html"
     saes = discover_saes(run)
     # the SAEs' weight hashes: a retrained SAE (same id) rebuilds its pages
-    record = {
-        **without_runtime(dataclasses.asdict(cfg)),
-        "inputs": inputs_fingerprint(run),
-        "sae_weights_hashes": {
-            f"{step_dir(st)}/{sid}": weights_hash(p)
-            for st in sorted(saes)
-            for sid, p in saes[st].items()
-        },
-    }
+    record = {**without_runtime(dataclasses.asdict(cfg)), "inputs": inputs_fingerprint(run),
+              "sae_weights_hashes": {f"{step_dir(st)}/{sid}": weights_hash(p)
+                                     for st in sorted(saes) for sid, p in saes[st].items()}}
     df = load_features_table(run)
     lineages = load_lineages(run, cfg.max_lineages)
     with rf.stage(STAGE, record, force=force, outputs=[index], steps=sorted(saes)) as stage:

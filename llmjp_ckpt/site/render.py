@@ -52,12 +52,18 @@ def page(title: str, body: str, root: str = ".", script: str = "") -> str:
     return shell(title, body, root, script)
 
 
-def fmt(v: Any) -> str:
+def number(v: Any) -> str:
+    """A metric as plain text (callers escape it: Jinja2, or :func:`fmt`)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float):
         return f"{v:.4g}"
-    return text(v)
+    return str(v)
+
+
+def fmt(v: Any) -> str:
+    """A metric as escaped HTML text."""
+    return text(number(v))
 
 
 def browser_name(step: int, sae_id: str) -> str:
@@ -87,38 +93,24 @@ FILTER_JS = """
 
 def options(values: list[str]) -> str:
     return '<option value="">all</option>' + "".join(
-        f'<option value="{text(v)}">{text(v)}</option>' for v in values
-    )
+        f'<option value="{text(v)}">{text(v)}</option>' for v in values)
 
 
-def feature_block(
-    row: dict[str, Any],
-    examples: list[Example],
-    context: int,
-    link: str | None,
-    heading: str,
-    lineage: str | None = None,
-) -> str:
+def feature_block(row: dict[str, Any], examples: list[Example], context: int,
+                  link: str | None, heading: str, lineage: str | None = None) -> str:
     scale = max((max(e.acts) for e in examples if e.acts), default=0.0)
     lang = row.get("language_script") or ""
     gran = row.get("granularity") or ""
-    meta = (
-        f"frequency {fmt(row.get('frequency'))} · max {fmt(row.get('max_activation'))} · "
-        f"language {fmt(row.get('language_paper'))} (paper) / {fmt(row.get('language_script'))} "
-        f"(script) · granularity {fmt(row.get('granularity'))} "
-        f"({fmt(row.get('granularity_confidence'))})"
-    )
+    meta = (f'frequency {fmt(row.get("frequency"))} · max {fmt(row.get("max_activation"))} · '
+            f'language {fmt(row.get("language_paper"))} (paper) / {fmt(row.get("language_script"))} '
+            f'(script) · granularity {fmt(row.get("granularity"))} '
+            f'({fmt(row.get("granularity_confidence"))})')
     dash = f' · <a href="{text(link)}">sae-dashboard page</a>' if link else ""
     dash += f' · <a href="{text(lineage)}">lineage</a>' if lineage else ""
-    exs = (
-        "".join(render_example(e, scale, context) for e in examples)
-        or "<p>no examples (dead latent)</p>"
-    )
-    return (
-        f'<div class="feat" data-lang="{text(lang)}" data-gran="{text(gran)}" '
-        f'data-freq="{float(row.get("frequency") or 0.0)!r}">'
-        f'<h3>{text(heading)}</h3><div class="meta">{meta}{dash}</div>{exs}</div>'
-    )
+    exs = "".join(render_example(e, scale, context) for e in examples) or "<p>no examples (dead latent)</p>"
+    return (f'<div class="feat" data-lang="{text(lang)}" data-gran="{text(gran)}" '
+            f'data-freq="{float(row.get("frequency") or 0.0)!r}">'
+            f'<h3>{text(heading)}</h3><div class="meta">{meta}{dash}</div>{exs}</div>')
 
 
 def flat_table(records: list[Any]) -> str:
@@ -131,9 +123,7 @@ def flat_table(records: list[Any]) -> str:
     if not recs or not cols:
         return ""
     head = "".join(f"<th>{text(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in recs
-    )
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in recs)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -143,9 +133,5 @@ def tables(obj: Any, path: str, depth: int = 0) -> list[str]:
         t = flat_table(obj)
         return [f"<h3>{text(path)}</h3>{t}"] if t else []
     if isinstance(obj, dict) and depth < 4:
-        return [
-            h
-            for k, v in obj.items()
-            for h in tables(v, f"{path} / {k}" if path else str(k), depth + 1)
-        ]
+        return [h for k, v in obj.items() for h in tables(v, f"{path} / {k}" if path else str(k), depth + 1)]
     return []

@@ -38,10 +38,7 @@ def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("llmjp_ckpt.site", "templates"),
         autoescape=True,  # every template, whatever its name: corpus text is data
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def render(template: str, **context: Any) -> str:
@@ -54,15 +51,8 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
-def shell(
-    title: str, body: str, root: str = ".", script: str = "", meta: dict[str, str] | None = None
-) -> str:
+def shell(title: str, body: str, root: str = ".", script: str = "",
+          meta: dict[str, str] | None = None) -> str:
     """A page from an already escaped ``body`` fragment (built by :mod:`.render`)."""
-    return render(
-        "page.html",
-        title=title,
-        body=Markup(body),
-        root=root,
-        inline_script=Markup(script),
-        meta=meta or {},
-    )
+    return render("page.html", title=title, body=Markup(body), root=root,
+                  inline_script=Markup(script), meta=meta or {})

@@ -27,9 +27,8 @@ def check_writable(out_dir: Path) -> None:
         raise UserError(f"--out {out_dir}: not a writable folder ({exc.strerror or exc})") from None
 
 
-def make_toy(
-    out_dir: str | Path, quick: bool = False, seed: object = 0, config: ToyConfig | None = None
-) -> dict:
+def make_toy(out_dir: str | Path, quick: bool = False, seed: object = 0,
+             config: ToyConfig | None = None) -> dict:
     """Build the whole toy world into ``out_dir``; return the contents of ``toy.json``."""
     from llmjp_ckpt.toy import signals as sig
     from llmjp_ckpt.toy import tokenizer as tk
@@ -76,12 +75,8 @@ def make_toy(
     lap("train")
     ckpts = [(r["step"], out / "checkpoints" / step_dir(r["step"])) for r in rows]
     if cfg.signals:
-        for row, s in zip(
-            rows,
-            sig.measure_all(
-                ckpts, cfg.layer, out / "tokenizer", seed, cfg.n_translation, cfg.per_form
-            ),
-        ):
+        for row, s in zip(rows, sig.measure_all(ckpts, cfg.layer, out / "tokenizer",
+                                                  seed, cfg.n_translation, cfg.per_form)):
             row["signals"] = {k: v for k, v in s.items() if k != "step"}
         lap("signals")
     atomic.write_json(out / "train_log.json", {"checkpoints": rows})
@@ -133,24 +128,17 @@ def concepts_record(docs, tokenizer_dir: Path) -> dict:
     forms = []
     for c in CONCEPTS:
         for lang, form in c.forms:
-            forms.append(
-                {
-                    "form": form,
-                    "language": lang,
-                    "concept": c.id,
-                    "category": c.category,
-                    "variant": lang == "ja" and form != c.ja[0],
-                    "count": seen.get(f"{lang}:{form}", 0),
-                    "pieces": pieces_of(ids_of(after_space, form)),
-                    "ids": ids_of(after_space, form),
-                    "pieces_attached": pieces_of(ids_of(attached, form)),
-                    "ids_attached": ids_of(attached, form),
-                }
-            )
+            forms.append({
+                "form": form, "language": lang, "concept": c.id, "category": c.category,
+                "variant": lang == "ja" and form != c.ja[0],
+                "count": seen.get(f"{lang}:{form}", 0),
+                "pieces": pieces_of(ids_of(after_space, form)),
+                "ids": ids_of(after_space, form),
+                "pieces_attached": pieces_of(ids_of(attached, form)),
+                "ids_attached": ids_of(attached, form),
+            })
     return {
-        "concepts": [
-            {"id": c.id, "category": c.category, "ja": list(c.ja), "en": c.en} for c in CONCEPTS
-        ],
+        "concepts": [{"id": c.id, "category": c.category, "ja": list(c.ja), "en": c.en} for c in CONCEPTS],
         "facts": {"colour_of": COLOUR_OF, "home_of": HOME_OF, "likes": LIKES},
         "forms": forms,
     }

@@ -32,9 +32,7 @@ class ToyConfig:
         if any(b <= a for a, b in itertools.pairwise(steps)):
             raise UserError(f"toy steps {list(steps)!r}: expected a strictly increasing schedule")
         if self.shape.hidden % self.shape.heads:
-            raise UserError(
-                f"toy shape: hidden {self.shape.hidden} is not divisible by heads {self.shape.heads}"
-            )
+            raise UserError(f"toy shape: hidden {self.shape.hidden} is not divisible by heads {self.shape.heads}")
 
     @property
     def layer(self) -> int:
@@ -42,23 +40,19 @@ class ToyConfig:
         return max(1, self.shape.layers // 2)
 
 
-def quick_config(
-    steps: tuple[int, ...] | None = None, tokenizer: str = "sentencepiece"
-) -> ToyConfig:
+def quick_config(steps: tuple[int, ...] | None = None,
+                 tokenizer: str = "sentencepiece") -> ToyConfig:
     """A small world for tests and a first look (well under a minute of training)."""
     return ToyConfig(
         corpus=CorpusConfig(n_docs=590),  # ~64k tokens in documents of 65-150 tokens
         shape=ModelShape(hidden=64, intermediate=192, layers=4, heads=4),
         train=LMTrainConfig(steps=steps or (10, 30, 100, 200), batch=16),
-        n_translation=100,
-        per_form=3,
-        tokenizer=tokenizer,
+        n_translation=100, per_form=3, tokenizer=tokenizer,
     )
 
 
-def default_config(
-    steps: tuple[int, ...] | None = None, tokenizer: str = "sentencepiece"
-) -> ToyConfig:
+def default_config(steps: tuple[int, ...] | None = None,
+                   tokenizer: str = "sentencepiece") -> ToyConfig:
     """The demo's world."""
     return ToyConfig(
         corpus=CorpusConfig(n_docs=2220),  # ~240k tokens

@@ -42,31 +42,15 @@ class Frame:
 
 
 FRAMES: tuple[Frame, ...] = (
-    Frame(
-        "colour",
-        ("animal", "food", "instrument"),
-        ("colour",),
-        "{a}の色は{b}です。",
-        "The colour of the {a} is {b}.",
-        COLOUR_OF,
-    ),
-    Frame(
-        "home", ("animal",), ("place",), "{a}は{b}に住んでいる。", "The {a} lives in {b}.", HOME_OF
-    ),
+    Frame("colour", ("animal", "food", "instrument"), ("colour",),
+          "{a}の色は{b}です。", "The colour of the {a} is {b}.", COLOUR_OF),
+    Frame("home", ("animal",), ("place",), "{a}は{b}に住んでいる。", "The {a} lives in {b}.", HOME_OF),
     Frame("likes", ("animal",), ("food",), "{a}は{b}が好きだ。", "The {a} likes {b}.", LIKES),
     Frame("eat", ("animal",), ("food",), "{a}は{b}を食べた。", "The {a} ate the {b}."),
     Frame("see", ("place",), ("animal",), "{a}で{b}を見た。", "I saw the {b} in {a}."),
     Frame("hear", ("place",), ("instrument",), "{a}で{b}の音を聞いた。", "In {a} I heard the {b}."),
-    Frame(
-        "count", ("animal", "food"), ("number",), "{a}の数は{b}だ。", "The number of {a} is {b}."
-    ),
-    Frame(
-        "play",
-        ("instrument",),
-        ("place",),
-        "{b}で友達が{a}を演奏した。",
-        "My friend played the {a} in {b}.",
-    ),
+    Frame("count", ("animal", "food"), ("number",), "{a}の数は{b}だ。", "The number of {a} is {b}."),
+    Frame("play", ("instrument",), ("place",), "{b}で友達が{a}を演奏した。", "My friend played the {a} in {b}."),
 )
 FRAME_WEIGHTS = (3, 2, 2, 1, 1, 1, 1, 1)
 
@@ -137,15 +121,8 @@ class Generator:
         return c.ja[0]
 
     # -- sentences -----------------------------------------------------------------------
-    def sentence(
-        self,
-        frame: Frame,
-        a: Concept,
-        b: Concept,
-        lang: str,
-        style: str = "plain",
-        forms: dict[str, str] | None = None,
-    ) -> list[Segment]:
+    def sentence(self, frame: Frame, a: Concept, b: Concept, lang: str,
+                 style: str = "plain", forms: dict[str, str] | None = None) -> list[Segment]:
         """Realise ``frame`` in ``lang``.
 
         ``style``: ``plain``; ``gloss`` (each concept followed by its other-language form in
@@ -168,12 +145,8 @@ class Generator:
                 out += [(pad, None, None), (other, c.id, other_lang), (pad, None, None)]
             elif style == "gloss":
                 pad = " " if lang == "ja" else ""
-                out += [
-                    (own, c.id, lang),
-                    (" (", None, None),
-                    (other, c.id, other_lang),
-                    (")" + pad, None, None),
-                ]
+                out += [(own, c.id, lang), (" (", None, None), (other, c.id, other_lang),
+                        (")" + pad, None, None)]
             else:
                 out.append((own, c.id, lang))
         return [s for s in out if s[0]]

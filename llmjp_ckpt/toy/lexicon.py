@@ -107,9 +107,7 @@ def _fact(subjects: list[Concept], objects: list[Concept], stride: int) -> dict[
 
 
 # Facts the corpus states in both languages.
-COLOUR_OF: dict[str, str] = _fact(
-    in_category("animal", "food", "instrument"), in_category("colour"), 5
-)
+COLOUR_OF: dict[str, str] = _fact(in_category("animal", "food", "instrument"), in_category("colour"), 5)
 HOME_OF: dict[str, str] = _fact(in_category("animal"), in_category("place"), 3)
 LIKES: dict[str, str] = _fact(in_category("animal"), in_category("food"), 3)
 

@@ -31,23 +31,21 @@ def piece_languages(concepts_json: Path) -> dict[int, str]:
     return {i: next(iter(s)) for i, s in langs.items() if len(s) == 1}
 
 
-def planted_language(
-    store: FeatureStore, feature: int, lang_of: dict[int, str], min_share: float
-) -> str | None:
+def planted_language(store: FeatureStore, feature: int, lang_of: dict[int, str], min_share: float) -> str | None:
     """The planted language of one feature, or None when its top examples are not planted forms."""
     wins = store.t["top_windows"][feature]
     keep = (wins >= 0).nonzero().squeeze(1)
     if len(keep) == 0:
         return None
     rows = torch.searchsorted(store.t["window_ids"], wins[keep])
-    ids = store.t["window_tokens"][rows, int(store.meta["first_position"]) :]
+    ids = store.t["window_tokens"][rows, int(store.meta["first_position"]):]
     acts = store.t["top_token_acts"][feature][keep].float()
     top_ids = ids.gather(1, acts.argmax(1, keepdim=True)).squeeze(1).tolist()
     langs = Counter(lang_of.get(i) for i in top_ids)
     planted = {k: v for k, v in langs.items() if k is not None}
     if len(planted) != 1:
         return None
-    ((lang, n),) = planted.items()
+    (lang, n), = planted.items()
     return lang if n >= min_share * len(top_ids) else None
 
 

@@ -53,13 +53,9 @@ def _target_probe(sp, prefix: str, target: str, kind: str, chance: float) -> Pro
 
 def _frames_with(c: Concept) -> list[tuple[Frame, str]]:
     """Frames (and the slot) in which ``c`` can appear; a fact's object needs a subject."""
-    return [
-        (f, slot)
-        for f in FRAMES
-        for slot in ("a", "b")
-        if c.category in (f.a if slot == "a" else f.b)
-        and not (slot == "b" and f.fact and c.id not in f.fact.values())
-    ]
+    return [(f, slot) for f in FRAMES for slot in ("a", "b")
+            if c.category in (f.a if slot == "a" else f.b)
+            and not (slot == "b" and f.fact and c.id not in f.fact.values())]
 
 
 def translation_probes(sp, seed: int, n: int) -> list[Probe]:
@@ -127,7 +123,7 @@ def _run(model, seqs: list[list[int]], layer: int, batch: int = 64):
     """Last-position logits' argmax and layer residuals for each sequence (right-padded)."""
     preds, resid = [], []
     for i in range(0, len(seqs), batch):
-        chunk = seqs[i : i + batch]
+        chunk = seqs[i: i + batch]
         width = max(map(len, chunk))
         ids = torch.full((len(chunk), width), 3, dtype=torch.long)
         for r, s in enumerate(chunk):
@@ -145,13 +141,8 @@ def _mean_cos(vecs: dict, pairs: list) -> float:
     return float(torch.stack(sims).mean()) if sims else float("nan")
 
 
-def measure(
-    checkpoint: str | Path,
-    layer: int,
-    sp,
-    translation: list[Probe],
-    forms: list[tuple[str, str, str, list[int]]],
-) -> dict[str, float]:
+def measure(checkpoint: str | Path, layer: int, sp, translation: list[Probe],
+            forms: list[tuple[str, str, str, list[int]]]) -> dict[str, float]:
     """All signals for one checkpoint (``layer`` is 1-based: the output of that block)."""
     from transformers import LlamaForCausalLM
 
@@ -182,14 +173,9 @@ def measure(
     diff = [(main[x, "ja"], main[y, "en"]) for x, y in itertools.permutations(ids, 2)]
     var = [c for c in CONCEPTS if len(c.ja) > 1]
     vsame = [((c.id, "ja", c.ja[0]), (c.id, "ja", c.ja[1])) for c in var]
-    vdiff = [
-        ((x.id, "ja", x.ja[0]), (y.id, "ja", y.ja[1])) for x, y in itertools.permutations(var, 2)
-    ]
-    within = [
-        (main[x, lang], main[y, lang])
-        for lang in ("ja", "en")
-        for x, y in itertools.combinations(ids, 2)
-    ]
+    vdiff = [((x.id, "ja", x.ja[0]), (y.id, "ja", y.ja[1])) for x, y in itertools.permutations(var, 2)]
+    within = [(main[x, lang], main[y, lang]) for lang in ("ja", "en")
+              for x, y in itertools.combinations(ids, 2)]
     out["cross_same"], out["cross_diff"] = _mean_cos(vecs, same), _mean_cos(vecs, diff)
     out["cross_gap"] = out["cross_same"] - out["cross_diff"]
     out["variant_same"], out["variant_diff"] = _mean_cos(vecs, vsame), _mean_cos(vecs, vdiff)
@@ -198,14 +184,8 @@ def measure(
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def measure_all(
-    checkpoints: list[tuple[int, Path]],
-    layer: int,
-    tokenizer_dir: Path,
-    seed: int,
-    n_translation: int = 300,
-    per_form: int = 6,
-) -> list[dict]:
+def measure_all(checkpoints: list[tuple[int, Path]], layer: int, tokenizer_dir: Path,
+                seed: int, n_translation: int = 300, per_form: int = 6) -> list[dict]:
     """Signals for every ``(step, folder)``; probes drawn once from their own seed stream.
 
     ``tokenizer_dir`` is the toy's tokenizer folder (either kind; ids 1 and 3 are BOS and pad).

@@ -55,9 +55,7 @@ def build_unigram(texts: Iterable[str], vocab_size: int, min_count: int = 2) -> 
         counts.update(chunks(t))
         chars.update(t.replace(DELIMITER, "").replace(" ", "▁"))
     n_fixed = len(SPECIALS) + 256
-    kept = [
-        (w, c) for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count
-    ]
+    kept = [(w, c) for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count]
     kept = kept[: max(0, vocab_size - n_fixed - len(chars))]
     total = sum(c for _, c in kept) or 1
     scores = {w: math.log(c / total) for w, c in kept}
@@ -98,13 +96,8 @@ def save_hf_tokenizer(model_bytes: bytes, out_dir: str | Path) -> Path:
         model_file = Path(tmp) / "tokenizer.model"
         model_file.write_bytes(model_bytes)
         tok = LlamaTokenizerFast(
-            vocab_file=str(model_file),
-            add_bos_token=True,
-            add_eos_token=False,
-            pad_token="<pad>",
-            legacy=True,
-            add_prefix_space=True,
-            from_slow=True,
+            vocab_file=str(model_file), add_bos_token=True, add_eos_token=False,
+            pad_token="<pad>", legacy=True, add_prefix_space=True, from_slow=True,
         )
         tok.save_pretrained(str(out_dir))
     return out_dir
@@ -147,13 +140,8 @@ def build_byte_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2
     # a form keeps the space before it (``Ġcat``), as :func:`chunks` does for SentencePiece
     texts = [t.replace(" " + DELIMITER, DELIMITER + " ") for t in texts]
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(
-        texts,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(SPECIALS),
-        show_progress=False,
-    )
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=min_frequency,
+                            special_tokens=list(SPECIALS), show_progress=False)
     tok = bpe._tokenizer  # the underlying tokenizers.Tokenizer (ByteLevelBPETokenizer wraps it)
     for piece, pid in SPECIALS.items():
         if tok.token_to_id(piece) != pid:
@@ -166,16 +154,10 @@ def save_hf_byte_bpe(tok, out_dir: str | Path) -> Path:
     from tokenizers.processors import TemplateProcessing
     from transformers import PreTrainedTokenizerFast
 
-    tok.post_processor = TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", SPECIALS["<s>"])]
-    )
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-    )
+    tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                            special_tokens=[("<s>", SPECIALS["<s>"])])
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                 unk_token="<unk>", pad_token="<pad>")
     hf.init_kwargs["add_bos_token"] = True  # read by TransformerLens (prepend_bos) and our loader
     hf.save_pretrained(str(out_dir))
     return Path(out_dir)

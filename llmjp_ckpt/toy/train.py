@@ -90,15 +90,8 @@ def _lr(step: int, cfg: LMTrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(
-    stream: torch.Tensor,
-    shape: ModelShape,
-    cfg: LMTrainConfig,
-    vocab_size: int,
-    out_dir: str | Path,
-    tokenizer_dir: str | Path,
-    seed: int,
-) -> list[dict]:
+def train(stream: torch.Tensor, shape: ModelShape, cfg: LMTrainConfig, vocab_size: int,
+          out_dir: str | Path, tokenizer_dir: str | Path, seed: int) -> list[dict]:
     """Train on random windows of the packed token ``stream``; save checkpoints; the log rows.
 
     Each row: ``step``, ``loss`` (mean training loss of the steps since the previous checkpoint),
@@ -116,13 +109,8 @@ def train(
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
         rest = [p for n, p in model.named_parameters() if p.ndim < 2]
         opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": cfg.weight_decay},
-                {"params": rest, "weight_decay": 0.0},
-            ],
-            lr=cfg.lr,
-            betas=(0.9, 0.95),
-            eps=1e-8,
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
         )
         gen = torch.Generator().manual_seed(seed)
         n_windows = stream.numel() - cfg.seq_len - 1
@@ -142,15 +130,9 @@ def train(
             losses.append(float(loss.detach()))
             if step in save_at:
                 save_checkpoint(model, tokenizer, out_dir / step_dir(step))
-                rows.append(
-                    {
-                        "step": step,
-                        "loss": sum(losses) / len(losses),
-                        "last_loss": losses[-1],
-                        "tokens": step * cfg.batch * cfg.seq_len,
-                        "lr": _lr(step - 1, cfg),
-                    }
-                )
+                rows.append({"step": step, "loss": sum(losses) / len(losses),
+                             "last_loss": losses[-1], "tokens": step * cfg.batch * cfg.seq_len,
+                             "lr": _lr(step - 1, cfg)})
                 losses = []
     return rows
 

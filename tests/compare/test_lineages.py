@@ -87,13 +87,8 @@ def test_mix_origins_feature_by_feature(series):
     labels_b = {2: "mix", 3: "mix", 4: "mix", 5: "mix", 6: "en", 0: "ja"}
     out = lin.mix_origins(m01, 0.5, labels_a, labels_b)
     assert out["n_mix"] == 4
-    assert out["counts"] == {
-        "merge_ja_en": 1,
-        "from_mix": 1,
-        "from_monolingual": 1,
-        "from_unlabelled": 0,
-        "new": 1,
-    }
+    assert out["counts"] == {"merge_ja_en": 1, "from_mix": 1, "from_monolingual": 1,
+                             "from_unlabelled": 0, "new": 1}
     assert sum(out["shares"].values()) == pytest.approx(1.0)
     # an earlier feature without a label counts as unlabelled, not as a language
     out = lin.mix_origins(m01, 0.5, {}, labels_b)

@@ -90,14 +90,8 @@ def test_sparse_equals_exact_on_structured_case():
 def test_different_width_or_hook_is_a_clear_error(tmp_path):
     a = load_decoder(write_sae(tmp_path / "a", torch.randn(8, 16)))
     b = load_decoder(write_sae(tmp_path / "b", torch.randn(8, 12)))
-    c = load_decoder(
-        write_sae(
-            tmp_path / "c",
-            torch.randn(8, 16),
-            hook="blocks.1.hook_resid_post",
-            hook_in_metadata=False,
-        )
-    )
+    c = load_decoder(write_sae(tmp_path / "c", torch.randn(8, 16), hook="blocks.1.hook_resid_post",
+                               hook_in_metadata=False))
     with pytest.raises(UserError, match="d_in=12"):
         match_decoders(a, b)
     with pytest.raises(UserError, match="blocks.1.hook_resid_post"):

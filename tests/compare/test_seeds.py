@@ -36,31 +36,16 @@ def build_run(root):
             keep = torch.arange(N) < int(0.6 * N)
             W0 = torch.where(keep[:, None], W0, unit(torch.randn(N, D, generator=g)))
         n_keep = int(KEEP[step] * N)
-        W1 = torch.cat(
-            [
-                unit(W0[:n_keep] + 0.05 * torch.randn(n_keep, D, generator=g)),
-                unit(torch.randn(N - n_keep, D, generator=g)),
-            ]
-        )
+        W1 = torch.cat([unit(W0[:n_keep] + 0.05 * torch.randn(n_keep, D, generator=g)),
+                        unit(torch.randn(N - n_keep, D, generator=g))])
         W1 = W1[torch.randperm(N, generator=g)]
         for sid, W, seed in (("fam", W0, 0), ("fam_s1", W1, 1)):
             folder = write_sae(root / "saes" / step_dir(step) / sid, W)
             _tag(folder, seed, "fam")
-            rows += [
-                {
-                    "checkpoint": step,
-                    "sae_id": sid,
-                    "feature": f,
-                    "frequency": 0.1,
-                    "max_activation": 1.0,
-                    "mean_activation": 0.5,
-                    "language_paper": "ja",
-                    "language_script": "ja",
-                    "granularity": "token",
-                    "granularity_confidence": 0.9,
-                }
-                for f in range(N)
-            ]
+            rows += [{"checkpoint": step, "sae_id": sid, "feature": f, "frequency": 0.1,
+                      "max_activation": 1.0, "mean_activation": 0.5, "language_paper": "ja",
+                      "language_script": "ja", "granularity": "token",
+                      "granularity_confidence": 0.9} for f in range(N)]
     (root / "analysis").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(root / "analysis" / "features.parquet")
     return root
@@ -79,9 +64,8 @@ def test_cross_seed_fraction_per_checkpoint_is_the_planted_one(result):
     assert list(sb) == ["fam"] and sb["fam"]["seeds"] == [0, 1]
     got = {r["checkpoint"]: r["cross_seed_shared_fraction"] for r in sb["fam"]["per_checkpoint"]}
     assert got == pytest.approx(KEEP)
-    assert (
-        root / "analysis" / "matches" / "seeds" / "fam" / f"{step_dir(10)}__s0__s1.csv"
-    ).is_file()
+    assert (root / "analysis" / "matches" / "seeds" / "fam" /
+            f"{step_dir(10)}__s0__s1.csv").is_file()
 
 
 def test_every_cross_checkpoint_pair_beside_the_baseline(result):
@@ -111,20 +95,9 @@ def test_no_twins_no_baseline(tmp_path):
     root = tmp_path / "run"
     write_sae(root / "saes" / step_dir(10) / "solo", unit(torch.randn(8, D)))
     (root / "analysis").mkdir(parents=True)
-    pd.DataFrame(
-        [
-            {
-                "checkpoint": 10,
-                "sae_id": "solo",
-                "feature": 0,
-                "frequency": 0.1,
-                "max_activation": 1.0,
-                "mean_activation": 0.5,
-                "language_paper": "ja",
-                "language_script": "ja",
-                "granularity": "token",
-                "granularity_confidence": 0.9,
-            }
-        ]
-    ).to_parquet(root / "analysis" / "features.parquet")
+    pd.DataFrame([{"checkpoint": 10, "sae_id": "solo", "feature": 0, "frequency": 0.1,
+                   "max_activation": 1.0, "mean_activation": 0.5, "language_paper": "ja",
+                   "language_script": "ja", "granularity": "token",
+                   "granularity_confidence": 0.9}]).to_parquet(
+                       root / "analysis" / "features.parquet")
     assert compare_run(root, CompareConfig(png=False))["seed_baseline"] == {}

@@ -41,36 +41,16 @@ def build_run(root, seed: int = 0):
         # dead latents (saes.dead) planted independently of the test-split frequency below
         write_sae(root / "saes" / step_dir(step) / "fam", W, counts=rng.choice([0, 50], N))
         for f in range(N - 5):  # a few features absent from the table
-            rows.append(
-                {
-                    "checkpoint": step,
-                    "sae_id": "fam",
-                    "feature": f,
-                    "frequency": float(rng.choice([0.0, 0.01, 0.2])),
-                    "max_activation": 1.0,
-                    "mean_activation": 0.5,
-                    "language_paper": LANG[rng.integers(4)],
-                    "language_script": LANG[rng.integers(4)],
-                    "granularity": GRAN[rng.integers(5)],
-                    "granularity_confidence": 0.5,
-                }
-            )
+            rows.append({"checkpoint": step, "sae_id": "fam", "feature": f,
+                         "frequency": float(rng.choice([0.0, 0.01, 0.2])),
+                         "max_activation": 1.0, "mean_activation": 0.5,
+                         "language_paper": LANG[rng.integers(4)], "language_script": LANG[rng.integers(4)],
+                         "granularity": GRAN[rng.integers(5)], "granularity_confidence": 0.5})
     write_sae(root / "saes" / step_dir(STEPS[0]) / "solo", unit(torch.randn(8, D, generator=g)))
     for f in range(8):
-        rows.append(
-            {
-                "checkpoint": STEPS[0],
-                "sae_id": "solo",
-                "feature": f,
-                "frequency": 0.1,
-                "max_activation": 1.0,
-                "mean_activation": 0.5,
-                "language_paper": "ja",
-                "language_script": "ja",
-                "granularity": "token",
-                "granularity_confidence": 0.9,
-            }
-        )
+        rows.append({"checkpoint": STEPS[0], "sae_id": "solo", "feature": f, "frequency": 0.1,
+                     "max_activation": 1.0, "mean_activation": 0.5, "language_paper": "ja",
+                     "language_script": "ja", "granularity": "token", "granularity_confidence": 0.9})
     (root / "analysis").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(root / "analysis" / "features.parquet")
     return root
@@ -89,16 +69,10 @@ def _recomputed_shares(df, subset, column, run=None):
     elif subset == "alive":  # the one definition of dead: the SAE's firing counts
         from llmjp_ckpt.saes.dead import alive_mask
 
-        masks = {
-            (s, sid): alive_mask(run / "saes" / step_dir(s) / sid)
-            for s, sid in set(zip(df["checkpoint"], df["sae_id"]))
-        }
-        df = df[
-            [
-                bool(masks[(s, sid)][f])
-                for s, sid, f in zip(df["checkpoint"], df["sae_id"], df["feature"])
-            ]
-        ]
+        masks = {(s, sid): alive_mask(run / "saes" / step_dir(s) / sid)
+                 for s, sid in set(zip(df["checkpoint"], df["sae_id"]))}
+        df = df[[bool(masks[(s, sid)][f]) for s, sid, f in
+                 zip(df["checkpoint"], df["sae_id"], df["feature"])]]
     elif subset == "interpretable":
         df = df[df["granularity"].notna() & (df["granularity"] != "uninterpretable")]
     out = {}
@@ -123,9 +97,7 @@ def test_transitions_json_equals_recomputation_from_parquet(done_run):
                 assert got[s] == pytest.approx(expected[s]), (subset, column, s)
     # cross-tab counts over all features
     for step, d in fam.groupby("checkpoint"):
-        ct = pd.crosstab(
-            d["language_paper"].fillna("unlabelled"), d["granularity"].fillna("unlabelled")
-        )
+        ct = pd.crosstab(d["language_paper"].fillna("unlabelled"), d["granularity"].fillna("unlabelled"))
         got = per["all"][str(step)]["crosstab"]
         assert sum(sum(v.values()) for v in got.values()) == len(d)
         for lang in ct.index:
@@ -141,13 +113,7 @@ def test_flows_equal_recomputation_from_match_csv(done_run):
     pairs = data["families"]["fam"]["pairs"]
     assert [(p["from"], p["to"]) for p in pairs] == [(10, 1000), (1000, 100000)]
     for p in pairs:
-        path = (
-            root
-            / "analysis"
-            / "matches"
-            / "fam"
-            / f"{step_dir(p['from'])}__{step_dir(p['to'])}.csv"
-        )
+        path = root / "analysis" / "matches" / "fam" / f"{step_dir(p['from'])}__{step_dir(p['to'])}.csv"
         rows = [r for r in csv.DictReader(path.open(encoding="utf-8")) if r["feature_b"]]
         assert len(rows) == p["shared"] > 0
         a = fam[fam["checkpoint"] == p["from"]].set_index("feature")
@@ -185,18 +151,12 @@ def test_lineage_files_and_single_checkpoint_note(done_run):
 def test_figures_exist_and_work_offline(done_run):
     _, result = done_run
     names = set(result["figures"])
-    assert {
-        "shares_fam",
-        "sankey_language_paper_fam",
-        "sankey_granularity_fam",
-        "match_similarity_fam",
-        "mix_origins_fam",
-        "shares_solo",
-    } <= names
+    assert {"shares_fam", "sankey_language_paper_fam", "sankey_granularity_fam",
+            "match_similarity_fam", "mix_origins_fam", "shares_solo"} <= names
     for paths in result["figures"].values():
         html = Path(paths[0]).read_text(encoding="utf-8")
         assert '<meta charset="utf-8"' in html
-        assert '<script src="http' not in html and len(html) < 1_000_000  # plotly.js shared:
+        assert "<script src=\"http" not in html and len(html) < 1_000_000  # plotly.js shared:
         assert 'src="plotly.min.js"' in html and (Path(paths[0]).parent / "plotly.min.js").is_file()
 
 

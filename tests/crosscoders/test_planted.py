@@ -24,23 +24,10 @@ def born(j: int) -> int:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Planted, object]:
     planted = Planted.make(N_FEATURES, N_BLOCKS, D, active=3, seed=0, born=born)
-    cfg = CrosscoderConfig(
-        expansion=4,
-        k=4,
-        lr=3e-3,
-        training_tokens=120_000,
-        batch_tokens=512,
-        dead_feature_window=40,
-        seed=0,
-    )
-    out = train_crosscoder(
-        planted.stream(cfg.batch_tokens, seed=1),
-        N_BLOCKS,
-        D,
-        cfg,
-        tmp_path_factory.mktemp("cc") / "crosscoder",
-        ["a", "b", "c"],
-    )
+    cfg = CrosscoderConfig(expansion=4, k=4, lr=3e-3, training_tokens=120_000, batch_tokens=512,
+                           dead_feature_window=40, seed=0)
+    out = train_crosscoder(planted.stream(cfg.batch_tokens, seed=1), N_BLOCKS, D, cfg,
+                           tmp_path_factory.mktemp("cc") / "crosscoder", ["a", "b", "c"])
     return planted, load_crosscoder(out)
 
 
@@ -50,16 +37,13 @@ def recovery(planted: Planted, sae) -> tuple[float, float]:
     truth = planted.directions.reshape(N_FEATURES, -1)
     truth = truth / truth.norm(dim=-1, keepdim=True)
     W = sae.W_dec.detach()
-    cos = truth @ (W / W.norm(dim=-1, keepdim=True)).T
+    cos = (truth @ (W / W.norm(dim=-1, keepdim=True)).T)
     best = cos.max(dim=1)
     norms = sae.decoder_norms().numpy()
     rel = norms / norms.max(axis=1, keepdims=True)
     found = best.values >= 0.9
-    ok = [
-        bool((rel[int(best.indices[j]), : int(planted.born[j])] < 0.15).all())
-        for j in range(N_FEATURES)
-        if found[j]
-    ]
+    ok = [bool((rel[int(best.indices[j]), : int(planted.born[j])] < 0.15).all())
+          for j in range(N_FEATURES) if found[j]]
     return float(found.float().mean()), float(np.mean(ok)) if ok else 0.0
 
 
@@ -75,9 +59,8 @@ def test_planted_births_are_recovered(trained) -> None:
 def test_saved_crosscoder_is_folded_and_names_its_blocks(trained) -> None:
     _, sae = trained
     assert sae.cfg.block_names == ["a", "b", "c"]
-    assert torch.allclose(
-        block_norm_sum(sae.W_dec.detach(), N_BLOCKS), torch.ones(sae.cfg.d_sae), atol=1e-4
-    )
+    assert torch.allclose(block_norm_sum(sae.W_dec.detach(), N_BLOCKS),
+                          torch.ones(sae.cfg.d_sae), atol=1e-4)
     x = torch.randn(8, N_BLOCKS * D)
     assert ((sae.encode(x) != 0).sum(-1) <= 4).all()
 

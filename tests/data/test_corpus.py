@@ -61,17 +61,11 @@ def test_languages_balanced_by_tokens_in_every_split(prepared):
 
 def test_splits_disjoint_and_identical_for_same_seed(prepared, corpus_root, tok_dir, tmp_path):
     sets = {s: {tuple(r["input_ids"]) for r in rows(prepared, s)} for s in corpus.SPLITS}
-    assert (
-        not sets["train"] & sets["val"]
-        and not sets["train"] & sets["test"]
-        and not sets["val"] & sets["test"]
-    )
+    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"] and not sets["val"] & sets["test"]
     again = tmp_path / "again"
     corpus.prepare_data(data_config(corpus_root, tok_dir), again)
     for s in corpus.SPLITS:
-        assert [r["input_ids"] for r in rows(again, s)] == [
-            r["input_ids"] for r in rows(prepared, s)
-        ]
+        assert [r["input_ids"] for r in rows(again, s)] == [r["input_ids"] for r in rows(prepared, s)]
     other = tmp_path / "other"
     corpus.prepare_data(data_config(corpus_root, tok_dir, seed=1), other)
     assert {tuple(r["input_ids"]) for r in rows(other, "val")} != sets["val"]
@@ -90,9 +84,7 @@ def test_rerun_skips_and_manifest_records(prepared, corpus_root, tok_dir):
 
 
 def test_pack_mode_gives_more_windows(corpus_root, tok_dir, tmp_path, prepared):
-    corpus.prepare_data(
-        data_config(corpus_root, tok_dir, windows="pack", token_budget=64 * 10_000), tmp_path
-    )
+    corpus.prepare_data(data_config(corpus_root, tok_dir, windows="pack", token_budget=64 * 10_000), tmp_path)
     assert len(rows(tmp_path, "train")) > len(rows(prepared, "train"))
 
 
@@ -122,7 +114,6 @@ def test_streaming_memory_does_not_grow_with_corpus(tmp_path, tok_dir):
 
 
 # ---- bad input: one clear line, nothing half-written ----------------------------------------
-
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,46 +172,25 @@ def test_cli_exit_code_2(tmp_path):
     assert main(["prepare-data", "--config", str(p), "--run", str(tmp_path / "run")]) == 2
 
 
-def test_hugging_face_dataset_input_gives_the_same_windows(
-    prepared, corpus_root, tok_dir, tmp_path
-):
+def test_hugging_face_dataset_input_gives_the_same_windows(prepared, corpus_root, tok_dir, tmp_path):
     """``hf: true`` streams a dataset through ``datasets.load_dataset`` (here a local data folder)."""
     from llmjp_ckpt.models.adapter import load_tokenizer
 
     local = DataConfig(**data_config(corpus_root, tok_dir))
-    hf_cfg = DataConfig(
-        **data_config(
-            corpus_root,
-            tok_dir,
-            hf=True,
-            corpus_root=None,
-            languages={k: str(corpus_root / v) for k, v in local.languages.items()},
-        )
-    )
+    hf_cfg = DataConfig(**data_config(corpus_root, tok_dir, hf=True, corpus_root=None,
+                                      languages={k: str(corpus_root / v) for k, v in local.languages.items()}))
     corpus.prepare_data(hf_cfg, tmp_path)
-    got = {
-        (r["language"], tuple(r["input_ids"]))
-        for s in ("train", "val", "test")
-        for r in rows(tmp_path, s)
-    }
+    got = {(r["language"], tuple(r["input_ids"])) for s in ("train", "val", "test") for r in rows(tmp_path, s)}
     tok = load_tokenizer(str(tok_dir))
-    universe = {
-        (lang, tuple(w))
-        for lang in local.languages
-        for _, w in corpus.iter_windows(local, lang, tok, corpus.Counts())
-    }
-    want = {
-        (r["language"], tuple(r["input_ids"]))
-        for s in ("train", "val", "test")
-        for r in rows(prepared, s)
-    }
+    universe = {(lang, tuple(w)) for lang in local.languages
+                for _, w in corpus.iter_windows(local, lang, tok, corpus.Counts())}
+    want = {(r["language"], tuple(r["input_ids"])) for s in ("train", "val", "test") for r in rows(prepared, s)}
     # The same documents and windows; only the seeded split keys (and so the 50/50 cut) differ.
     assert got and got <= universe
     assert len(got) >= 0.8 * len(want)
 
 
 # ---- the seeded train shuffle ---------------------------------------------------------------
-
 
 def _doc_index(tok, window: list[int]) -> int:
     """The document's number: build_corpus starts every document with ``f"{i} "``."""
@@ -230,7 +200,7 @@ def _doc_index(tok, window: list[int]) -> int:
 def _mean_batch_spread(docs: list[int], batch: int) -> float:
     import numpy as np
 
-    chunks = [docs[i : i + batch] for i in range(0, len(docs) - batch + 1, batch)]
+    chunks = [docs[i:i + batch] for i in range(0, len(docs) - batch + 1, batch)]
     return float(np.mean([np.std(c) for c in chunks]))
 
 
@@ -238,16 +208,11 @@ def _mean_batch_spread(docs: list[int], batch: int) -> float:
 def shuffle_runs(tmp_path_factory, tok_dir):
     root = build_corpus(tmp_path_factory.mktemp("c"), n_docs={"ja": 300, "en": 300}, short_every=0)
     runs = {}
-    for name, over in {
-        "shuffled": {},
-        "same": {},
-        "reading": {"shuffle": False},
-        "seed1": {"seed": 1},
-    }.items():
+    for name, over in {"shuffled": {}, "same": {}, "reading": {"shuffle": False},
+                       "seed1": {"seed": 1}}.items():
         runs[name] = tmp_path_factory.mktemp(name)
-        corpus.prepare_data(
-            data_config(root, tok_dir, token_budget=64 * 10_000, **over), runs[name]
-        )
+        corpus.prepare_data(data_config(root, tok_dir, token_budget=64 * 10_000, **over),
+                            runs[name])
     return runs
 
 
@@ -258,21 +223,16 @@ def test_train_batches_mix_documents_like_a_random_permutation(shuffle_runs, tok
 
     tok = load_tokenizer(str(tok_dir))
     batch = 16  # windows a batch (SAELens reads the split in order)
-    docs = {
-        k: [_doc_index(tok, r["input_ids"]) for r in rows(shuffle_runs[k], "train")]
-        for k in ("shuffled", "reading")
-    }
+    docs = {k: [_doc_index(tok, r["input_ids"]) for r in rows(shuffle_runs[k], "train")]
+            for k in ("shuffled", "reading")}
     assert sorted(docs["shuffled"]) == sorted(docs["reading"]) and len(docs["shuffled"]) > 400
     rng = np.random.default_rng(123)
-    random_spread = np.mean(
-        [_mean_batch_spread(list(rng.permutation(docs["reading"])), batch) for _ in range(20)]
-    )
+    random_spread = np.mean([_mean_batch_spread(list(rng.permutation(docs["reading"])), batch)
+                             for _ in range(20)])
     shuffled = _mean_batch_spread(docs["shuffled"], batch)
     reading = _mean_batch_spread(docs["reading"], batch)
-    print(
-        f"mean batch doc-index spread: shuffled {shuffled:.1f}, random {random_spread:.1f}, "
-        f"reading order {reading:.1f}"
-    )
+    print(f"mean batch doc-index spread: shuffled {shuffled:.1f}, random {random_spread:.1f}, "
+          f"reading order {reading:.1f}")
     assert abs(shuffled - random_spread) < 0.15 * random_spread, (shuffled, random_spread)
     assert reading < 0.2 * random_spread, (reading, random_spread)
     # Still 50/50 in every batch: the languages alternate row by row.

@@ -59,12 +59,8 @@ def test_retrained_sae_invalidates_its_store_and_rows(tmp_path: Path) -> None:
     assert set(rows["sae_weights_hash"]) == {new}
     freq = rows.sort_values("feature")["frequency"].tolist()
     assert freq == pytest.approx(after.frequency.tolist())
-    assert (
-        RunFolder(run).stage_record("features")["config"]["sae_weights_hashes"][
-            "iter_0000100/scalar"
-        ]
-        == new
-    )
+    assert RunFolder(run).stage_record("features")["config"]["sae_weights_hashes"][
+        "iter_0000100/scalar"] == new
 
 
 def test_compare_and_site_record_hashes_and_rerun_on_a_retrain(tmp_path: Path) -> None:
@@ -81,9 +77,8 @@ def test_compare_and_site_record_hashes_and_rerun_on_a_retrain(tmp_path: Path) -
     assert fam["pairs"][0]["sae_weights_hash"]["to"] == weights_hash(target)
     site_cfg = SiteConfig(feature_pages=False)
     build_site(run, site_cfg, token_text=build_token_text())
-    assert weights_hash(target) in (
-        run / "dashboards" / "browser" / "iter_0000100__scalar.html"
-    ).read_text(encoding="utf-8")
+    assert weights_hash(target) in (run / "dashboards" / "browser" /
+                                    "iter_0000100__scalar.html").read_text(encoding="utf-8")
 
     _retrain(target, seed=99)
     write_firing_counts(target, [1] * 64, n_tokens=1000)

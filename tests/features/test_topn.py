@@ -58,10 +58,7 @@ def test_synthetic_with_ties_and_dead_latents() -> None:
 
 def test_model_and_two_saes_match_reference() -> None:
     model = build_model()
-    saes = {
-        "s1": build_sae(seed=1),
-        "s2": build_sae(d_sae=48, k=3, hook="blocks.1.hook_resid_post", seed=2),
-    }
+    saes = {"s1": build_sae(seed=1), "s2": build_sae(d_sae=48, k=3, hook="blocks.1.hook_resid_post", seed=2)}
     toks = build_windows(n=30)
     enc = model_encoder(model, saes)
     cfg = TopNConfig(n_top=5, batch_size=8)
@@ -99,9 +96,8 @@ def test_store_round_trip_and_examples(tmp_path: Path) -> None:
 def test_bad_store_files(tmp_path: Path) -> None:
     acts = torch.relu(torch.randn(4, 3, 2))
     tokens = torch.cat([torch.arange(4)[:, None], torch.ones(4, 3, dtype=torch.long)], 1)
-    res = collect_topn(
-        tokens, lambda b: {"x": acts[b[:, 0]]}, {"x": 2}, TopNConfig(n_top=2, batch_size=2)
-    )["x"]
+    res = collect_topn(tokens, lambda b: {"x": acts[b[:, 0]]}, {"x": 2},
+                       TopNConfig(n_top=2, batch_size=2))["x"]
     folder = save_store(tmp_path / "s", res, tokens, {})
     with pytest.raises(UserError, match="missing"):
         FeatureStore.load(tmp_path / "nowhere")
@@ -159,10 +155,7 @@ def test_analyze_run_end_to_end(tmp_path: Path) -> None:
     except ImportError:
         assert live["language_paper"].isna().all()
     else:
-        assert (
-            set(live["language_paper"]) <= {"en", "ja", "mix"}
-            and live["language_paper"].notna().all()
-        )
+        assert set(live["language_paper"]) <= {"en", "ja", "mix"} and live["language_paper"].notna().all()
         assert set(live["language_script"]) <= {"en", "ja", "mix"}
     assert part[part.frequency == 0]["language_paper"].isna().all()
     figs = run / "analysis" / "figures"
@@ -192,23 +185,14 @@ def test_examples_keep_byte_pieces_html_and_controls_verbatim(tmp_path: Path) ->
     (pages escape when rendering); ids past the tokenizer are named, not dropped."""
     from llmjp_ckpt.tokens import TokenText
 
-    tt = TokenText(
-        ("<unk>", "<s>", "</s>", "<0xE3>", "▁<script>alert(1)</script>", "a\x07b", "京都"), bos_id=1
-    )
+    tt = TokenText(("<unk>", "<s>", "</s>", "<0xE3>", "▁<script>alert(1)</script>", "a\x07b", "京都"), bos_id=1)
     tokens = torch.tensor([[1, 3, 4, 5, 6, 9]])
     acts = torch.ones(1, 5, 2)
-    res = collect_topn(tokens, lambda b: {"x": acts}, {"x": 2}, TopNConfig(n_top=1, batch_size=1))[
-        "x"
-    ]
+    res = collect_topn(tokens, lambda b: {"x": acts}, {"x": 2},
+                       TopNConfig(n_top=1, batch_size=1))["x"]
     save_store(tmp_path / "s", res, tokens, {})
     ex = FeatureStore.load(tmp_path / "s").examples(0, tt)
-    assert [t for t, _ in ex[0]] == [
-        "<0xE3>",
-        " <script>alert(1)</script>",
-        "a\x07b",
-        "京都",
-        "<pad-id 9>",
-    ]
+    assert [t for t, _ in ex[0]] == ["<0xE3>", " <script>alert(1)</script>", "a\x07b", "京都", "<pad-id 9>"]
 
 
 def test_features_config_yaml(tmp_path: Path) -> None:

@@ -8,15 +8,13 @@ from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
 from tests.feature_builders import build_model, build_sae, build_windows
 
 
-def old_second_pass(
-    tokens: torch.Tensor, encode, top_windows: dict[str, torch.Tensor], n_positions: int, batch: int
-) -> dict[str, torch.Tensor]:
+def old_second_pass(tokens: torch.Tensor, encode, top_windows: dict[str, torch.Tensor],
+                    n_positions: int, batch: int) -> dict[str, torch.Tensor]:
     """The removed pass 2: re-encode the union of selected windows (sorted, in batches) and read
     each (latent, slot)'s per-token values from that second forward."""
     union = torch.unique(torch.cat([w[w >= 0] for w in top_windows.values()]))
-    out = {
-        k: torch.zeros(*w.shape, n_positions, dtype=torch.float16) for k, w in top_windows.items()
-    }
+    out = {k: torch.zeros(*w.shape, n_positions, dtype=torch.float16)
+           for k, w in top_windows.items()}
     for i in range(0, len(union), batch):
         ids = union[i : i + batch]
         acts = encode(tokens[ids])
@@ -58,9 +56,8 @@ def test_slots_survive_many_evictions() -> None:
     acts[::3] = 0.0  # windows where nothing fires
     tokens = torch.zeros(w, t + 1, dtype=torch.long)
     tokens[:, 0] = torch.arange(w)
-    res = collect_topn(
-        tokens, lambda b: {"x": acts[b[:, 0]]}, {"x": f}, TopNConfig(n_top=9, batch_size=4)
-    )["x"]
+    res = collect_topn(tokens, lambda b: {"x": acts[b[:, 0]]}, {"x": f},
+                       TopNConfig(n_top=9, batch_size=4))["x"]
     fi, slot = (res.top_windows >= 0).nonzero(as_tuple=True)
     assert len(fi) == f * 9
     assert torch.equal(res.top_token_acts[fi, slot], acts[res.top_windows[fi, slot], :, fi].half())

@@ -48,8 +48,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]
     test_split.save_to_disk(str(run / "data" / "test"))
     for j, sid in enumerate(("none", "scalar")):
         build_sae(d_sae=16, k=4, seed=j, model_name="tiny").save_model(
-            str(run / "saes" / "iter_0000010" / sid)
-        )
+            str(run / "saes" / "iter_0000010" / sid))
     cfg = NeuronpediaExportConfig(n_features_at_a_time=8)
     out = export_neuronpedia(run, cfg=cfg, model_loader=lambda step: model, token_text=tt)
     assert model.tokenizer.pad_token is None  # the stand-in pad id was only for the run

@@ -22,19 +22,15 @@ def peer_weights(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     dec = torch.randn(D, N, generator=g)
     dec = dec / dec.norm(dim=0, keepdim=True)
-    return {
-        "encoder.weight": torch.randn(N, D, generator=g) * 0.5,
-        "encoder.bias": torch.randn(N, generator=g) * 0.1,
-        "decoder.weight": dec,
-        "b_dec": torch.randn(D, generator=g) * 0.05,
-    }
+    return {"encoder.weight": torch.randn(N, D, generator=g) * 0.5,
+            "encoder.bias": torch.randn(N, generator=g) * 0.1,
+            "decoder.weight": dec, "b_dec": torch.randn(D, generator=g) * 0.05}
 
 
 def write_peer(folder: Path, cfg: dict | None = None, weights: dict | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(
-        json.dumps(cfg or {"model_type": "topk_sae", "d_in": D, "num_latents": N, "k": K})
-    )
+    (folder / "config.json").write_text(json.dumps(
+        cfg or {"model_type": "topk_sae", "d_in": D, "num_latents": N, "k": K}))
     save_file(weights or peer_weights(), str(folder / "model.safetensors"))
     return folder
 
@@ -60,22 +56,16 @@ def test_imported_sae_equals_the_authors_formula(tmp_path: Path) -> None:
     assert torch.allclose(z, z_ref, atol=1e-5)
     assert torch.allclose(rec, rec_ref, atol=1e-5)
     assert (z != 0).sum(-1).max() <= K
-    assert (
-        json.loads((out / "cfg.json").read_text())["metadata"]["hook_name"]
-        == "blocks.11.hook_resid_post"
-    )
+    assert json.loads((out / "cfg.json").read_text())["metadata"]["hook_name"] == "blocks.11.hook_resid_post"
 
 
-@pytest.mark.parametrize(
-    "case, expected",
-    [
-        ("shape", "encoder.weight has shape"),
-        ("pickle", "only pickle weights"),
-        ("no_config", "config.json: not found"),
-        ("contradiction", "k 100 exceeds num_latents"),
-        ("missing_key", "weights lack b_dec"),
-    ],
-)
+@pytest.mark.parametrize("case, expected", [
+    ("shape", "encoder.weight has shape"),
+    ("pickle", "only pickle weights"),
+    ("no_config", "config.json: not found"),
+    ("contradiction", "k 100 exceeds num_latents"),
+    ("missing_key", "weights lack b_dec"),
+])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: str, expected: str) -> None:
     src = tmp_path / "peer"
     w = peer_weights()
@@ -99,36 +89,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: str, exp
 
 def test_cli_import_peer(tmp_path: Path) -> None:
     src = write_peer(tmp_path / "peer")
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmjp_ckpt",
-            "import-peer",
-            str(src),
-            "--out",
-            str(tmp_path / "ours"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = subprocess.run([sys.executable, "-m", "llmjp_ckpt", "import-peer", str(src), "--out",
+                         str(tmp_path / "ours")], capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "ours" / "sae_weights.safetensors").is_file()
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmjp_ckpt",
-            "import-peer",
-            str(tmp_path / "nope"),
-            "--out",
-            str(tmp_path / "x"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = subprocess.run([sys.executable, "-m", "llmjp_ckpt", "import-peer", str(tmp_path / "nope"),
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1
 

@@ -30,9 +30,8 @@ def test_model_card_parses_with_huggingface_hub(saes: list) -> None:
     assert "| explained_variance" in card.text
 
 
-def test_registry_entry_reads_with_saelens(
-    saes: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_registry_entry_reads_with_saelens(saes: list, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from sae_lens.loading import pretrained_saes_directory as psd
 
     from llmjp_ckpt.hub.upload import registry_entry, write_registry

@@ -40,49 +40,31 @@ class FakeHub:
                     raise RepositoryNotFoundError(f"{repo_id} not found")
                 return {"id": repo_id}
 
-            def create_repo(
-                self, repo_id: str, private: bool = False, exist_ok: bool = False, **kw: Any
-            ) -> None:
+            def create_repo(self, repo_id: str, private: bool = False, exist_ok: bool = False, **kw: Any) -> None:
                 hub.create_repo(repo_id, private=private, exist_ok=exist_ok)
 
-            def upload_folder(
-                self,
-                folder_path: Path,
-                path_in_repo: str,
-                repo_id: str,
-                allow_patterns: list[str],
-                **kw: Any,
-            ) -> None:
+            def upload_folder(self, folder_path: Path, path_in_repo: str, repo_id: str,
+                              allow_patterns: list[str], **kw: Any) -> None:
                 assert repo_id in hub.repos
-                hub.calls.append(
-                    ("upload_folder", {"path_in_repo": path_in_repo, "repo_id": repo_id})
-                )
+                hub.calls.append(("upload_folder", {"path_in_repo": path_in_repo, "repo_id": repo_id}))
                 for f in sorted(Path(folder_path).iterdir()):
                     if any(fnmatch.fnmatch(f.name, p) for p in allow_patterns):
                         hub.files[f"{path_in_repo}/{f.name}"] = f.read_bytes()
 
-            def upload_file(
-                self, path_or_fileobj: Any, path_in_repo: str, repo_id: str, **kw: Any
-            ) -> None:
+            def upload_file(self, path_or_fileobj: Any, path_in_repo: str, repo_id: str, **kw: Any) -> None:
                 hub.calls.append(("upload_file", {"path_in_repo": path_in_repo}))
                 hub.files[path_in_repo] = path_or_fileobj.read()
 
             def create_commit(self, repo_id: str, operations: list, **kw: Any) -> None:
                 assert repo_id in hub.repos
-                hub.calls.append(
-                    ("create_commit", {"paths": [op.path_in_repo for op in operations]})
-                )
+                hub.calls.append(("create_commit", {"paths": [op.path_in_repo for op in operations]}))
                 for op in operations:
                     src = op.path_or_fileobj
-                    hub.files[op.path_in_repo] = (
-                        Path(src).read_bytes() if isinstance(src, str) else bytes(src)
-                    )
+                    hub.files[op.path_in_repo] = Path(src).read_bytes() if isinstance(src, str) else bytes(src)
 
         return FakeApi
 
-    def create_repo(
-        self, repo_id: str, private: bool = False, exist_ok: bool = False, **kw: Any
-    ) -> None:
+    def create_repo(self, repo_id: str, private: bool = False, exist_ok: bool = False, **kw: Any) -> None:
         self.calls.append(("create_repo", {"repo_id": repo_id, "private": private}))
         self.repos.setdefault(repo_id, private)
 
@@ -118,9 +100,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_run(tmp_path_factory.mktemp("up") / "run", steps=(10, 100))
 
 
-def test_upload_private_one_folder_per_sae_and_card(
-    hub: FakeHub, run_dir: Path, tmp_path: Path
-) -> None:
+def test_upload_private_one_folder_per_sae_and_card(hub: FakeHub, run_dir: Path, tmp_path: Path) -> None:
     from llmjp_ckpt.hub.upload import upload_run
 
     reg = tmp_path / "configs" / "pretrained_saes.yaml"
@@ -128,34 +108,16 @@ def test_upload_private_one_folder_per_sae_and_card(
     names = [c[0] for c in hub.calls]
     assert names[0] == "create_repo" and hub.calls[0][1]["private"] is True
     assert names.index("create_repo") < names.index("upload_folder")
-    assert (
-        names.count("create_repo") == 1 and hub.repos[REPO] is True
-    )  # SAELens did not recreate it
+    assert names.count("create_repo") == 1 and hub.repos[REPO] is True  # SAELens did not recreate it
     folders = [c[1]["path_in_repo"] for c in hub.calls if c[0] == "upload_folder"]
-    assert folders == [
-        "iter_0000010/none",
-        "iter_0000010/scalar",
-        "iter_0000100/none",
-        "iter_0000100/scalar",
-    ]
+    assert folders == ["iter_0000010/none", "iter_0000010/scalar", "iter_0000100/none", "iter_0000100/scalar"]
     for f in folders:
-        for name in (
-            "cfg.json",
-            "sae_weights.safetensors",
-            "sparsity.safetensors",
-            "runner_cfg.json",
-            "metrics.json",
-        ):
+        for name in ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "runner_cfg.json",
+                     "metrics.json"):
             assert f"{f}/{name}" in hub.files
     card = hub.files["README.md"].decode("utf-8")
-    for needle in (
-        "tiny",
-        "10, 100",
-        "blocks.0.hook_resid_post",
-        "scalar",
-        "| explained_variance",
-        f'SAE.from_pretrained("{REPO}", "iter_0000010/none")',
-    ):
+    for needle in ("tiny", "10, 100", "blocks.0.hook_resid_post", "scalar", "| explained_variance",
+                   f'SAE.from_pretrained("{REPO}", "iter_0000010/none")'):
         assert needle in card
     entry = yaml.safe_load(reg.read_text(encoding="utf-8"))[REPO]
     assert entry["repo_id"] == REPO and [s["id"] for s in entry["saes"]] == folders
@@ -170,9 +132,8 @@ def test_public_repo_created_by_saelens(hub: FakeHub, run_dir: Path, tmp_path: P
     assert creates == [("create_repo", {"repo_id": REPO, "private": False})]
 
 
-def test_uploaded_layout_loads_with_from_pretrained(
-    hub: FakeHub, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_uploaded_layout_loads_with_from_pretrained(hub: FakeHub, run_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants as hc
     from sae_lens import SAE
 
@@ -194,9 +155,8 @@ def test_uploaded_layout_loads_with_from_pretrained(
     assert torch.equal(sae.encode(x), local.encode(x))
 
 
-def test_dry_run_prints_plan_and_uploads_nothing(
-    hub: FakeHub, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_dry_run_prints_plan_and_uploads_nothing(hub: FakeHub, run_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from llmjp_ckpt.cli import main
 
     assert main(["upload", "--run", str(run_dir), "--repo-id", REPO, "--dry-run", "--private"]) == 0
@@ -206,13 +166,9 @@ def test_dry_run_prints_plan_and_uploads_nothing(
     assert "private" in out and hub.calls == []
 
 
-def test_token_never_written_or_logged(
-    hub: FakeHub,
-    run_dir: Path,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_token_never_written_or_logged(hub: FakeHub, run_dir: Path, tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     from llmjp_ckpt.hub.upload import upload_run
 
     caplog.set_level(logging.DEBUG)
@@ -220,12 +176,7 @@ def test_token_never_written_or_logged(
     upload_run(run_dir, REPO, private=True, registry_path=reg)
     upload_run(run_dir, REPO, dry_run=True, registry_path=reg)
     captured = capsys.readouterr()
-    texts = [
-        caplog.text,
-        captured.out,
-        captured.err,
-        *(v.decode("latin-1") for v in hub.files.values()),
-    ]
+    texts = [caplog.text, captured.out, captured.err, *(v.decode("latin-1") for v in hub.files.values())]
     files = [p for p in [*run_dir.rglob("*"), *tmp_path.rglob("*")] if p.is_file()]
     assert len(files) > 20
     texts += [p.read_bytes().decode("latin-1") for p in files]
@@ -257,9 +208,8 @@ def test_bad_input(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert hub.calls == []
 
 
-def test_registry_entry_goes_to_the_run_never_the_package(
-    hub: FakeHub, run_dir: Path, tmp_path: Path
-) -> None:
+def test_registry_entry_goes_to_the_run_never_the_package(hub: FakeHub, run_dir: Path,
+                                                          tmp_path: Path) -> None:
     import shutil
 
     import llmjp_ckpt
@@ -271,20 +221,8 @@ def test_registry_entry_goes_to_the_run_never_the_package(
     before = sorted(package.rglob("pretrained_saes.yaml"))
     assert main(["upload", "--run", str(run), "--repo-id", REPO]) == 0
     assert REPO in yaml.safe_load((run / "pretrained_saes.yaml").read_text(encoding="utf-8"))
-    assert (
-        main(
-            [
-                "upload",
-                "--run",
-                str(run),
-                "--repo-id",
-                REPO,
-                "--registry",
-                str(tmp_path / "elsewhere.yaml"),
-            ]
-        )
-        == 0
-    )
+    assert main(["upload", "--run", str(run), "--repo-id", REPO,
+                 "--registry", str(tmp_path / "elsewhere.yaml")]) == 0
     assert (tmp_path / "elsewhere.yaml").is_file()
     assert sorted(package.rglob("pretrained_saes.yaml")) == before
 

@@ -44,27 +44,8 @@ def as_tuple(lab):
 def random_features(n, seed=0):
     """Odd windows on purpose: empty ones, negative and float activations, ties, digits first."""
     rng = random.Random(seed)
-    vocab = [
-        " the",
-        "の",
-        "。",
-        "1",
-        "23",
-        " Tokyo",
-        "東京",
-        "<0x0A>",
-        " ",
-        ")",
-        " cat",
-        "ネコ",
-        " cats",
-        "é",
-        "-",
-        "ダーク",
-        " dark",
-        "apped",
-        " c",
-    ]
+    vocab = [" the", "の", "。", "1", "23", " Tokyo", "東京", "<0x0A>", " ", ")", " cat", "ネコ",
+             " cats", "é", "-", "ダーク", " dark", "apped", " c"]
     feats = []
     for _ in range(n):
         ex = []
@@ -96,10 +77,7 @@ def test_batch_handles_no_features_and_dead_latents():
     assert label_features([]) == []
     (lab,) = label_features([[]])
     assert (lab.granularity, lab.language_paper, lab.language_script) == (
-        "uninterpretable",
-        "mix",
-        "mix",
-    )
+        "uninterpretable", "mix", "mix")
 
 
 def test_batch_asks_other_backends_feature_by_feature():
@@ -115,13 +93,9 @@ def test_batch_asks_other_backends_feature_by_feature():
 def test_context_variety_statistic_and_rule():
     kata = ["ク", "ツ", "リ", "ニ", "ラン", "シャ"] * 2
     fixed = [[(" the", 0), ("・", 1), (t, 10)] for t in kata]
-    varied = [
-        [(c, 0), (t, 10)]
-        for c, t in zip(
-            [" a", "の", " to", "。", " in", "が", " of", "を", " at", "は", " by", "も"],
-            ["ク", "ツ", "リ", "ニ", "ラン", "シャ"] * 2,
-        )
-    ]
+    varied = [[(c, 0), (t, 10)] for c, t in zip(
+        [" a", "の", " to", "。", " in", "が", " of", "を", " at", "は", " by", "も"],
+        ["ク", "ツ", "リ", "ニ", "ラン", "シャ"] * 2)]
     st_fixed, st_varied = token_stats(fixed), token_stats(varied)
     assert st_fixed.ctx_prev == pytest.approx(1 / 12)
     assert st_varied.ctx_prev == pytest.approx(1.0)
@@ -136,19 +110,11 @@ def synthetic_records():
     recs = []
     for ckpt in (1, 2, 3):
         for i in range(6):
-            recs.append(
-                FeatureRecord(ckpt, i, build_examples([f" w{ckpt}{i}"] * 8), granularity="token")
-            )
-            recs.append(
-                FeatureRecord(
-                    ckpt,
-                    10 + i,
-                    build_examples(
-                        [" the", "の", "<0x0A>", " 岡山市", "do", "B", "異", " An"], seed=i
-                    ),
-                    granularity="uninterpretable",
-                )
-            )
+            recs.append(FeatureRecord(ckpt, i, build_examples([f" w{ckpt}{i}"] * 8),
+                                      granularity="token"))
+            recs.append(FeatureRecord(ckpt, 10 + i, build_examples(
+                [" the", "の", "<0x0A>", " 岡山市", "do", "B", "異", " An"], seed=i),
+                granularity="uninterpretable"))
     return recs
 
 
@@ -184,10 +150,8 @@ def test_loco_on_peer_file_keeps_its_measured_level(capsys):
     rots = loco(recs, dic)
     ks = [r.agreement.kappa for r in rots]
     with capsys.disabled():
-        print(
-            f"\nLOCO kappa (dictionary {'on' if dic else 'off'}): "
-            + ", ".join(f"{r.held} {k:.3f}" for r, k in zip(rots, ks))
-        )
+        print(f"\nLOCO kappa (dictionary {'on' if dic else 'off'}): "
+              + ", ".join(f"{r.held} {k:.3f}" for r, k in zip(rots, ks)))
     # regression guards at the measured level (docs/labels-eval.md), not the issue's goal
     assert min(ks) >= 0.55 and sum(ks) / len(ks) >= 0.68
     assert "sem_ctx_max" in GRID
@@ -197,21 +161,12 @@ def test_loco_on_peer_file_keeps_its_measured_level(capsys):
 def test_label_fit_writes_params_and_reports_loco(tmp_path, capsys):
     recs = peer_records()
     labels = tmp_path / "mine.jsonl"
-    labels.write_text(
-        "".join(
-            json.dumps(
-                {"checkpoint": r.checkpoint, "feature": r.feature, "granularity": r.granularity}
-            )
-            + "\n"
-            for r in recs
-            if r.feature % 2 == 0
-        ),
-        encoding="utf-8",
-    )
+    labels.write_text("".join(json.dumps({"checkpoint": r.checkpoint, "feature": r.feature,
+                                          "granularity": r.granularity}) + "\n"
+                              for r in recs if r.feature % 2 == 0), encoding="utf-8")
     out = tmp_path / "params.json"
-    assert (
-        main(["label", "--input", str(PEER), "--fit", str(labels), "--params-out", str(out)]) == 0
-    )
+    assert main(["label", "--input", str(PEER), "--fit", str(labels),
+                 "--params-out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "LOCO on your labels" in text and f"wrote {out}" in text
     data = json.loads(out.read_text(encoding="utf-8"))
@@ -224,25 +179,12 @@ def test_label_fit_bad_input(tmp_path, capsys):
     good = tmp_path / "l.jsonl"
     good.write_text(json.dumps({"checkpoint": 1, "feature": 0, "granularity": "token"}) + "\n")
     ex = tmp_path / "ex.jsonl"
-    ex.write_text(
-        json.dumps({"checkpoint": 1, "feature": 5, "examples": build_examples([" a"] * 3)}) + "\n"
-    )
+    ex.write_text(json.dumps({"checkpoint": 1, "feature": 5, "examples":
+                              build_examples([" a"] * 3)}) + "\n")
     assert main(["label", "--input", str(ex), "--fit", str(good)]) == 2
     assert "--params-out" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "label",
-                "--input",
-                str(ex),
-                "--fit",
-                str(good),
-                "--params-out",
-                str(tmp_path / "p.json"),
-            ]
-        )
-        == 2
-    )
+    assert main(["label", "--input", str(ex), "--fit", str(good),
+                 "--params-out", str(tmp_path / "p.json")]) == 2
     assert "not in the examples file" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
 

@@ -26,55 +26,33 @@ from tests.labels_builders import build_examples, peer_records, win
 
 
 # --------------------------------------------------------------------------- lexical rules
-@pytest.mark.parametrize(
-    "a,b",
-    [
-        ("recognised", "recognized"),
-        ("recognize", " recognized"),
-        ("colour", "Colors"),
-        (" caps", "capped"),
-        ("studies", "study"),
-        (" Panel", "panels"),
-    ],
-)
+@pytest.mark.parametrize("a,b", [
+    ("recognised", "recognized"), ("recognize", " recognized"), ("colour", "Colors"),
+    (" caps", "capped"), ("studies", "study"), (" Panel", "panels"),
+])
 def test_variant_key_joins_spelling_variants_and_inflections(a, b):
     assert lexical.variant_key(a) == lexical.variant_key(b)
 
 
-@pytest.mark.parametrize(
-    "a,b", [("cap", "cat"), ("book", "album"), ("women", "woman"), ("national", "nation")]
-)
+@pytest.mark.parametrize("a,b", [("cap", "cat"), ("book", "album"), ("women", "woman"),
+                                 ("national", "nation")])
 def test_variant_key_keeps_different_words_apart(a, b):
     assert lexical.variant_key(a) != lexical.variant_key(b)
 
 
-@pytest.mark.parametrize(
-    "kata,latin",
-    [
-        ("ダーク", "dark"),
-        ("インチ", " inch"),
-        ("パネル", "panel"),
-        ("コンピューター", "computer"),
-        ("ホテル", "Hotel"),
-        ("ドラゴン", "dragon"),
-        ("テレビ", "television"),
-    ],
-)
+@pytest.mark.parametrize("kata,latin", [
+    ("ダーク", "dark"), ("インチ", " inch"), ("パネル", "panel"), ("コンピューター", "computer"),
+    ("ホテル", "Hotel"), ("ドラゴン", "dragon"), ("テレビ", "television"),
+])
 def test_loanword_transliteration_matches(kata, latin):
     assert lexical.loan_match(kata, latin)
     assert lexical.loan_match(latin, kata)
 
 
-@pytest.mark.parametrize(
-    "a,b",
-    [
-        ("パネル", "pencil"),
-        ("ダーク", "light"),
-        ("インチ", "inchworm"),
-        ("本名", "name"),
-        ("dark", "dork"),  # two Latin words are never a loan pair
-    ],
-)
+@pytest.mark.parametrize("a,b", [
+    ("パネル", "pencil"), ("ダーク", "light"), ("インチ", "inchworm"), ("本名", "name"),
+    ("dark", "dork"),  # two Latin words are never a loan pair
+])
 def test_loanword_transliteration_rejects(a, b):
     assert not lexical.loan_match(a, b)
 
@@ -85,37 +63,18 @@ def test_katakana_to_romaji():
 
 
 # ------------------------------------------------------------------------- classification
-@pytest.mark.parametrize(
-    "max_tokens,want",
-    [
-        ([" Tokyo"] * 10, "token"),
-        ([" low"] * 6 + [" Low"] * 4, "token"),  # case only: one token
-        ([" 石田"] * 6 + [" 大塚"] * 4, "token"),  # two unrelated words: polysemantic token
-        ([" recognized"] * 5 + [" recognised"] * 4 + [" recognize"], "synonym"),
-        (["ダーク"] * 5 + [" dark"] * 5, "synonym"),
-        ([" caps"] * 5 + ["capped"] * 3 + [" cap"] * 2, "synonym"),
-        (["ク", "ツ", "リ", "ニ", "ラン", "シャ", "シ", "ッ", "ヴィ", "スカ"], "semantic"),
-        (
-            [
-                " American",
-                " British",
-                " English",
-                " French",
-                " Italian",
-                " German",
-                " Dutch",
-                " Spanish",
-                " Greek",
-                " Irish",
-            ],
-            "semantic",
-        ),
-        (
-            [" the", "の", "<0x0A>", " 岡山市", "do", "B", "異", " An", "。", " of"],
-            "uninterpretable",
-        ),
-    ],
-)
+@pytest.mark.parametrize("max_tokens,want", [
+    ([" Tokyo"] * 10, "token"),
+    ([" low"] * 6 + [" Low"] * 4, "token"),  # case only: one token
+    ([" 石田"] * 6 + [" 大塚"] * 4, "token"),  # two unrelated words: polysemantic token
+    ([" recognized"] * 5 + [" recognised"] * 4 + [" recognize"], "synonym"),
+    (["ダーク"] * 5 + [" dark"] * 5, "synonym"),
+    ([" caps"] * 5 + ["capped"] * 3 + [" cap"] * 2, "synonym"),
+    (["ク", "ツ", "リ", "ニ", "ラン", "シャ", "シ", "ッ", "ヴィ", "スカ"], "semantic"),
+    ([" American", " British", " English", " French", " Italian", " German", " Dutch",
+      " Spanish", " Greek", " Irish"], "semantic"),
+    ([" the", "の", "<0x0A>", " 岡山市", "do", "B", "異", " An", "。", " of"], "uninterpretable"),
+])
 def test_classify_synthetic_features(max_tokens, want):
     label, conf = classify(build_examples(max_tokens))
     assert label == want
@@ -135,11 +94,8 @@ def test_bad_input_is_handled_neutrally():
     # byte pieces, control characters and HTML as max tokens: labelled, no crash
     assert classify(build_examples(["<0xE3>"] * 10))[0] == "token"
     assert classify(build_examples(["\x1b[2J"] * 10))[0] == "token"
-    label, _ = classify(
-        build_examples(
-            ["<script>", "</b>", "&amp;", "\x00", "<0x0A>", "\u202e", "<0xFF>", "<!--", "\t", "<i>"]
-        )
-    )
+    label, _ = classify(build_examples(["<script>", "</b>", "&amp;", "\x00", "<0x0A>",
+                                        "\u202e", "<0xFF>", "<!--", "\t", "<i>"]))
     assert label == "uninterpretable"
 
 
@@ -149,10 +105,8 @@ def test_embedding_and_lexicon_hooks_find_translations():
     assert RuleBackend(use_dictionary=False).classify(ex)[0] == "token"
     vec = {"grid": [1.0, 0.0], "格子": [0.9, 0.1]}
     assert RuleBackend(embed=lambda t: vec.get(t)).classify(ex)[0] == "synonym"
-    assert (
-        RuleBackend(lexicon={"格子": {"grid", "lattice"}}, use_dictionary=False).classify(ex)[0]
-        == "synonym"
-    )
+    assert RuleBackend(lexicon={"格子": {"grid", "lattice"}}, use_dictionary=False
+                       ).classify(ex)[0] == "synonym"
 
 
 def test_embedder_from_vocab_looks_up_sentencepiece_rows():
@@ -187,13 +141,8 @@ def test_llm_judge_with_mocked_client():
 
     def create(**kw):
         seen.update(kw)
-        return SimpleNamespace(
-            choices=[
-                SimpleNamespace(
-                    message=SimpleNamespace(content='Sure. {"label": "synonym", "confidence": 0.8}')
-                )
-            ]
-        )
+        return SimpleNamespace(choices=[SimpleNamespace(
+            message=SimpleNamespace(content='Sure. {"label": "synonym", "confidence": 0.8}'))])
 
     client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
     judge = LLMJudgeBackend(LLMJudgeConfig(model="m", max_examples=2, context=1), client=client)
@@ -226,12 +175,8 @@ def test_kappa_on_hand_computed_case():
 
 
 def test_agreement_shares_by_group():
-    a = agreement(
-        ["token", "token", "semantic", "token"],
-        ["token", "semantic", "semantic", "token"],
-        LABELS,
-        [1, 1, 2, 2],
-    )
+    a = agreement(["token", "token", "semantic", "token"], ["token", "semantic", "semantic", "token"],
+                  LABELS, [1, 1, 2, 2])
     assert a.shares_gold[1]["token"] == 1.0 and a.shares_pred[1]["token"] == 0.5
     assert a.max_share_gap() == pytest.approx(0.5)
     assert "kappa" in a.format()
@@ -252,11 +197,9 @@ def test_classifier_meets_target_on_peer_file(capsys, with_dictionary):
     allp = evaluate(recs, params, dic)
     held = evaluate([r for r in recs if not in_fit_part(r)], params, dic)
     with capsys.disabled():
-        print(
-            f"\npeer file (dictionary {'on' if dic else 'off'}): kappa all {allp.kappa:.3f}, "
-            f"held-out {held.kappa:.3f}; largest share gap {100 * allp.max_share_gap():.1f} "
-            f"points"
-        )
+        print(f"\npeer file (dictionary {'on' if dic else 'off'}): kappa all {allp.kappa:.3f}, "
+              f"held-out {held.kappa:.3f}; largest share gap {100 * allp.max_share_gap():.1f} "
+              f"points")
     assert allp.kappa >= 0.75
     assert held.kappa >= 0.75
     assert allp.max_share_gap() <= 0.07
@@ -310,9 +253,7 @@ def test_dictionary_relations_do_not_chain():
     st = token_stats(ex, dictionary=d)
     assert st.cluster == pytest.approx(1.0)  # through's star: all three
     d = FakeDictionary(("into", "through"), ("across", "over"))
-    st = token_stats(
-        build_examples([" into"] * 4 + [" through"] * 3 + [" across"] * 3), dictionary=d
-    )
+    st = token_stats(build_examples([" into"] * 4 + [" through"] * 3 + [" across"] * 3), dictionary=d)
     assert st.cluster == pytest.approx(0.7) and st.form_variant == 0.0
     d = FakeDictionary(("a1", "b1"), ("b1", "c1"))
     ex = build_examples([" a1"] * 4 + [" c1"] * 4 + [" b1"] * 2)
@@ -345,36 +286,18 @@ def jmdict():
     return d
 
 
-@pytest.mark.parametrize(
-    "a,b",
-    [
-        ("格子", "grid"),
-        ("grid", "lattice"),
-        (" in", " at"),
-        ("at", "on"),
-        ("パネル", "panel"),
-        ("host", "presenter"),
-        ("albums", "collection"),
-        ("女性", "woman"),
-    ],
-)
+@pytest.mark.parametrize("a,b", [
+    ("格子", "grid"), ("grid", "lattice"), (" in", " at"), ("at", "on"), ("パネル", "panel"),
+    ("host", "presenter"), ("albums", "collection"), ("女性", "woman"),
+])
 def test_jmdict_relates_translations_and_shared_senses(jmdict, a, b):
     assert jmdict.related(a, b) and jmdict.related(b, a)
 
 
-@pytest.mark.parametrize(
-    "a,b",
-    [
-        ("格子", "panel"),
-        ("dark", "light"),
-        ("of", "the"),
-        ("本名", "name"),
-        ("に", "two"),
-        ("english", "french"),
-        ("Tokyo", "東京都"),
-        ("<0x0A>", "\n"),
-    ],
-)
+@pytest.mark.parametrize("a,b", [
+    ("格子", "panel"), ("dark", "light"), ("of", "the"), ("本名", "name"), ("に", "two"),
+    ("english", "french"), ("Tokyo", "東京都"), ("<0x0A>", "\n"),
+])
 def test_jmdict_keeps_unrelated_words_apart(jmdict, a, b):
     assert not jmdict.related(a, b)
 

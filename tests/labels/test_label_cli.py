@@ -32,22 +32,13 @@ def feature(ckpt, feat, max_tokens, **labels):
 
 @pytest.fixture
 def small_file(tmp_path):
-    return write_jsonl(
-        tmp_path / "f.jsonl.gz",
-        [
-            feature(10, 0, [" Tokyo"] * 10, language="en", granularity="token"),
-            feature(10, 1, ["ダーク"] * 5 + [" dark"] * 5, language="mix", granularity="synonym"),
-            feature(
-                1000,
-                2,
-                ["ク", "ツ", "リ", "ニ", "ラン", "シャ", "シ", "ッ", "ヴィ", "スカ"],
-                language="ja",
-                granularity="semantic",
-            ),
-            feature(1000, 3, ["京都"] * 10, language="ja", granularity="uninterpretable"),
-        ],
-        gz=True,
-    )
+    return write_jsonl(tmp_path / "f.jsonl.gz", [
+        feature(10, 0, [" Tokyo"] * 10, language="en", granularity="token"),
+        feature(10, 1, ["ダーク"] * 5 + [" dark"] * 5, language="mix", granularity="synonym"),
+        feature(1000, 2, ["ク", "ツ", "リ", "ニ", "ラン", "シャ", "シ", "ッ", "ヴィ", "スカ"],
+                language="ja", granularity="semantic"),
+        feature(1000, 3, ["京都"] * 10, language="ja", granularity="uninterpretable"),
+    ], gz=True)
 
 
 def read_csv(path):
@@ -58,17 +49,9 @@ def read_csv(path):
 # ---------------------------------------------------------------------------------- CLI
 def test_label_writes_csv_and_prints_agreement(small_file, tmp_path, capsys):
     out = tmp_path / "out.csv"
-    assert (
-        main(["label", "--input", str(small_file), "--out", str(out), "--language-rule", "paper"])
-        == 0
-    )
+    assert main(["label", "--input", str(small_file), "--out", str(out), "--language-rule", "paper"]) == 0
     rows = read_csv(out)
-    assert [(r["checkpoint"], r["feature"]) for r in rows] == [
-        ("10", "0"),
-        ("10", "1"),
-        ("1000", "2"),
-        ("1000", "3"),
-    ]
+    assert [(r["checkpoint"], r["feature"]) for r in rows] == [("10", "0"), ("10", "1"), ("1000", "2"), ("1000", "3")]
     assert [r["language"] for r in rows] == ["en", "mix", "ja", "ja"]
     assert [r["granularity"] for r in rows] == ["token", "synonym", "semantic", "token"]
     assert all(0.5 <= float(r["granularity_confidence"]) <= 1.0 for r in rows)
@@ -80,9 +63,7 @@ def test_label_writes_csv_and_prints_agreement(small_file, tmp_path, capsys):
 
 def test_label_granularity_none_and_script_rule(small_file, tmp_path, capsys):
     out = tmp_path / "out.csv"
-    assert (
-        main(["label", "--input", str(small_file), "--out", str(out), "--granularity", "none"]) == 0
-    )
+    assert main(["label", "--input", str(small_file), "--out", str(out), "--granularity", "none"]) == 0
     rows = read_csv(out)
     assert {r["granularity"] for r in rows} == {""}
     assert rows[0]["language"] == rows[0]["language_script"]
@@ -92,18 +73,13 @@ def test_label_granularity_none_and_script_rule(small_file, tmp_path, capsys):
 def test_label_reads_published_json_format(tmp_path, capsys):
     folder = tmp_path / "iter_0100000"
     folder.mkdir()
-    for i, (toks, code) in enumerate(
-        [([" Tokyo"] * 10, 4), ([" the", "の", "<0x0A>", "B", "。"], 1)]
-    ):
+    for i, (toks, code) in enumerate([([" Tokyo"] * 10, 4), ([" the", "の", "<0x0A>", "B", "。"], 1)]):
         ex = build_examples(toks)
-        (folder / f"feature_{i + 7}.json").write_text(
-            json.dumps({"token_act": ex, "language": {"en": 10, "ja": 0}, "granularity": code})
-        )
+        (folder / f"feature_{i + 7}.json").write_text(json.dumps(
+            {"token_act": ex, "language": {"en": 10, "ja": 0}, "granularity": code}))
     recs = load_records(folder)
     assert [(r.checkpoint, r.feature, r.granularity, r.language) for r in recs] == [
-        (100000, 7, "token", "en"),
-        (100000, 8, "uninterpretable", "en"),
-    ]
+        (100000, 7, "token", "en"), (100000, 8, "uninterpretable", "en")]
     out = tmp_path / "o.csv"
     assert main(["label", "--input", str(folder), "--out", str(out)]) == 0
     assert [r["granularity"] for r in read_csv(out)] == ["token", "uninterpretable"]
@@ -129,25 +105,15 @@ BAD = [
     ('{"checkpoint": 1, "feature": 1, "examples": [[]]}', "examples[0]'"),
     ('{"checkpoint": 1, "feature": 1, "examples": [[[" a"]]]}', "examples[0][0]'"),
     ('{"checkpoint": 1, "feature": 1, "examples": [[[5, 1]]]}', "token_text: expected a string"),
-    (
-        '{"checkpoint": 1, "feature": 1, "examples": [[[" a", "x"]]]}',
-        "activation: expected a finite",
-    ),
-    (
-        '{"checkpoint": 1, "feature": 1, "examples": [[[" a", NaN]]]}',
-        "activation: expected a finite",
-    ),
+    ('{"checkpoint": 1, "feature": 1, "examples": [[[" a", "x"]]]}', "activation: expected a finite"),
+    ('{"checkpoint": 1, "feature": 1, "examples": [[[" a", NaN]]]}', "activation: expected a finite"),
     ('{"checkpoint": "ten", "feature": 1, "examples": [[[" a", 1]]]}', "field 'checkpoint'"),
-    (
-        '{"checkpoint": 1, "feature": 1, "examples": [[[" a", 1]]], "granularity": 9}',
-        "field 'granularity'",
-    ),
-    (
-        '{"checkpoint": 1, "feature": 1, "examples": [[[" a", 1]]], "language": "fr"}',
-        "field 'language'",
-    ),
+    ('{"checkpoint": 1, "feature": 1, "examples": [[[" a", 1]]], "granularity": 9}',
+     "field 'granularity'"),
+    ('{"checkpoint": 1, "feature": 1, "examples": [[[" a", 1]]], "language": "fr"}',
+     "field 'language'"),
     ('{"checkpoint": 1, "feature": 1, "examples": [[[" a", 1]]', "not valid JSON"),
-    ("[1, 2]", "expected a JSON object per line"),
+    ('[1, 2]', "expected a JSON object per line"),
 ]
 
 
@@ -221,9 +187,7 @@ def records():
 def test_manual_labels_append_and_resume(tmp_path):
     out = tmp_path / "labels.jsonl"
     screen = io.StringIO()
-    n = label_interactively(
-        records(), out, stdin=io.StringIO("t\nx\ns\nq\n"), stdout=screen, color=False
-    )
+    n = label_interactively(records(), out, stdin=io.StringIO("t\nx\ns\nq\n"), stdout=screen, color=False)
     assert n == 2
     assert "? one of" in screen.getvalue()  # 'x' is refused and asked again
     assert read_labels(out) == {(1, 0): "token", (1, 1): "synonym"}
@@ -238,13 +202,9 @@ def test_manual_labels_append_and_resume(tmp_path):
 
 def test_manual_skip_and_torn_last_line(tmp_path):
     out = tmp_path / "labels.jsonl"
-    out.write_text(
-        '{"checkpoint": 1, "feature": 0, "granularity": "token"}\n{"checkpoint": 1, "fea'
-    )
+    out.write_text('{"checkpoint": 1, "feature": 0, "granularity": "token"}\n{"checkpoint": 1, "fea')
     assert read_labels(out) == {(1, 0): "token"}
-    n = label_interactively(
-        records(), out, stdin=io.StringIO("k\nm\n"), stdout=io.StringIO(), color=False
-    )
+    n = label_interactively(records(), out, stdin=io.StringIO("k\nm\n"), stdout=io.StringIO(), color=False)
     assert n == 1
     out.write_text('{"checkpoint": 1, "feature": 0, "granularity": "nice"}\n')
     with pytest.raises(UserError, match="unknown label"):

@@ -24,9 +24,7 @@ def peer():
 def test_paper_rule_reproduces_authors_labels_and_counts(peer):
     assert len(peer) == 298
     labels_ok = sum(paper_language(r.examples) == r.language for r in peer)
-    counts_ok = sum(
-        paper_counts(r.examples) == {"en": 0, "ja": 0, **r.language_counts} for r in peer
-    )
+    counts_ok = sum(paper_counts(r.examples) == {"en": 0, "ja": 0, **r.language_counts} for r in peer)
     assert (labels_ok, counts_ok) == (298, 298)
 
 
@@ -68,77 +66,21 @@ def test_quantise_float_activations():
 # ----------------------------------------------------------------------------- script rule
 # A hand-labelled sample of tokens (many from the peer file), incl. the hard cases.
 LABELLED = [
-    (" The", "en"),
-    (" number", "en"),
-    ("ed", "en"),
-    ("s", "en"),
-    (" Highway", "en"),
-    ("'s", "en"),
-    (" W.", "en"),
-    ("EN", "en"),
-    ("ía", "en"),
-    ("é", "en"),
-    ("Æ", "en"),
-    ("issement", "en"),
-    (" Dr.", "en"),
-    ("ＡＢＣ", "en"),
-    (" ISO", "en"),
-    ("x", "en"),
-    ("š", "en"),
-    ("ş", "en"),
-    (" Women's", "en"),
-    ("e,", "en"),
-    ("京都", "ja"),
-    (" 宮本", "ja"),
-    ("みや", "ja"),
-    ("タレント", "ja"),
-    ("である。", "ja"),
-    ("ー", "ja"),
-    ("々", "ja"),
-    ("は、", "ja"),
-    ("ォ", "ja"),
-    (" セント", "ja"),
-    ("駅", "ja"),
-    ("『", "neutral"),
-    ("』の", "ja"),
-    ("TBSの", "ja"),
-    ("1日", "ja"),
-    ("年", "ja"),
-    ("ｶﾀｶﾅ", "ja"),
-    ("〆", "ja"),
-    ("ヶ", "ja"),
-    ("鄖", "ja"),
-    ("𠮷", "ja"),
-    ("<0x0A>", "neutral"),
-    ("<0xE3>", "neutral"),
-    (" ", "neutral"),
-    ("\n", "neutral"),
-    ("\xa0", "neutral"),
-    ("1946", "neutral"),
-    (" 19", "neutral"),
-    ("１２", "neutral"),
-    (",", "neutral"),
-    ("),", "neutral"),
-    ("（", "neutral"),
-    ("）", "neutral"),
-    ("、", "neutral"),
-    ("。", "neutral"),
-    ("・", "neutral"),
-    ("＝", "neutral"),
-    ("}", "neutral"),
-    (" ||", "neutral"),
-    ('="', "neutral"),
-    ("-", "neutral"),
-    ("\x07", "neutral"),
-    ("\x1b[31m", "en"),
-    ("ρ", "neutral"),
-    ("ي", "neutral"),
-    ("한국", "neutral"),
-    ("€", "neutral"),
-    ("<b>", "en"),
-    ("&amp;", "en"),
-    ("<0x0A><0x0A>", "neutral"),
-    ("", "neutral"),
+    (" The", "en"), (" number", "en"), ("ed", "en"), ("s", "en"), (" Highway", "en"),
+    ("'s", "en"), (" W.", "en"), ("EN", "en"), ("ía", "en"), ("é", "en"), ("Æ", "en"),
+    ("issement", "en"), (" Dr.", "en"), ("ＡＢＣ", "en"), (" ISO", "en"), ("x", "en"),
+    ("š", "en"), ("ş", "en"), (" Women's", "en"), ("e,", "en"),
+    ("京都", "ja"), (" 宮本", "ja"), ("みや", "ja"), ("タレント", "ja"), ("である。", "ja"),
+    ("ー", "ja"), ("々", "ja"), ("は、", "ja"), ("ォ", "ja"), (" セント", "ja"), ("駅", "ja"),
+    ("『", "neutral"), ("』の", "ja"), ("TBSの", "ja"), ("1日", "ja"), ("年", "ja"),
+    ("ｶﾀｶﾅ", "ja"), ("〆", "ja"), ("ヶ", "ja"), ("鄖", "ja"), ("𠮷", "ja"),
+    ("<0x0A>", "neutral"), ("<0xE3>", "neutral"), (" ", "neutral"), ("\n", "neutral"),
+    ("\xa0", "neutral"), ("1946", "neutral"), (" 19", "neutral"), ("１２", "neutral"),
+    (",", "neutral"), ("),", "neutral"), ("（", "neutral"), ("）", "neutral"), ("、", "neutral"),
+    ("。", "neutral"), ("・", "neutral"), ("＝", "neutral"), ("}", "neutral"), (" ||", "neutral"),
+    ('="', "neutral"), ("-", "neutral"), ("\x07", "neutral"), ("\x1b[31m", "en"),
+    ("ρ", "neutral"), ("ي", "neutral"), ("한국", "neutral"), ("€", "neutral"),
+    ("<b>", "en"), ("&amp;", "en"), ("<0x0A><0x0A>", "neutral"), ("", "neutral"),
 ]
 
 
@@ -147,9 +89,7 @@ def test_script_rule_per_token_accuracy_on_labelled_sample(capsys):
     acc = sum(right) / len(right)
     wrong = [(t, want, token_script(t)) for (t, want), ok in zip(LABELLED, right) if not ok]
     with capsys.disabled():
-        print(
-            f"\nscript rule per-token accuracy: {sum(right)}/{len(right)} = {acc:.3f}; wrong: {wrong}"
-        )
+        print(f"\nscript rule per-token accuracy: {sum(right)}/{len(right)} = {acc:.3f}; wrong: {wrong}")
     assert acc >= 0.95, wrong
 
 
@@ -187,11 +127,8 @@ def test_bad_tokens_are_neutral_not_japanese():
 
 
 def test_script_and_paper_disagree_only_rarely_on_peer_file(peer):
-    diff = [
-        (r.checkpoint, r.feature, paper_language(r.examples), script_language(r.examples))
-        for r in peer
-        if paper_language(r.examples) != script_language(r.examples)
-    ]
+    diff = [(r.checkpoint, r.feature, paper_language(r.examples), script_language(r.examples))
+            for r in peer if paper_language(r.examples) != script_language(r.examples)]
     assert 0 < len(diff) <= 15, diff
     # the '-' feature at 100000: ASCII to the paper, a hyphen inside Japanese text to us
     assert (100000, 0, "en", "ja") in diff

@@ -56,21 +56,15 @@ def sequential(cfg, tmp_path_factory) -> Path:
     """The same study with the plain commands, one after the other."""
     run = tmp_path_factory.mktemp("sequential")
     lc = load_launch(cfg)
-    for argv in (
-        ["prepare-data", "--config", lc.data],
-        ["train", "--config", lc.train],
-        ["features", "--config", lc.features],
-        ["compare", "--config", lc.compare],
-    ):
+    for argv in (["prepare-data", "--config", lc.data], ["train", "--config", lc.train],
+                 ["features", "--config", lc.features], ["compare", "--config", lc.compare]):
         assert main([*argv, "--run", str(run)]) == 0
     return run
 
 
 def saes(run: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return {
-        f"{step}/{sid}": load_file(p / "sae_weights.safetensors")
-        for step, sid, p in sae_folders(run)
-    }
+    return {f"{step}/{sid}": load_file(p / "sae_weights.safetensors")
+            for step, sid, p in sae_folders(run)}
 
 
 def assert_same_saes(a: Path, b: Path) -> None:
@@ -95,17 +89,8 @@ def transitions(run: Path) -> Any:
 
 def test_local_two_at_a_time_equals_sequential(cfg, sequential, tmp_path, capsys):
     run = tmp_path / "launched"
-    argv = [
-        "launch",
-        "--config",
-        str(cfg),
-        "--run",
-        str(run),
-        "--executor",
-        "local",
-        "--max-parallel",
-        "2",
-    ]
+    argv = ["launch", "--config", str(cfg), "--run", str(run), "--executor", "local",
+            "--max-parallel", "2"]
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     # two training processes were in flight together: two starts before the first train done

@@ -20,15 +20,8 @@ from llmjp_ckpt.launch.graph import SUBMITIT
 from llmjp_ckpt.launch.jobs import StageJob
 from tests.launch_builders import toy_launch
 
-CLUSTER = {
-    "partition": "gpu",
-    "account": "proj",
-    "gpus_per_job": 1,
-    "cpus_per_job": 4,
-    "time": "01:30:00",
-    "max_parallel": 3,
-    "sbatch": {"qos": "high"},
-}
+CLUSTER = {"partition": "gpu", "account": "proj", "gpus_per_job": 1, "cpus_per_job": 4,
+           "time": "01:30:00", "max_parallel": 3, "sbatch": {"qos": "high"}}
 
 
 @pytest.fixture
@@ -43,11 +36,8 @@ def mocked() -> Iterator[MockedSubprocess]:
 
 def sbatch_lines(run: Path, job_id: str) -> set[str]:
     job = slurm.SlurmJob(run / "logs" / SUBMITIT / "%j", job_id)
-    return {
-        ln.strip()
-        for ln in job.paths.submission_file.read_text().splitlines()
-        if ln.startswith("#SBATCH")
-    }
+    return {ln.strip() for ln in job.paths.submission_file.read_text().splitlines()
+            if ln.startswith("#SBATCH")}
 
 
 def launched(run: Path) -> dict[str, str]:
@@ -63,16 +53,9 @@ def test_graph_submitted_as_arrays_with_afterok_and_requeue(toy_dir, tmp_path, m
     assert len(trains) == 4  # 4 toy checkpoints x one pass of 3 SAEs
     arr = ids[trains[0]].split("_")[0]  # one array of 4 tasks
     assert sorted(ids[t] for t in trains) == [f"{arr}_{i}" for i in range(4)]
-    common = {
-        "#SBATCH --partition=gpu",
-        "#SBATCH --account=proj",
-        "#SBATCH --gpus-per-node=1",
-        "#SBATCH --cpus-per-task=4",
-        "#SBATCH --time=90",
-        "#SBATCH --requeue",
-        "#SBATCH --qos=high",
-        "#SBATCH --signal=USR2@90",
-    }
+    common = {"#SBATCH --partition=gpu", "#SBATCH --account=proj", "#SBATCH --gpus-per-node=1",
+              "#SBATCH --cpus-per-task=4", "#SBATCH --time=90", "#SBATCH --requeue",
+              "#SBATCH --qos=high", "#SBATCH --signal=USR2@90"}
     data = sbatch_lines(run, ids["prepare-data"])
     assert common <= data and not any("dependency" in ln for ln in data)
     train = sbatch_lines(run, arr)
@@ -116,19 +99,15 @@ def test_warm_start_chains_one_array_per_checkpoint(toy_dir, tmp_path, mocked):
         assert set(dep.split("afterok:")[1].split(":")) == {ids["prepare-data"], prev}
 
 
-@pytest.mark.parametrize(
-    ("args", "cluster", "expect"),
-    [
-        (["--executor", "pbs"], {}, "--executor 'pbs': expected one of local, slurm, debug"),
-        (["--executor", "slurm"], {"partition": "gpu; rm -rf"}, "cluster.partition="),
-        (["--executor", "slurm"], {"time": "25:99"}, "cluster.time='25:99'"),
-        (["--executor", "slurm", "--time", "soon"], {}, "cluster.time='soon'"),
-        (["--executor", "slurm"], {"time": 0}, "time=0"),
-    ],
-)
-def test_bad_input_is_one_line_and_submits_nothing(
-    toy_dir, tmp_path, mocked, capsys, args, cluster, expect
-):
+@pytest.mark.parametrize(("args", "cluster", "expect"), [
+    (["--executor", "pbs"], {}, "--executor 'pbs': expected one of local, slurm, debug"),
+    (["--executor", "slurm"], {"partition": "gpu; rm -rf"}, "cluster.partition="),
+    (["--executor", "slurm"], {"time": "25:99"}, "cluster.time='25:99'"),
+    (["--executor", "slurm", "--time", "soon"], {}, "cluster.time='soon'"),
+    (["--executor", "slurm"], {"time": 0}, "time=0"),
+])
+def test_bad_input_is_one_line_and_submits_nothing(toy_dir, tmp_path, mocked, capsys, args,
+                                                   cluster, expect):
     cfg = toy_launch(toy_dir, tmp_path / "cfg", **cluster)
     run = tmp_path / "run"
     assert main(["launch", "--config", str(cfg), "--run", str(run), *args]) == 2

@@ -41,9 +41,7 @@ def test_checkpoint_value_loads_each_step_equal_to_its_own_hf(ckpt_root, monkeyp
     monkeypatch.setenv("LLMJP_CKPT_ROOT", str(ckpt_root))
     ref = {s: hf_logits(ckpt_root / f"iter_{s:07d}", TEXT) for s in STEPS}
     for step in STEPS:
-        model = HookedTransformer.from_pretrained_no_processing(
-            "llm-jp/llm-jp-3-1.8b", checkpoint_value=step
-        )
+        model = HookedTransformer.from_pretrained_no_processing("llm-jp/llm-jp-3-1.8b", checkpoint_value=step)
         assert model.cfg.checkpoint_value == step
         logits_hf, ids = ref[step]
         assert torch.equal(model.to_tokens(TEXT), ids)

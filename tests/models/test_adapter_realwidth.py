@@ -13,9 +13,7 @@ import torch
 from llmjp_ckpt import load_model
 from tests.model_builders import TEXTS
 
-SHARED_TOKENIZER = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "llm-jp-tokenizer-100k.ver3.0b1.model"
-)
+SHARED_TOKENIZER = Path(__file__).resolve().parents[3] / "shared" / "data" / "llm-jp-tokenizer-100k.ver3.0b1.model"
 REAL_WIDTH = {
     "hidden_size": 2048,
     "num_attention_heads": 16,
@@ -30,9 +28,7 @@ REAL_VOCAB = 99_584
 def real_tokenizer():
     from transformers import LlamaTokenizer
 
-    return LlamaTokenizer(
-        vocab_file=str(SHARED_TOKENIZER), add_bos_token=True, add_eos_token=False, legacy=True
-    )
+    return LlamaTokenizer(vocab_file=str(SHARED_TOKENIZER), add_bos_token=True, add_eos_token=False, legacy=True)
 
 
 def save_real_width(folder: Path, tokenizer=None) -> Path:
@@ -105,9 +101,7 @@ def test_real_width_parity_and_memory(tmp_path):
 
     tok = real_tokenizer() if SHARED_TOKENIZER.exists() else build_tokenizer(tmp_path / "tok")
     folder = save_real_width(tmp_path / "iter_0000010", tok)
-    out = subprocess.run(
-        [sys.executable, "-c", MEM_SCRIPT, str(folder)], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", MEM_SCRIPT, str(folder)], capture_output=True, text=True, check=True)
     mem = json.loads(out.stdout.strip().splitlines()[-1])
     print("memory (bytes):", mem)
     assert mem["hf_alive"] == 0
@@ -115,12 +109,7 @@ def test_real_width_parity_and_memory(tmp_path):
     assert mem["after"] - mem["baseline"] < 1.25 * mem["param_bytes"]
 
     model = load_model(folder)
-    assert (model.cfg.d_model, model.cfg.n_heads, model.cfg.d_mlp, model.cfg.d_vocab) == (
-        2048,
-        16,
-        7168,
-        REAL_VOCAB,
-    )
+    assert (model.cfg.d_model, model.cfg.n_heads, model.cfg.d_mlp, model.cfg.d_vocab) == (2048, 16, 7168, REAL_VOCAB)
     assert not torch.equal(model.W_E, model.W_U.T)  # untied
     ids = model.to_tokens(TEXTS[0] + TEXTS[1])
     logits = model(ids)

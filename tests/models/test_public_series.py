@@ -52,15 +52,8 @@ def test_local_neox_series_loads_through_transformer_lens(neox, tmp_path, monkey
     assert TokenText.from_hf(model.tokenizer).decode(ids[0].tolist()) == TEXT
     assert model.cfg.tokenizer_name == str((root / "iter_0000002").resolve())
     # the series under a registered name, steps discovered from the folders
-    monkeypatch.setenv(
-        "LLMJP_CKPT_REGISTRY",
-        str(
-            write_registry(
-                tmp_path / "r.yaml",
-                [{"name": "tiny-neox-series", "steps": "discover", "local_root": str(root)}],
-            )
-        ),
-    )
+    monkeypatch.setenv("LLMJP_CKPT_REGISTRY", str(write_registry(tmp_path / "r.yaml", [
+        {"name": "tiny-neox-series", "steps": "discover", "local_root": str(root)}])))
     adapter.registry.cache_clear()
     try:
         assert adapter.available_steps(adapter.registry()["tiny-neox-series"]) == [0, 1, 2]
@@ -72,17 +65,11 @@ def test_local_neox_series_loads_through_transformer_lens(neox, tmp_path, monkey
         adapter.registry.cache_clear()
 
 
-@pytest.mark.parametrize(
-    ("changes", "needle"),
-    [
-        (
-            {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]},
-            "not a GPT2LMHeadModel config",
-        ),
-        ({"hidden_size": 64}, "weights do not match"),
-        ({"model_type": "mamba", "architectures": ["MambaForCausalLM"]}, "not supported"),
-    ],
-)
+@pytest.mark.parametrize(("changes", "needle"), [
+    ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "not a GPT2LMHeadModel config"),
+    ({"hidden_size": 64}, "weights do not match"),
+    ({"model_type": "mamba", "architectures": ["MambaForCausalLM"]}, "not supported"),
+])
 def test_bad_non_llama_folders_are_one_line(neox, tmp_path, capsys, changes, needle) -> None:
     import shutil
 
@@ -100,28 +87,16 @@ def test_bad_non_llama_folders_are_one_line(neox, tmp_path, capsys, changes, nee
 
 
 def _run(script: str, cache: Path, registry: Path | None = None) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "HF_HUB_CACHE": str(cache),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "LLMJP_CKPT_REGISTRY": str(registry or ""),
-    }
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "LLMJP_CKPT_REGISTRY": str(registry or "")}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, check=False,
+                          text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
 
 
 def _result_lines(stdout: str) -> list[str]:
     """The JSON result line and the listing after it (TransformerLens prints a line before)."""
     lines = stdout.strip().splitlines()
-    return lines[next(i for i, line in enumerate(lines) if line.startswith("{")) :]
+    return lines[next(i for i, line in enumerate(lines) if line.startswith("{")):]
 
 
 CHECK = """
@@ -144,23 +119,12 @@ sys.exit(main(["checkpoints", "--model", name]))
 def test_pythia_through_transformer_lens_checkpoint_value(neox, tmp_path) -> None:
     root, _ = neox
     cache = tmp_path / "hub"
-    put_in_hub_cache(
-        cache,
-        "EleutherAI/pythia-14m",
-        {
-            "step1": root / "iter_0000001",
-            "step2": root / "iter_0000002",
-            "main": root / "iter_0000002",
-        },
-    )
+    put_in_hub_cache(cache, "EleutherAI/pythia-14m", {
+        "step1": root / "iter_0000001", "step2": root / "iter_0000002",
+        "main": root / "iter_0000002"})
     snap = snapshot(cache, "EleutherAI/pythia-14m", "step1")
-    out = _run(
-        CHECK.replace(
-            "sys.argv[1], int(sys.argv[2]), sys.argv[3]",
-            f"'EleutherAI/pythia-14m', 1, {str(snap)!r}",
-        ),
-        cache,
-    )
+    out = _run(CHECK.replace("sys.argv[1], int(sys.argv[2]), sys.argv[3]",
+                             f"'EleutherAI/pythia-14m', 1, {str(snap)!r}"), cache)
     assert out.returncode == 0, out.stderr[-2000:]
     first, *listing = _result_lines(out.stdout)
     res = json.loads(first)
@@ -177,42 +141,20 @@ def test_hub_revision_family_from_a_local_cache(tmp_path) -> None:
 
     ckpts = build_checkpoints(tmp_path / "ckpts", [10, 20], build_tokenizer(tmp_path / "tok"))
     cache = tmp_path / "hub"
-    put_in_hub_cache(
-        cache,
-        "org/tiny-series",
-        {
-            "stage1-step10-tokens1B": ckpts / "iter_0000010",
-            "stage1-step20-tokens2B": ckpts / "iter_0000020",
-            "stage2-ingredient1-step5-tokens9B": ckpts / "iter_0000010",
-            "main": ckpts / "iter_0000020",
-        },
-    )
+    put_in_hub_cache(cache, "org/tiny-series", {
+        "stage1-step10-tokens1B": ckpts / "iter_0000010",
+        "stage1-step20-tokens2B": ckpts / "iter_0000020",
+        "stage2-ingredient1-step5-tokens9B": ckpts / "iter_0000010",
+        "main": ckpts / "iter_0000020"})
     regex = r"(?:stage1-)?step(?P<step>\d+)-tokens\d+B"
-    reg = write_registry(
-        tmp_path / "r.yaml",
-        [
-            {
-                "name": "org/tiny-series",
-                "steps": "hub_refs",
-                "hub_repo": "org/tiny-series",
-                "revision_regex": regex,
-            },
-            {
-                "name": "org/no-match",
-                "steps": "hub_refs",
-                "hub_repo": "org/tiny-series",
-                "revision_regex": r"checkpoint-(\d+)",
-            },
-        ],
-    )
+    reg = write_registry(tmp_path / "r.yaml", [
+        {"name": "org/tiny-series", "steps": "hub_refs", "hub_repo": "org/tiny-series",
+         "revision_regex": regex},
+        {"name": "org/no-match", "steps": "hub_refs", "hub_repo": "org/tiny-series",
+         "revision_regex": r"checkpoint-(\d+)"}])
     snap = snapshot(cache, "org/tiny-series", "stage1-step20-tokens2B")
-    out = _run(
-        CHECK.replace(
-            "sys.argv[1], int(sys.argv[2]), sys.argv[3]", f"'org/tiny-series', 20, {str(snap)!r}"
-        ),
-        cache,
-        reg,
-    )
+    out = _run(CHECK.replace("sys.argv[1], int(sys.argv[2]), sys.argv[3]",
+                             f"'org/tiny-series', 20, {str(snap)!r}"), cache, reg)
     assert out.returncode == 0, out.stderr[-2000:]
     first, *listing = _result_lines(out.stdout)
     assert json.loads(first)["diff"] <= 1e-4
@@ -220,19 +162,11 @@ def test_hub_revision_family_from_a_local_cache(tmp_path) -> None:
     steps = [line.split()[0] for line in listing[3:]]
     assert steps == ["10", "20"]  # the stage-2 branch does not match
     assert "stage1-step20-tokens2B  (in the local hub cache)" in listing[-1]
-    bad = _run(
-        "import sys; from llmjp_ckpt.cli import main; "
-        "sys.exit(main(['checkpoints', '--model', 'org/no-match']))",
-        cache,
-        reg,
-    )
+    bad = _run("import sys; from llmjp_ckpt.cli import main; "
+               "sys.exit(main(['checkpoints', '--model', 'org/no-match']))", cache, reg)
     err = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(err) == 1 and "matches none" in err[0], bad.stderr
-    missing = _run(
-        "import sys; from llmjp_ckpt.cli import main; "
-        "sys.exit(main(['inspect', 'org/tiny-series', '--step', '15']))",
-        cache,
-        reg,
-    )
+    missing = _run("import sys; from llmjp_ckpt.cli import main; "
+                   "sys.exit(main(['inspect', 'org/tiny-series', '--step', '15']))", cache, reg)
     err = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and len(err) == 1 and "steps are [10, 20]" in err[0], err

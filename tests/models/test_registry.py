@@ -38,15 +38,10 @@ def test_user_registry_adds_and_overrides(clean_registry, monkeypatch, tmp_path,
     folder.mkdir()
     (folder / "a.yaml").write_text(
         "models:\n  - name: my-model\n    steps: [1, 2]\n    hub_repo: me/my-model\n"
-        "    revision_pattern: 'step{step}'\n",
-        encoding="utf-8",
-    )
+        "    revision_pattern: 'step{step}'\n", encoding="utf-8")
     override = tmp_path / "override.yaml"
-    override.write_text(
-        "models:\n  - name: llmjp-toy\n    steps: discover\n"
-        f"    local_root: {tmp_path / 'toyroot'}\n",
-        encoding="utf-8",
-    )
+    override.write_text("models:\n  - name: llmjp-toy\n    steps: discover\n"
+                        f"    local_root: {tmp_path / 'toyroot'}\n", encoding="utf-8")
     monkeypatch.setenv(REGISTRY_ENV, f"{folder}:{override}")
     models = load_registry()
     assert models["my-model"].hub_revision(2) == "step2"
@@ -64,9 +59,8 @@ def test_user_registry_errors_are_one_line(clean_registry, monkeypatch, tmp_path
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  - name: x\n    final_step: last\n", encoding="utf-8")
     monkeypatch.setenv(REGISTRY_ENV, str(bad))
-    with pytest.raises(
-        UserError, match=r"bad\.yaml: models\[0\]: final_step='last': expected int or null"
-    ):
+    with pytest.raises(UserError,
+                       match=r"bad\.yaml: models\[0\]: final_step='last': expected int or null"):
         load_registry()
     bad.write_text("models: {name: x}\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"bad\.yaml: expected a mapping with a 'models:' list"):
@@ -74,7 +68,6 @@ def test_user_registry_errors_are_one_line(clean_registry, monkeypatch, tmp_path
 
 
 # --- --trust-pickle reaches train, features and site -------------------------------------------
-
 
 @pytest.fixture(scope="module")
 def pickled_root(tmp_path_factory) -> Path:
@@ -127,12 +120,8 @@ def test_features_and_site_loaders_trust_pickle(pickled_root, tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "features", "site", "inspect"])
 def test_trust_pickle_flag_on_every_model_loading_command(command):
-    first = {
-        "train": ["--config", "x.yaml"],
-        "features": ["--run", "r"],
-        "site": ["--run", "r"],
-        "inspect": ["some/folder"],
-    }[command]
+    first = {"train": ["--config", "x.yaml"], "features": ["--run", "r"], "site": ["--run", "r"],
+             "inspect": ["some/folder"]}[command]
     args = cli.build_parser().parse_args([command, *first, "--trust-pickle"])
     assert args.trust_pickle is True
     assert cli.build_parser().parse_args([command, *first]).trust_pickle is False

@@ -22,15 +22,8 @@ def _sae(run: Path, step: int, sae_id: str, metrics: dict | str | None) -> None:
 
 
 def _m(norm: str, lr: float, fvu: float) -> dict:
-    return {
-        "checkpoint_step": 10,
-        "token_norm": norm,
-        "expansion": 4,
-        "k": 8,
-        "lr": lr,
-        "fvu": fvu,
-        "dead_fraction": 0.1,
-    }
+    return {"checkpoint_step": 10, "token_norm": norm, "expansion": 4, "k": 8, "lr": lr,
+            "fvu": fvu, "dead_fraction": 0.1}
 
 
 def test_collect_and_best_per_cell(tmp_path: Path) -> None:

@@ -62,9 +62,8 @@ def val_split(n_per_lang: int = 6, length: int = 17) -> datasets.Dataset:
         rows += t.tolist()
         langs += [lang] * n_per_lang
     order = torch.randperm(len(rows), generator=g).tolist()  # interleave the languages
-    return datasets.Dataset.from_dict(
-        {"input_ids": [rows[i] for i in order], "language": [langs[i] for i in order]}
-    )
+    return datasets.Dataset.from_dict({"input_ids": [rows[i] for i in order],
+                                       "language": [langs[i] for i in order]})
 
 
 def test_reconstruction_metrics_on_a_hand_set_2x2_case():
@@ -101,7 +100,6 @@ def test_splice_and_ablation_both_keep_bos():
     # ablation: BOS's own prediction is untouched (position 0 only sees itself) ...
     torch.testing.assert_close(out["ce_abl"][:, 0], out["ce_clean"][:, 0], atol=1e-5, rtol=1e-5)
     assert out["kl_abl"][:, 0].abs().max() < 1e-6
-
     # ... and the rest equals a hand-written hook that zeroes positions 1.. only
     def zero_after_bos(acts, hook):
         acts = acts.clone()
@@ -116,14 +114,12 @@ def test_splice_and_ablation_both_keep_bos():
     kl = F.kl_div(lq, lp, log_target=True, reduction="none").sum(-1)  # KL(clean || ablated)
     torch.testing.assert_close(out["ce_abl"].float(), ce, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(out["kl_abl"].float(), kl, atol=1e-4, rtol=1e-4)
-
     # SAELens' zero ablation zeroes BOS as well: a larger loss than ours
     def zero_all(acts, hook):
         return torch.zeros_like(acts)
 
-    ce_all = model.run_with_hooks(
-        tokens, return_type="loss", loss_per_token=True, fwd_hooks=[(HOOK, zero_all)]
-    )
+    ce_all = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
+                                  fwd_hooks=[(HOOK, zero_all)])
     assert not torch.allclose(ce_all, out["ce_abl"].float(), atol=1e-3)
 
 
@@ -154,11 +150,8 @@ def test_per_language_ce_uses_that_languages_losses():
         rows = [i for i, g in enumerate(val["language"]) if g == lang]
         part = {k: v[rows, 1:].double() for k, v in losses.items()}  # from replaced positions
         res = m["by_language"][lang]
-        for key, name in (
-            ("ce_loss_without_sae", "ce_clean"),
-            ("ce_loss_with_sae", "ce_sae"),
-            ("ce_loss_with_ablation", "ce_abl"),
-        ):
+        for key, name in (("ce_loss_without_sae", "ce_clean"), ("ce_loss_with_sae", "ce_sae"),
+                          ("ce_loss_with_ablation", "ce_abl")):
             assert res[key] == pytest.approx(part[name].mean().item(), rel=1e-6)
         abl, sae_, clean = (part[k].sum() for k in ("ce_abl", "ce_sae", "ce_clean"))
         ce = (abl - sae_) / (abl - clean)
@@ -186,7 +179,6 @@ def test_dead_count_of_a_planted_sae_is_exact(tmp_path):
     assert m["dead_count"] == 10 and m["dead_fraction"] == pytest.approx(10 / 64)
     assert m["dead_eval_tokens"] == 100 and m["by_language"]["ja"]["dead_count"] == 10
     # capped at the split: 192 trained positions
-    big = count_firings(
-        sae, model, val, HOOK, 0, MetricsSpec(dead_eval_tokens=10**9, batch_windows=5)
-    )
+    big = count_firings(sae, model, val, HOOK, 0,
+                        MetricsSpec(dead_eval_tokens=10**9, batch_windows=5))
     assert big["all"].n_tokens == 12 * 16 and (big["all"].counts[10:] == 192).all()

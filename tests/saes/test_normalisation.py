@@ -27,9 +27,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-def build_training_sae(
-    mode: str, d_in: int = 16, d_sae: int = 64, k: int = 4, **kw
-) -> TokenNormTopKTrainingSAE:
+def build_training_sae(mode: str, d_in: int = 16, d_sae: int = 64, k: int = 4, **kw) -> TokenNormTopKTrainingSAE:
     sae = TokenNormTopKTrainingSAE(
         TokenNormTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, normalisation=mode, **kw)
     )
@@ -81,9 +79,7 @@ def test_spliced_output_is_in_model_space(mode, tmp_path):
     loaded = SAE.load_from_disk(tmp_path)
     x = acts()
     _xn, shift, scale = normalise(x, mode)
-    expected = restore(
-        sae.decode(sae.encode(x)), shift, scale
-    )  # training SAE decodes in the normalised space
+    expected = restore(sae.decode(sae.encode(x)), shift, scale)  # training SAE decodes in the normalised space
     torch.testing.assert_close(loaded(x), expected, atol=1e-4, rtol=1e-4)
     explicit = loaded.decode_with(loaded.encode(x), shift, scale)
     torch.testing.assert_close(explicit, expected, atol=1e-4, rtol=1e-4)
@@ -100,9 +96,7 @@ def test_scalar_sae_is_scale_equivariant_and_none_is_not(tmp_path):
         loaded = SAE.load_from_disk(tmp_path / mode)
         out[mode] = (loaded(x), loaded(7 * x + (2 if mode == "standardization" else 0)))
     torch.testing.assert_close(out["scalar"][1], 7 * out["scalar"][0], atol=1e-3, rtol=1e-4)
-    torch.testing.assert_close(
-        out["standardization"][1], 7 * out["standardization"][0] + 2, atol=1e-3, rtol=1e-4
-    )
+    torch.testing.assert_close(out["standardization"][1], 7 * out["standardization"][0] + 2, atol=1e-3, rtol=1e-4)
     assert not torch.allclose(out["none"][1], 7 * out["none"][0], atol=1e-2)
 
 
@@ -110,18 +104,14 @@ def test_scalar_sae_is_scale_equivariant_and_none_is_not(tmp_path):
 def test_training_target_is_the_normalised_input(mode):
     sae = build_training_sae(mode)
     x = acts()
-    step = TrainStepInput(
-        sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0, is_logging_step=False
-    )
+    step = TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0, is_logging_step=False)
     out = sae.training_forward_pass(step)
     xn = normalise(x, mode)[0]
     expected = (sae.decode(sae.encode(x)) - xn).pow(2).sum(-1).mean()
     torch.testing.assert_close(out.losses["mse_loss"], expected)
     # the loss does not see the token's scale
     out_big = sae.training_forward_pass(replace(step, sae_in=50 * x))
-    torch.testing.assert_close(
-        out_big.losses["mse_loss"], out.losses["mse_loss"], atol=1e-4, rtol=1e-4
-    )
+    torch.testing.assert_close(out_big.losses["mse_loss"], out.losses["mse_loss"], atol=1e-4, rtol=1e-4)
 
 
 def test_topk_aux_loss_runs_with_dead_latents():
@@ -171,27 +161,13 @@ def test_decode_cannot_use_stale_scales(mode, tmp_path):
 def test_tied_encoder_init_and_geometric_median_b_dec():
     sae = build_training_sae("scalar", decoder_init_norm=None, tied_encoder_init=True)
     torch.manual_seed(1)
-    tied = TokenNormTopKTrainingSAE(
-        TokenNormTopKTrainingSAEConfig(
-            d_in=16,
-            d_sae=64,
-            k=4,
-            normalisation="scalar",
-            decoder_init_norm=None,
-            tied_encoder_init=True,
-        )
-    )
+    tied = TokenNormTopKTrainingSAE(TokenNormTopKTrainingSAEConfig(
+        d_in=16, d_sae=64, k=4, normalisation="scalar", decoder_init_norm=None,
+        tied_encoder_init=True))
     torch.testing.assert_close(tied.W_enc, tied.W_dec.T, rtol=0, atol=0)
-    normed = TokenNormTopKTrainingSAE(
-        TokenNormTopKTrainingSAEConfig(
-            d_in=16,
-            d_sae=64,
-            k=4,
-            normalisation="scalar",
-            decoder_init_norm=0.1,
-            tied_encoder_init=True,
-        )
-    )
+    normed = TokenNormTopKTrainingSAE(TokenNormTopKTrainingSAEConfig(
+        d_in=16, d_sae=64, k=4, normalisation="scalar", decoder_init_norm=0.1,
+        tied_encoder_init=True))
     torch.testing.assert_close(normed.W_enc, normed.W_dec.T, rtol=0, atol=0)
     torch.testing.assert_close(normed.W_dec.norm(dim=-1), torch.full((64,), 0.1))
     x = acts(200)

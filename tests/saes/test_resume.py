@@ -37,13 +37,9 @@ class FakeStore:
 def test_exact_stream_equals_saelens_stream():
     torch.manual_seed(3)
     st = FakeStore()
-    ref = multi_hook_concat_split_iter(
-        st.n_batches_in_buffer * st.training_context_size,
-        st.train_batch_size_tokens,
-        st._iterate_filtered_multi_hook_activations(),
-        HOOKS,
-        0.5,
-    )
+    ref = multi_hook_concat_split_iter(st.n_batches_in_buffer * st.training_context_size,
+                                       st.train_batch_size_tokens,
+                                       st._iterate_filtered_multi_hook_activations(), HOOKS, 0.5)
     want = [next(ref) for _ in range(30)]
     torch.manual_seed(3)
     got = resume.ExactStream(FakeStore())
@@ -73,13 +69,8 @@ def test_state_round_trip_continues_the_same_stream():
 
 
 def _cfg(world):  # noqa: F811
-    return train_config(
-        world["ckpts"],
-        [10],
-        saes={"normalisation": ["scalar"]},
-        runner={"n_checkpoints": 2},
-        metrics={"max_windows": 4, "ce": False},
-    )
+    return train_config(world["ckpts"], [10], saes={"normalisation": ["scalar"]},
+                        runner={"n_checkpoints": 2}, metrics={"max_windows": 4, "ce": False})
 
 
 def _run(world, root: Path) -> Path:  # noqa: F811

@@ -57,10 +57,8 @@ def test_seed_twins_share_the_pass_and_seed_zero_is_unchanged(world, tmp_path):
     assert w[BASE] == (plain[BASE] / "sae_weights.safetensors").read_bytes()
     meta0 = json.loads((plain[BASE] / "cfg.json").read_text())["metadata"]
     meta1 = json.loads((twins[BASE + "_s1"] / "cfg.json").read_text())["metadata"]
-    assert (
-        json.loads((twins[BASE] / "cfg.json").read_text())["metadata"]["llmjp_config_hash"]
-        == meta0["llmjp_config_hash"]
-    )
+    assert json.loads((twins[BASE] / "cfg.json").read_text())["metadata"][
+        "llmjp_config_hash"] == meta0["llmjp_config_hash"]
     assert w[BASE + "_s1"] != w[BASE]
     assert meta1["sae_seed"] == 1 and meta1["seed_group"] == BASE
     assert meta1["init_seed"] != meta0["init_seed"]

@@ -131,9 +131,7 @@ def test_rerun_skips_finished_and_changed_config_retrains(trained, world):
     again = training.train_run(train_config(world["ckpts"], STEPS), world["run"])
     assert sorted(again) == sorted(trained)
     assert (d / "cfg.json").stat().st_mtime_ns == before
-    cfg = train_config(
-        world["ckpts"], [10], saes={"normalisation": ["none"]}, runner={"training_tokens": 256 * 8}
-    )
+    cfg = train_config(world["ckpts"], [10], saes={"normalisation": ["none"]}, runner={"training_tokens": 256 * 8})
     training.train_run(cfg, world["run"])
     assert (d / "cfg.json").stat().st_mtime_ns != before  # x4_k4_lr0.003_none at step 10: retrained
     assert (trained[1] / "cfg.json").stat().st_mtime_ns < (d / "cfg.json").stat().st_mtime_ns
@@ -183,37 +181,22 @@ def test_grid_report(world, tmp_path):
 
 # ---- crash and resume ------------------------------------------------------------------------
 
-
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_from_last_checkpoint(world, tmp_path):
     run = fresh_run(world, tmp_path)
-    cfg = train_config(
-        world["ckpts"],
-        [10],
-        saes={"normalisation": ["scalar"]},
-        runner={"training_tokens": 256 * 200, "n_checkpoints": 10},
-        metrics={"max_windows": 8},
-    )
+    cfg = train_config(world["ckpts"], [10], saes={"normalisation": ["scalar"]},
+                       runner={"training_tokens": 256 * 200, "n_checkpoints": 10}, metrics={"max_windows": 8})
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps(cfg))
-    code = (
-        "import json,sys,torch; torch.set_num_threads(1); from llmjp_ckpt.saes.training import train_run;"
-        "train_run(json.load(open(sys.argv[1])), sys.argv[2])"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(cfg_file), str(run)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    code = ("import json,sys,torch; torch.set_num_threads(1); from llmjp_ckpt.saes.training import train_run;"
+            "train_run(json.load(open(sys.argv[1])), sys.argv[2])")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_file), str(run)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     work = run / "saes" / "_work"
     deadline = time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:
-            if (
-                training.latest_checkpoint(next(work.glob("*/*"), work), ["x4_k4_lr0.003_scalar"])
-                is not None
-            ):
+            if training.latest_checkpoint(next(work.glob("*/*"), work), ["x4_k4_lr0.003_scalar"]) is not None:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "training finished before it could be killed"
@@ -232,7 +215,6 @@ def test_sigkill_then_rerun_resumes_from_last_checkpoint(world, tmp_path):
 
 # ---- bad input -------------------------------------------------------------------------------
 
-
 def test_unknown_yaml_fields(tmp_path, world):
     import yaml
 
@@ -250,14 +232,11 @@ def test_unknown_yaml_fields(tmp_path, world):
             TrainConfig.from_yaml(p)
 
 
-@pytest.mark.parametrize(
-    "override, match",
-    [
-        ({"saes": {"lr": [0.0]}}, r"saes.lr=0.0: expected a learning rate > 0"),
-        ({"saes": {"lr": [-1e-3]}}, r"expected a learning rate > 0"),
-        ({"saes": {"normalisation": ["l2"]}}, r"expected one of none, scalar, standardization"),
-    ],
-)
+@pytest.mark.parametrize("override, match", [
+    ({"saes": {"lr": [0.0]}}, r"saes.lr=0.0: expected a learning rate > 0"),
+    ({"saes": {"lr": [-1e-3]}}, r"expected a learning rate > 0"),
+    ({"saes": {"normalisation": ["l2"]}}, r"expected one of none, scalar, standardization"),
+])
 def test_bad_values_rejected_at_load(world, override, match):
     with pytest.raises(UserError, match=match):
         TrainConfig.from_dict(train_config(world["ckpts"], STEPS, **override))
@@ -312,9 +291,7 @@ def test_disk_full_during_save_leaves_no_complete_folder(world, tmp_path, monkey
 
     monkeypatch.setattr(sae_module, "save_file", full)
     run = fresh_run(world, tmp_path)
-    cfg = train_config(
-        world["ckpts"], [10], saes={"normalisation": ["scalar"]}, runner={"n_checkpoints": 0}
-    )
+    cfg = train_config(world["ckpts"], [10], saes={"normalisation": ["scalar"]}, runner={"n_checkpoints": 0})
     with pytest.raises(UserError, match="no space left on device"):
         training.train_run(cfg, run)
     assert not (run / "saes" / "iter_0000010").exists()
@@ -392,9 +369,7 @@ def test_demo_on_the_toy_world(toy_dir, tmp_path):
         m = json.loads((d / "metrics.json").read_text())
         assert all(m[k] is not None for k in KEYS) and set(m["by_language"]) == {"ja", "en"}
         sae = SAE.load_from_disk(d)
-        assert (
-            sae.cfg.metadata.checkpoint_step in steps and sae.cfg.normalisation == m["token_norm"]
-        )
+        assert sae.cfg.metadata.checkpoint_step in steps and sae.cfg.normalisation == m["token_norm"]
 
 
 @pytest.mark.slow
@@ -418,15 +393,12 @@ def test_toy_grid_through_the_grid_config_and_cli(toy_dir, tmp_path):
     grid = pd.read_csv(run / "analysis" / "grid" / "grid.csv")
     best = pd.read_csv(run / "analysis" / "grid" / "best.csv")
     assert len(grid) == 18 and len(best) == 9
-    assert set(grid["checkpoint_step"]) == {
-        json.loads((toy_dir / "toy.json").read_text())["steps"][-1]
-    }
+    assert set(grid["checkpoint_step"]) == {json.loads((toy_dir / "toy.json").read_text())["steps"][-1]}
     html = (run / "analysis" / "grid" / "grid_report.html").read_text()
     assert html.count("FVU (best lr)") == 1 and "<table" in html
 
 
 # ---- seeds, dead latents, configs (issue 11) -------------------------------------------------
-
 
 def _weights(folder: Path) -> bytes:
     return (folder / "sae_weights.safetensors").read_bytes()
@@ -437,14 +409,8 @@ def test_same_seed_bit_identical_weights_other_seed_different(world, tmp_path):
     out = {}
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         run = fresh_run(world, tmp_path / name)
-        cfg = train_config(
-            world["ckpts"],
-            [10],
-            saes={"normalisation": ["scalar"]},
-            seed=seed,
-            sae_options=opts,
-            metrics={"max_windows": 4, "ce": False},
-        )
+        cfg = train_config(world["ckpts"], [10], saes={"normalisation": ["scalar"]}, seed=seed,
+                           sae_options=opts, metrics={"max_windows": 4, "ce": False})
         torch.manual_seed(1000 + ord(name))  # the global state before training must not matter
         out[name] = training.train_run(cfg, run)[0]
     assert _weights(out["a"]) == _weights(out["b"])
@@ -483,17 +449,12 @@ def test_firing_counts_written_and_dead_fraction_from_them(trained):
         assert counts.shape == (m["d_sae"],) and counts.max() <= n
 
 
-@pytest.mark.parametrize(
-    "runner, match",
-    [
-        (
-            {"dead_feature_window": 12},
-            r"runner.dead_feature_window=12: expected 1 <= window < the run's 12 steps",
-        ),
-        ({"dead_feature_window": 50}, r"dead_feature_window=50"),
-        ({"seed": 3}, r"runner.seed: .*top-level seed"),
-    ],
-)
+@pytest.mark.parametrize("runner, match", [
+    ({"dead_feature_window": 12},
+     r"runner.dead_feature_window=12: expected 1 <= window < the run's 12 steps"),
+    ({"dead_feature_window": 50}, r"dead_feature_window=50"),
+    ({"seed": 3}, r"runner.seed: .*top-level seed"),
+])
 def test_bad_runner_fields_refused_at_load(world, runner, match):
     with pytest.raises(UserError, match=match) as exc:
         TrainConfig.from_dict(train_config(world["ckpts"], STEPS, runner=runner))
@@ -507,17 +468,9 @@ def test_default_dead_feature_window_longer_than_the_run_is_refused(world):
         TrainConfig.from_dict(cfg)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "paper/sae.yaml",
-        "paper/sae_warm_start.yaml",
-        "grid/paper_grid.yaml",
-        "grid/toy_grid.yaml",
-        "demo/train.yaml",
-        "demo/train_quick.yaml",
-    ],
-)
+@pytest.mark.parametrize("name", ["paper/sae.yaml", "paper/sae_warm_start.yaml",
+                                  "grid/paper_grid.yaml", "grid/toy_grid.yaml", "demo/train.yaml",
+                                  "demo/train_quick.yaml"])
 def test_shipped_train_configs_load(name):
     cfg = TrainConfig.from_yaml(REPO / "configs" / name)
     r = cfg.runner_fields()

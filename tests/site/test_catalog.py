@@ -20,7 +20,7 @@ def _js_payload(path: Path, call: str) -> object:
     """The JSON a data file passes to ``call(...)``."""
     text = path.read_text(encoding="utf-8")
     assert text.startswith(call + "(") and text.rstrip().endswith(");")
-    body = text[len(call) + 1 : text.rstrip().rindex(")")]
+    body = text[len(call) + 1: text.rstrip().rindex(")")]
     if call == "LLMJP_SHARD":
         body = body.split(",", 1)[1]
     return json.loads(body)
@@ -36,9 +36,7 @@ def test_catalog_lists_every_feature_with_examples_in_shards(tmp_path):
     live = [f for f in range(600) if f not in dead]
     assert all(len(examples[f]["examples"]) == 3 and rows[f][5] for f in live)
     f = live[0]
-    assert rows[f][1] == df["language_script"][f] and rows[f][3] == pytest.approx(
-        df["frequency"][f]
-    )
+    assert rows[f][1] == df["language_script"][f] and rows[f][3] == pytest.approx(df["frequency"][f])
     # the strongest token is the text at the peak of the top window, readable (no ▁ / <0x..>)
     _, _, toks, acts = examples[f]["examples"][0]
     assert max(acts) == 100 and toks[acts.index(100)].strip() == rows[f][5][0]

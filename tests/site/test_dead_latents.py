@@ -26,12 +26,8 @@ def test_planted_dead_count_is_exact_and_equal_everywhere(tmp_path: Path) -> Non
 
     run = build_planted_dead_run(tmp_path / "run", DEAD, STEPS, D_SAE)
     tt = build_token_text()
-    analyze_run(
-        run,
-        FeaturesConfig(n_top=4, batch_size=8, norm_windows=8, png=False),
-        model_loader=lambda s: build_model(seed=s),
-        token_text=tt,
-    )
+    analyze_run(run, FeaturesConfig(n_top=4, batch_size=8, norm_windows=8, png=False),
+                model_loader=lambda s: build_model(seed=s), token_text=tt)
     transitions = compare_run(run, CompareConfig(png=False))
     index = build_site(run, SiteConfig(feature_pages=False), token_text=tt)
     norms = json.loads((run / "analysis" / "norms.json").read_text(encoding="utf-8"))
@@ -64,23 +60,12 @@ def test_sae_without_firing_counts_is_one_clear_line(tmp_path: Path) -> None:
     (run / "analysis").mkdir()
     import pandas as pd
 
-    pd.DataFrame(
-        {
-            "checkpoint": [10],
-            "sae_id": ["none"],
-            "feature": [0],
-            "frequency": [0.0],
-            "language_paper": [None],
-            "language_script": [None],
-            "granularity": [None],
-        }
-    ).to_parquet(run / "analysis" / "features.parquet")
+    pd.DataFrame({"checkpoint": [10], "sae_id": ["none"], "feature": [0], "frequency": [0.0],
+                  "language_paper": [None], "language_script": [None], "granularity": [None]}
+                 ).to_parquet(run / "analysis" / "features.parquet")
     calls = (lambda: normstudy.dead_rows(run), lambda: compare_run(run, CompareConfig(png=False)))
     for call in calls:
-        with pytest.raises(
-            UserError,
-            match=r"iter_0000100/none/firing_counts\.safetensors: "
-            r"not found .*rerun `llmjp-ckpt train`",
-        ) as err:
+        with pytest.raises(UserError, match=r"iter_0000100/none/firing_counts\.safetensors: "
+                                            r"not found .*rerun `llmjp-ckpt train`") as err:
             call()
         assert "\n" not in str(err.value)

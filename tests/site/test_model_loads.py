@@ -25,10 +25,8 @@ def test_site_loads_each_checkpoint_once_for_all_its_saes(tmp_path_factory, tmp_
         return model
 
     index = build_site(run, cfg, model_loader=loader, token_text=tt, force=True)
-    pages = {
-        p.parent.relative_to(index.parent / "features").as_posix()
-        for p in (index.parent / "features").rglob("feature_*.html")
-    }
+    pages = {p.parent.relative_to(index.parent / "features").as_posix()
+             for p in (index.parent / "features").rglob("feature_*.html")}
     # every SAE of every checkpoint got pages, from one load per checkpoint
     assert pages == {f"iter_{s:07d}/{sid}" for s in STEPS for sid in SAE_IDS}
     assert sorted(loads) == sorted(STEPS)

@@ -79,14 +79,12 @@ def test_single_and_window_token_text():
 
 
 def test_select_features_order_and_filters():
-    df = pd.DataFrame(
-        {
-            "feature": [0, 1, 2, 3, 4, 5],
-            "frequency": [0.0, 0.5, 0.1, 0.3, 0.2, 0.05],
-            "granularity": ["token", "token", "uninterpretable", None, "semantic", "synonym"],
-            "granularity_confidence": [0.99, 0.2, 0.95, None, 0.9, 0.8],
-        }
-    )
+    df = pd.DataFrame({
+        "feature": [0, 1, 2, 3, 4, 5],
+        "frequency": [0.0, 0.5, 0.1, 0.3, 0.2, 0.05],
+        "granularity": ["token", "token", "uninterpretable", None, "semantic", "synonym"],
+        "granularity_confidence": [0.99, 0.2, 0.95, None, 0.9, 0.8],
+    })
     cfg = SiteConfig(n_frequent=2, n_labelled=2)
     # lineage members first (even a dead one), then frequent, then labelled; no repeats
     assert select_features(df, cfg, {0, 3}) == [0, 3, 1, 4, 5]
@@ -96,25 +94,13 @@ def test_select_features_order_and_filters():
 def test_lineages_from_compare_parquet(tmp_path):
     folder = tmp_path / "analysis" / "lineages"
     folder.mkdir(parents=True)
-    pd.DataFrame(
-        {
-            "chain": [0, 1, 1, 2, 2, 2],
-            "checkpoint": [10, 10, 30, 10, 30, 100],
-            "feature": [5, 6, 7, 8, 9, 3],
-            "drift_to_final": [0.0] * 6,
-        }
-    ).to_parquet(folder / "a.parquet")
-    pd.DataFrame({"chain": [0, 0], "checkpoint": [10, 30], "feature": [1, 2]}).to_parquet(
-        folder / "b.parquet"
-    )
+    pd.DataFrame({"chain": [0, 1, 1, 2, 2, 2], "checkpoint": [10, 10, 30, 10, 30, 100],
+                  "feature": [5, 6, 7, 8, 9, 3], "drift_to_final": [0.0] * 6}).to_parquet(folder / "a.parquet")
+    pd.DataFrame({"chain": [0, 0], "checkpoint": [10, 30], "feature": [1, 2]}).to_parquet(folder / "b.parquet")
     lins = load_lineages(tmp_path, max_lineages=3)
     # longest first within a family, families taken in turn
     assert [lin.name for lin in lins] == ["a #2", "b #0", "a #1"]
-    assert [(m.step, m.sae_id, m.feature) for m in lins[0].members] == [
-        (10, "a", 8),
-        (30, "a", 9),
-        (100, "a", 3),
-    ]
+    assert [(m.step, m.sae_id, m.feature) for m in lins[0].members] == [(10, "a", 8), (30, "a", 9), (100, "a", 3)]
     pd.DataFrame({"chain": [0]}).to_parquet(folder / "a.parquet")
     with pytest.raises(UserError, match="checkpoint"):
         load_lineages(tmp_path)
@@ -130,9 +116,7 @@ def built(tmp_path_factory):
 def test_site_markup_has_no_corpus_tags(built):
     *_, index = built
     pages = sorted(index.parent.rglob("*.html"))
-    ours = [
-        p for p in pages if "figures" not in p.parts
-    ]  # figures: the compare stage's plotly HTML
+    ours = [p for p in pages if "figures" not in p.parts]  # figures: the compare stage's plotly HTML
     assert any("browser" in p.parts for p in ours) and any("lineages" in p.parts for p in ours)
     seen_payload = False
     for p in ours:
@@ -140,9 +124,7 @@ def test_site_markup_has_no_corpus_tags(built):
         assert re.search(r"<head>\s*<meta charset=\"utf-8\">", page), p
         m = parse(page)
         assert not {"img", "svg"} & set(m.tags), f"{p}: corpus text became markup"
-        assert not {"onerror", "onload", "onmouseover"} & m.attrs, (
-            f"{p}: corpus text became an attribute"
-        )
+        assert not {"onerror", "onload", "onmouseover"} & m.attrs, f"{p}: corpus text became an attribute"
         assert "https://" not in page and "http://" not in page, f"{p}: network reference"
         assert "\u2581" not in page and not re.search(r"<0x[0-9A-Fa-f]{2}>", page)
         seen_payload |= "document.title=&#x27;XSS1&#x27;" in page or "XSS1" in "".join(m.scripts)
@@ -167,15 +149,11 @@ def test_sae_dashboard_pages_offline_and_escaped(built):
         assert "</script" not in data.lower() and "\u2028" not in data
         assert len(page.encode("utf-8")) < 1_000_000
     # the browser pages link to them
-    links = re.findall(
-        r'href="\.\./(features/[^"]+)"',
-        "".join(p.read_text(encoding="utf-8") for p in (index.parent / "browser").glob("*.html")),
-    )
+    links = re.findall(r'href="\.\./(features/[^"]+)"', "".join(
+        p.read_text(encoding="utf-8") for p in (index.parent / "browser").glob("*.html")))
     assert links and all((index.parent / link).is_file() for link in links)
-    lin = re.findall(
-        r'href="\.\./(lineages/[^"]+)"',
-        "".join(p.read_text(encoding="utf-8") for p in (index.parent / "browser").glob("*.html")),
-    )
+    lin = re.findall(r'href="\.\./(lineages/[^"]+)"', "".join(
+        p.read_text(encoding="utf-8") for p in (index.parent / "browser").glob("*.html")))
     assert lin and all((index.parent / link).is_file() for link in lin)
 
 
@@ -275,7 +253,6 @@ def test_token_text_from_the_data_stage(built, tmp_path):
 
 # ---- sae-dashboard pages agree with the top-N store (issue 11, item 7) -----------------------
 
-
 def _store_top(store, feature):
     w = int(store.t["top_windows"][feature, 0])
     row = int(torch.searchsorted(store.t["window_ids"], torch.tensor(w)))
@@ -318,22 +295,16 @@ def test_page_top_example_is_the_store_top_even_outside_the_dashboard_windows(tm
     torch.set_num_threads(1)
     tt, model, sae = build_token_text(), build_model(), build_sae(d_sae=16, k=2)
     toks = build_windows(40, 17)
-    res = collect_topn(toks, model_encoder(model, {"s": sae}), {"s": 16}, TopNConfig(n_top=20))["s"]
+    res = collect_topn(toks, model_encoder(model, {"s": sae}), {"s": 16},
+                       TopNConfig(n_top=20))["s"]
     save_store(tmp_path / "store", res, toks, {})
     store = FeatureStore.load(tmp_path / "store")
     feats = [f for f in range(16) if int(store.t["top_windows"][f, 0]) >= 4][:3]
     assert feats  # top windows outside the first 4 test windows: the case that matters
     edge = [f for f in range(16) if int(store.t["top_token_acts"][f, 0].float().argmax()) < 5]
     feats += edge[:2]  # top token in the first positions: sae-dashboard's default buffer skips them
-    pages = write_feature_pages(
-        sae,
-        model,
-        dashboard_tokens(store, feats, toks[:4]),
-        feats,
-        tmp_path / "pages",
-        tt,
-        "assets",
-    )
+    pages = write_feature_pages(sae, model, dashboard_tokens(store, feats, toks[:4]), feats,
+                                tmp_path / "pages", tt, "assets")
     for f in feats:
         ids, _ = page_top_example(pages[f].read_text(encoding="utf-8"))
         assert ids == _store_top(store, f)[1][1:], f
@@ -352,15 +323,15 @@ def test_page_top_example_breaks_ties_like_the_store(tmp_path):
     tt, model, sae = build_token_text(), build_model(), build_sae(d_sae=16, k=2)
     toks = build_windows(40, 17)
     toks[:, :9] = toks[7, :9]  # every window starts like window 7
-    res = collect_topn(toks, model_encoder(model, {"s": sae}), {"s": 16}, TopNConfig(n_top=20))["s"]
+    res = collect_topn(toks, model_encoder(model, {"s": sae}), {"s": 16},
+                       TopNConfig(n_top=20))["s"]
     save_store(tmp_path / "store", res, toks, {})
     store = FeatureStore.load(tmp_path / "store")
     top = store.t["top_values"]
     tied = [f for f in range(16) if float(top[f, 1]) == float(top[f, 0]) > 0]
     assert tied  # top values shared by several windows
-    pages = write_feature_pages(
-        sae, model, dashboard_tokens(store, tied, toks[:4]), tied, tmp_path / "pages", tt, "assets"
-    )
+    pages = write_feature_pages(sae, model, dashboard_tokens(store, tied, toks[:4]), tied,
+                                tmp_path / "pages", tt, "assets")
     for f in tied:
         assert int(store.t["top_windows"][f, 0]) == 0  # the earliest of the tied windows
         ids, _ = page_top_example(pages[f].read_text(encoding="utf-8"))

@@ -24,25 +24,13 @@ import pytest
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
-    pytest.skip(
-        "chromium not installed (make setup installs Debian's chromium)", allow_module_level=True
-    )
+    pytest.skip("chromium not installed (make setup installs Debian's chromium)", allow_module_level=True)
 websocket = pytest.importorskip("websocket", reason="websocket-client not installed")
 
 SHOTS = Path(os.environ.get("LLMJP_SCREENSHOTS", tempfile.gettempdir())) / "llmjp_site_screenshots"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--window-size=1280,900",
-]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-default-apps", "--disable-extensions", "--window-size=1280,900"]
 
 
 class Browser:
@@ -51,16 +39,8 @@ class Browser:
     def __init__(self) -> None:
         self.profile = tempfile.mkdtemp(prefix="llmjp-chromium-")
         self.proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                *FLAGS,
-                f"--user-data-dir={self.profile}",
-                "--remote-debugging-port=0",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+            [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.time() + 30
         while not (port_file.is_file() and port_file.read_text().strip()):
@@ -69,9 +49,7 @@ class Browser:
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        targets = json.load(
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10)
-        )
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
         ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
         self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
         self._id = 0
@@ -112,36 +90,19 @@ class Browser:
             self.pump(0.2)
         self.pump(settle)  # DOMContentLoaded handlers, plotly drawing
         errors = [e["params"] for e in self.events if e.get("method") == "Runtime.exceptionThrown"]
-        errors += [
-            e["params"]
-            for e in self.events
-            if e.get("method") == "Runtime.consoleAPICalled"
-            and e["params"].get("type") in ("error", "assert")
-        ]
-        errors += [
-            e["params"]
-            for e in self.events
-            if e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"
-        ]
-        urls = [
-            e["params"]["request"]["url"]
-            for e in self.events
-            if e.get("method") == "Network.requestWillBeSent"
-        ]
+        errors += [e["params"] for e in self.events if e.get("method") == "Runtime.consoleAPICalled"
+                   and e["params"].get("type") in ("error", "assert")]
+        errors += [e["params"] for e in self.events if e.get("method") == "Log.entryAdded"
+                   and e["params"]["entry"].get("level") == "error"]
+        urls = [e["params"]["request"]["url"] for e in self.events
+                if e.get("method") == "Network.requestWillBeSent"]
 
         def ev(expr: str):
-            return self.send("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get(
-                "value"
-            )
+            return self.send("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get("value")
 
-        return {
-            "errors": errors,
-            "urls": urls,
-            "title": ev("document.title"),
-            "text": ev("document.body.innerText"),
-            "svgs": ev("document.querySelectorAll('.main-svg').length"),
-            "xss": ev("window.__xss === undefined ? null : window.__xss"),
-        }
+        return {"errors": errors, "urls": urls, "title": ev("document.title"),
+                "text": ev("document.body.innerText"), "svgs": ev("document.querySelectorAll('.main-svg').length"),
+                "xss": ev("window.__xss === undefined ? null : window.__xss")}
 
     def screenshot(self, name: str) -> Path:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -190,19 +151,13 @@ def _readable(res: dict, path: Path) -> None:
     text = res["text"]
     assert "\u2581" not in text, f"{path}: SentencePiece ▁ visible"
     assert not re.search(BYTE_PIECE, text), f"{path}: byte-fallback pieces visible"
-    assert not (res["title"] or "").startswith("XSS"), (
-        f"{path}: a payload ran: title {res['title']!r}"
-    )
+    assert not (res["title"] or "").startswith("XSS"), f"{path}: a payload ran: title {res['title']!r}"
 
 
 def test_site_pages_offline_readable_and_escaped(site, browser):
     """index, a feature browser and a lineage page: offline, Japanese as text, payloads inert."""
     root = site.parent
-    pages = [
-        site,
-        *sorted((root / "browser").glob("*.html"))[:1],
-        root / "lineages" / "lineage_0.html",
-    ]
+    pages = [site, *sorted((root / "browser").glob("*.html"))[:1], root / "lineages" / "lineage_0.html"]
     texts = []
     for p in pages:
         res = browser.open(p)
@@ -234,14 +189,8 @@ def test_sae_dashboard_page(site, browser):
     _readable(res, pages[0])
     assert res["svgs"] > 0, "sae-dashboard histograms not drawn"
     assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]{4}", res["text"]), "no Japanese text shown"
-    assert (
-        browser.send(
-            "Runtime.evaluate",
-            expression="document.querySelectorAll('span.token').length",
-            returnByValue=True,
-        )["result"]["value"]
-        > 0
-    )
+    assert browser.send("Runtime.evaluate", expression="document.querySelectorAll('span.token').length",
+                        returnByValue=True)["result"]["value"] > 0
     browser.screenshot("sae_dashboard.png")
 
 
@@ -249,16 +198,12 @@ def test_index_opens_on_the_two_findings(site, browser):
     """Both headline figures sit above every table, inside the first screen, and draw."""
     res = browser.open(site, settle=2.5)
     _offline_ok(res, site)
-    geo = browser.send(
-        "Runtime.evaluate",
-        returnByValue=True,
-        expression="""(() => {
+    geo = browser.send("Runtime.evaluate", returnByValue=True, expression="""(() => {
         const f = [...document.querySelectorAll('.headline iframe')].map(e => e.getBoundingClientRect());
         const t = document.querySelector('table').getBoundingClientRect();
         return {n: f.length, bottom: Math.max(...f.map(r => r.bottom)), table: t.top,
                 screen: window.innerHeight};
-    })()""",
-    )["result"]["value"]
+    })()""")["result"]["value"]
     assert geo["n"] == 2 and geo["bottom"] <= geo["screen"] and geo["bottom"] < geo["table"], geo
     browser.screenshot("index_first_screen.png")
     for name in ("features_language_paper.html", "features_granularity.html"):
@@ -276,15 +221,11 @@ def test_catalog_loads_searches_and_shows_examples(site, browser):
     _offline_ok(res, page)
 
     def ev(expr: str):
-        return browser.send("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get(
-            "value"
-        )
+        return browser.send("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get("value")
 
     def search(q: str) -> list[str]:
-        ev(
-            f"(() => {{ const i = document.getElementById('cat-q'); i.value = {json.dumps(q)};"
-            " i.dispatchEvent(new Event('input')); })()"
-        )
+        ev(f"(() => {{ const i = document.getElementById('cat-q'); i.value = {json.dumps(q)};"
+           " i.dispatchEvent(new Event('input')); })()")
         return ev("[...document.querySelectorAll('#cat-results tr')].map(r => r.dataset.id)")
 
     assert ev("window.__catalogReady") is True
@@ -292,9 +233,7 @@ def test_catalog_loads_searches_and_shows_examples(site, browser):
     assert search("7") == ["7"]
     ids = search("京")
     assert ids, "no feature found by a Japanese token"
-    cells = ev(
-        "[...document.querySelectorAll('#cat-results tr td:last-child')].map(c => c.textContent)"
-    )
+    cells = ev("[...document.querySelectorAll('#cat-results tr td:last-child')].map(c => c.textContent)")
     assert all("京" in c for c in cells)
     ev(f"LLMJP_open({ids[0]})")
     browser.pump(1.0)
@@ -313,10 +252,5 @@ def test_catalog_loads_searches_and_shows_examples(site, browser):
     else:
         pytest.fail("no catalog example shows a payload (test would prove nothing)")
     assert not (ev("document.title") or "").startswith("XSS")
-    assert (
-        ev(
-            "document.querySelectorAll('#cat-feature svg, #cat-feature img, #cat-feature script')"
-            ".length"
-        )
-        == 0
-    )
+    assert ev("document.querySelectorAll('#cat-feature svg, #cat-feature img, #cat-feature script')"
+              ".length") == 0

@@ -39,7 +39,7 @@ def test_no_byte_alphabet_and_no_mojibake_in_any_page(demo_bpe: Path) -> None:
         text = page.read_text(encoding="utf-8")
         assert "Ġ" not in text and "Ċ" not in text, page
         bad = MOJIBAKE.search(text)
-        assert bad is None, (page, text[max(0, bad.start() - 40) : bad.end() + 40])
+        assert bad is None, (page, text[max(0, bad.start() - 40): bad.end() + 40])
         japanese += any(form in text for form in ("猫", "犬", "京都", "です"))
     assert japanese > 0  # Japanese appears as text
 

@@ -88,17 +88,11 @@ def test_every_planted_form_occurs_and_tokenises_as_recorded(toy_dir):
     truth = json.loads((toy_dir / "concepts.json").read_text(encoding="utf-8"))
     sp = spm.SentencePieceProcessor(model_file=str(toy_dir / "tokenizer" / "tokenizer.model"))
     texts = corpus_texts(toy_dir, "ja") + corpus_texts(toy_dir, "en")
-    assert {(f["language"], f["form"]) for f in truth["forms"]} == {
-        (lang, f) for lang, f, _ in all_forms()
-    }
+    assert {(f["language"], f["form"]) for f in truth["forms"]} == {(lang, f) for lang, f, _ in all_forms()}
     checked = 0
     for entry in truth["forms"]:
         form = entry["form"]
-        pattern = (
-            re.escape(form)
-            if entry["language"] == "ja"
-            else rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])"
-        )
+        pattern = re.escape(form) if entry["language"] == "ja" else rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])"
         hits = [(i, m.start()) for i, t in enumerate(texts) for m in re.finditer(pattern, t)]
         assert len(hits) == entry["count"] > 0, form
         assert [sp.piece_to_id(p) for p in entry["pieces"]] == entry["ids"]
@@ -112,17 +106,10 @@ def test_every_planted_form_occurs_and_tokenises_as_recorded(toy_dir):
             for p in pieces:
                 bounds.append(bounds[-1] + len(p))
             after_space = norm[start] == "▁"  # the character before the form (or the prefix)
-            lo, hi = (
-                (start, start + 1 + len(form))
-                if after_space
-                else (start + 1, start + 1 + len(form))
-            )
+            lo, hi = (start, start + 1 + len(form)) if after_space else (start + 1, start + 1 + len(form))
             assert lo in bounds and hi in bounds, (form, text)
-            got = pieces[bounds.index(lo) : bounds.index(hi)]
-            assert got == (entry["pieces"] if after_space else entry["pieces_attached"]), (
-                form,
-                text,
-            )
+            got = pieces[bounds.index(lo): bounds.index(hi)]
+            assert got == (entry["pieces"] if after_space else entry["pieces_attached"]), (form, text)
             checked += 1
     assert checked > 500
 
@@ -136,10 +123,7 @@ def test_documents_of_both_languages_hold_a_study_window(toy_dir):
     sp = spm.SentencePieceProcessor(model_file=str(toy_dir / "tokenizer" / "tokenizer.model"))
     for lang in ("ja", "en"):
         lengths = [1 + len(sp.encode(t)) for t in corpus_texts(toy_dir, lang)]
-        assert sum(n >= 65 for n in lengths) >= 0.9 * len(lengths), (
-            lang,
-            sorted(lengths)[: len(lengths) // 10 + 1],
-        )
+        assert sum(n >= 65 for n in lengths) >= 0.9 * len(lengths), (lang, sorted(lengths)[: len(lengths) // 10 + 1])
         assert 80 <= statistics.median(lengths) <= 200, (lang, statistics.median(lengths))
 
 
@@ -187,9 +171,7 @@ def test_checkpoints_training_log_and_layer(toy_dir):
     cfg = LlamaConfig.from_pretrained(str(toy_dir / "checkpoints" / found[-1]))
     assert cfg.architectures == ["LlamaForCausalLM"]
     assert not cfg.tie_word_embeddings and cfg.hidden_act == "silu" and cfg.rope_theta == 10000.0
-    assert (
-        not cfg.attention_bias and not cfg.mlp_bias and cfg.vocab_size == info["model_vocab_size"]
-    )
+    assert not cfg.attention_bias and not cfg.mlp_bias and cfg.vocab_size == info["model_vocab_size"]
     for row in rows:
         sig = row["signals"]
         assert 0 <= sig["parallel_acc"] <= 1 and 0 < sig["chance"] < 0.2
@@ -223,11 +205,8 @@ def test_checkpoints_load_through_the_adapter_with_hf_logits(toy_dir):
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "toy.json"
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "toy.json"}
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
@@ -240,15 +219,8 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     weights = "checkpoints/iter_0000004/model.safetensors"
     assert a[weights] != c[weights]
     # a rerun with another schedule replaces the checkpoints instead of mixing them
-    make_toy(
-        tmp_path / "a",
-        seed=5,
-        config=tiny_config(train=LMTrainConfig(steps=(1, 3), batch=4, seq_len=32)),
-    )
-    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == [
-        "iter_0000001",
-        "iter_0000003",
-    ]
+    make_toy(tmp_path / "a", seed=5, config=tiny_config(train=LMTrainConfig(steps=(1, 3), batch=4, seq_len=32)))
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["iter_0000001", "iter_0000003"]
     assert a["corpus/ja/ja_wiki/train_0.jsonl.gz"] != c["corpus/ja/ja_wiki/train_0.jsonl.gz"]
 
 
@@ -274,10 +246,7 @@ def test_cli_bad_options_exit_2_with_one_line(tmp_path, capsys):
         (["toy", "--out", str(tmp_path / "o"), "--seed", "x1"], "seed"),
         (["toy", "--out", str(tmp_path / "o"), "--quick", "--steps", "10,30,20,40"], "steps"),
         (["toy", "--out", str(tmp_path / "o"), "--quick", "--steps", "10,ten"], "--steps"),
-        (
-            ["toy", "--out", str(tmp_path / "o"), "--quick", "--tokenizer", "wordpiece"],
-            "--tokenizer",
-        ),
+        (["toy", "--out", str(tmp_path / "o"), "--quick", "--tokenizer", "wordpiece"], "--tokenizer"),
     ]
     for argv, word in cases:
         assert main(argv) == 2, argv

@@ -47,15 +47,12 @@ def test_planted_forms_tokenise_as_recorded_in_the_corpus(bpe_toy: Path) -> None
     for entry in truth["forms"]:
         assert not any("Ġ" in p or "ã" in p for p in entry["pieces"] + entry["pieces_attached"])
         form = entry["form"]
-        pattern = (
-            re.escape(form)
-            if entry["language"] == "ja"
-            else rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])"
-        )
+        pattern = re.escape(form) if entry["language"] == "ja" else \
+            rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])"
         for text in [t for t in texts if re.search(pattern, t)][:5]:
             ids = enc.encode(text)
             want = [entry["ids"], entry["ids_attached"]]
-            found += any(ids[i : i + len(w)] == w for w in want for i in range(len(ids)))
+            found += any(ids[i:i + len(w)] == w for w in want for i in range(len(ids)))
             checked += 1
     # Byte-level BPE may merge bytes across a character boundary (で|ネ in 伏見でネコを): a few
     # occurrences tokenise otherwise, as in any byte-level BPE; nearly all match the record.
