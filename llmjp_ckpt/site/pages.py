@@ -237,7 +237,8 @@ def _write_site(run: Path, out: Path, cfg: SiteConfig, saes: dict[int, dict[str,
     figs = _copy_inputs(run, out)
     metrics = load_metrics(saes)
     keys = _scalar_metrics(metrics)
-    from llmjp_ckpt.site.index_page import SaeRow, number, write_index
+    from llmjp_ckpt.site.index_page import SaeRow, write_index
+    from llmjp_ckpt.site.render import number
 
     rows_t = []
     dead: dict[str, int] = {}
