@@ -90,7 +90,7 @@ def test_transitions_equal_recomputation_on_the_toy_series(demo):
         assert fam["checkpoints"] == sorted(sub["checkpoint"].unique().tolist())
         for subset in ("all", "alive", "interpretable"):
             for column in ("language_paper", "language_script", "granularity"):
-                expected = _recomputed_shares(sub, subset, column)
+                expected = _recomputed_shares(sub, subset, column, run)
                 got = {s: fam["per_checkpoint"][subset][s][column] for s in fam["per_checkpoint"][subset]}
                 assert got.keys() == expected.keys()
                 for s in expected:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from llmjp_ckpt.chars import LANGUAGE_THRESHOLD
+from llmjp_ckpt.chars import LANGUAGE_THRESHOLD, char_script, strip_byte_pieces
 from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features.store import FeatureStore
@@ -23,11 +23,17 @@ from llmjp_ckpt.runfolder import parse_step_dir
 
 
 def piece_languages(concepts_json: Path) -> dict[int, str]:
-    """Token id -> language, for the pieces of planted forms that belong to one language only."""
+    """Token id -> language, for the pieces of planted forms that belong to one language only.
+
+    A piece with no letter of either script (SentencePiece's bare ``▁``, a lone byte piece) is no
+    evidence of a form: a feature firing on spaces is not a planted feature of either language.
+    """
     langs: dict[int, set[str]] = {}
     for form in read_json(concepts_json)["forms"]:
-        for i in form["ids"] + form["ids_attached"]:
-            langs.setdefault(int(i), set()).add(form["language"])
+        pieces = form["pieces"] + form["pieces_attached"]
+        for i, piece in zip(form["ids"] + form["ids_attached"], pieces, strict=True):
+            if any(char_script(c) != "neutral" for c in strip_byte_pieces(piece)):
+                langs.setdefault(int(i), set()).add(form["language"])
     return {i: next(iter(s)) for i, s in langs.items() if len(s) == 1}
 
 
