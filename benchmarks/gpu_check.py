@@ -106,31 +106,19 @@ def extraction(model: Any, device: str, peak: float) -> tuple[dict[str, Any], An
 
 def sae_step(device: str, tf32_peak: float) -> dict[str, Any]:
     import torch
-    from sae_lens import LoggingConfig
     from sae_lens.registry import get_sae_training_class
     from sae_lens.training.sae_trainer import SAETrainer, SAETrainerConfig
 
     from llmjp_ckpt.saes.normalisation import TokenNormTopKTrainingSAEConfig
 
-    cfg = SAETrainerConfig(
-        n_checkpoints=0,
-        checkpoint_path=None,
-        save_final_checkpoint=False,
+    cfg = SAETrainerConfig(  # SAELens' defaults elsewhere (no checkpoints, no wandb)
         total_training_samples=100 * BATCH,
         device=device,
-        autocast=False,
         lr=1e-3,
         lr_end=1e-3,
-        lr_scheduler_name="constant",
-        lr_warm_up_steps=0,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        lr_decay_steps=0,
-        n_restart_cycles=1,
         train_batch_size_samples=BATCH,
         dead_feature_window=5,
         feature_sampling_window=1000,
-        logger=LoggingConfig(log_to_wandb=False),
         n_batches_for_norm_estimate=1,
     )
     sc = TokenNormTopKTrainingSAEConfig(

@@ -6,18 +6,17 @@ trainer neither knows nor cares that they come from several checkpoints.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from llmjp_ckpt import atomic
 from llmjp_ckpt.crosscoders.architecture import CrosscoderTrainingSAE, CrosscoderTrainingSAEConfig
 from llmjp_ckpt.errors import UserError
+from llmjp_ckpt.seeding import seed_everything
 
 
 @dataclass
@@ -75,13 +74,6 @@ class CrosscoderConfig:
                             f"({self.present}) <= 1")
 
 
-def seed_all(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def train_crosscoder(stream: Iterator[torch.Tensor], n_blocks: int, d_block: int,
                      cfg: CrosscoderConfig, out: str | Path,
                      block_names: list[str] | None = None) -> Path:
@@ -89,7 +81,7 @@ def train_crosscoder(stream: Iterator[torch.Tensor], n_blocks: int, d_block: int
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
-    seed_all(cfg.seed)
+    seed_everything(cfg.seed)
     sae_cfg = CrosscoderTrainingSAEConfig(
         d_in=n_blocks * d_block, d_sae=cfg.expansion * d_block, k=cfg.k, dtype="float32",
         device=cfg.device, n_blocks=n_blocks, block_names=list(block_names or []),

@@ -22,15 +22,6 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One thread: the machine is shared, and oversubscribed threads slow tiny models badly."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def planted_sae(mode: str = "none", kind: str = "identity", n_dead: int = 0) -> TokenNormTopKSAE:
     """``identity``: W_enc = [I, -I], W_dec = [I; -I], K = d_sae, so decode(encode(x)) = x exactly
     (relu(x) - relu(-x)); ``zero``: the same encoder, a zero decoder (output 0 = the ablation).

@@ -82,32 +82,20 @@ def test_max_saes_per_pass_is_an_upper_bound():
 
 
 def _trainer(d: int, n: int, batch: int, seed: int, k: int = 4):
-    from sae_lens import LoggingConfig
     from sae_lens.registry import get_sae_training_class
     from sae_lens.training.sae_trainer import SAETrainerConfig
 
     from llmjp_ckpt.saes.normalisation import TokenNormTopKTrainingSAEConfig
     from llmjp_ckpt.saes.splitstep import SplitStepTrainer
 
-    cfg = SAETrainerConfig(
-        n_checkpoints=0,
-        checkpoint_path=None,
-        save_final_checkpoint=False,
+    cfg = SAETrainerConfig(  # SAELens' defaults elsewhere (no checkpoints, no wandb)
         total_training_samples=10 * batch,
         device="cpu",
-        autocast=False,
         lr=1e-2,
         lr_end=1e-2,
-        lr_scheduler_name="constant",
-        lr_warm_up_steps=0,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        lr_decay_steps=0,
-        n_restart_cycles=1,
         train_batch_size_samples=batch,
         dead_feature_window=3,
         feature_sampling_window=100,
-        logger=LoggingConfig(log_to_wandb=False),
         n_batches_for_norm_estimate=1,
     )
     torch.manual_seed(seed)

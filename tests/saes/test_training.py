@@ -28,15 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 STEPS = [10, 20]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One thread: the machine is shared, and oversubscribed threads slow tiny models badly."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("world")
