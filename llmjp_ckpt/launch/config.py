@@ -69,6 +69,7 @@ class ClusterConfig:
     time: str = "04:00:00"  # time limit per job; on timeout the job requeues and resumes
     max_parallel: int = 1  # local: jobs at a time; SLURM: array tasks running at a time
     max_requeues: int = 3  # timeouts / preemptions a job may requeue after
+    gpu_memory: str | None = None  # each job's GPU memory ("80GiB"): train jobs = the planner's passes
     sbatch: dict[str, Any] = field(default_factory=dict)  # extra sbatch options {qos: high}
     setup: list[str] = field(default_factory=list)  # shell lines before each job (module load)
 
@@ -89,6 +90,10 @@ class ClusterConfig:
         if not isinstance(self.setup, list) or not all(isinstance(s, str) for s in self.setup):
             raise UserError(f"cluster.setup={self.setup!r}: expected a list of shell lines")
         time_minutes(self.time)
+        if self.gpu_memory is not None:
+            from llmjp_ckpt.saes.plan import parse_size
+
+            parse_size(self.gpu_memory, "cluster.gpu_memory")
 
     @property
     def timeout_min(self) -> int:

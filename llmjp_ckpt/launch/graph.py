@@ -1,8 +1,11 @@
 """The study as a job graph, and what each job's state is in a run folder.
 
-Jobs: ``prepare-data`` -> one ``train/iter_XXXXXXX/pN`` per (checkpoint, planned activation
-pass: the SAEs of one learning rate, at most ``max_saes_per_pass`` of them) -> ``features`` ->
-``compare`` -> ``site``. Each job writes ``RUN/logs/<job>.log`` and ``RUN/logs/<job>.state.json``
+Jobs: ``prepare-data`` -> one ``train/iter_XXXXXXX/pN`` per (checkpoint, activation pass) ->
+``features`` ->
+``compare`` -> ``site``. With ``cluster.gpu_memory`` the passes are the memory planner's
+(``saes.plan``: what fits one job's GPU, the same packing the job's ``train_step`` then makes);
+without it, the SAEs of one learning rate, at most ``max_saes_per_pass`` of them, and each job
+plans its own device. Each job writes ``RUN/logs/<job>.log`` and ``RUN/logs/<job>.state.json``
 (its own files only). What is *done* comes from the stages' own markers: the data stage's
 manifest entry, each SAE's config hash (``saes.training.is_finished``), and for the later
 stages the job's state file with the same config hash and nothing upstream to redo.
@@ -55,8 +58,13 @@ def state_path(run: str | Path, job: Job) -> Path:
     return logs_dir(run) / f"{job.slug}.state.json"
 
 
-def train_passes(cfg: Any) -> list[list[Any]]:
-    """The activation passes ``train_step`` makes for one checkpoint: by lr, then chunked."""
+def train_passes(cfg: Any, gpu_memory: str | None = None) -> list[list[Any]]:
+    """The activation passes of one checkpoint: the planner's for ``gpu_memory``, else by lr, chunked."""
+    if gpu_memory is not None:
+        from llmjp_ckpt.saes.plan import parse_size
+        from llmjp_ckpt.saes.plan import plan as plan_passes
+
+        return [p.specs for p in plan_passes(cfg, parse_size(gpu_memory, "cluster.gpu_memory")).passes]
     specs = cfg.specs()
     by_lr: dict[float, list[Any]] = {}
     for s in specs:
@@ -71,7 +79,7 @@ def plan(launch: LaunchConfig) -> list[Job]:
 
     cfg = as_config(launch.train)
     steps = steps_of(cfg)
-    passes = train_passes(cfg)
+    passes = train_passes(cfg, launch.cluster.gpu_memory)
     jobs = [Job("prepare-data", "data")]
     train_names: list[str] = []
     for i, step in enumerate(steps):

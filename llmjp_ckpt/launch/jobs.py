@@ -34,7 +34,8 @@ def run_job(launch: LaunchConfig, run: Path, job: Job) -> Any:
 
         cfg = tr.as_config(launch.train)
         steps = tr.steps_of(cfg)
-        out = tr.train_step(cfg, run, job.step, steps, tr._data_info(cfg, run), only=job.sae_ids)
+        out = tr.train_step(cfg, run, job.step, steps, tr._data_info(cfg, run), only=job.sae_ids,
+                            memory=launch.cluster.gpu_memory)
         return [str(p) for p in out]
     if job.kind == "features":
         from llmjp_ckpt.features.analyze import FeaturesConfig, analyze_run
