@@ -1,4 +1,4 @@
-"""P8: a crosscoder over N checkpoints vs N independent SAEs on the same stream, per token.
+"""P9: a crosscoder over N checkpoints vs N independent SAEs on the same stream, per token.
 
 Both are trained through SAELens' ``SAETrainer`` on the same planted stream
 (:class:`llmjp_ckpt.crosscoders.stream.Planted`, generated before timing): the crosscoder on
