@@ -1,4 +1,4 @@
-"""P9: what a bf16 language model changes, against fp32 (CPU, a small LLM-jp-shaped model).
+"""B1: what a bf16 language model changes, against fp32 (CPU, a small LLM-jp-shaped model).
 
 Two runs on the same prepared windows and seeds: the LM in fp32 and in bf16 (SAEs keep fp32
 weights in both). Reported: the trained SAEs' explained variance and dead fraction on val, and
