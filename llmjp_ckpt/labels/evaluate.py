@@ -9,7 +9,8 @@ checkpoints flatters it. Second, the older seeded split (a hash of ``(checkpoint
 as a secondary figure. ``--ablation`` adds LOCO κ with each meaning source taken away;
 ``--write-params`` stores thresholds fitted on all features in ``granularity_params.json``.
 Fitting: coordinate search over small grids, objective κ minus a penalty for class shares more
-than 5 points off at a fitted checkpoint (:func:`fit`).
+than 5 points off at a fitted checkpoint (:func:`fit`), minus a pull toward the a-priori
+thresholds whose strength an inner LOCO on the fitted checkpoints chooses (:func:`fit_auto`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ GRID = {
     "sem_mix": [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35],
     "min_examples": [1, 2, 3, 5, 8],
     "sem_ctx_max": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+    "sem_distinct_max": [0.7, 0.8, 0.85, 0.9, 1.0],
 }
 
 
@@ -56,29 +58,82 @@ def in_fit_part(rec: FeatureRecord, seed: int = 0, fit_fraction: float = 0.6) ->
     return int(h[:8], 16) / 0xFFFFFFFF < fit_fraction
 
 
-def _score(stats: Sequence[TokenStats], gold: Sequence[str], groups: Sequence, p: RuleParams) -> float:
+# Strengths of the pull toward the a-priori thresholds (``RuleParams()``) that the fit may use;
+# one is chosen by an inner LOCO on the fitted checkpoints only (:func:`choose_shrink`).
+SHRINK = (0.0, 0.01, 0.02, 0.05, 0.1, 1.0)
+
+
+def _penalty(p: RuleParams, prior: RuleParams, grid: Mapping[str, Sequence]) -> float:
+    """How far ``p`` moved from ``prior``: Σ |Δ| / grid range over the searched thresholds."""
+    return sum(abs(getattr(p, k) - getattr(prior, k)) / ((max(v) - min(v)) or 1)
+               for k, v in grid.items())
+
+
+def _score(stats: Sequence[TokenStats], gold: Sequence[str], groups: Sequence, p: RuleParams,
+           shrink: float = 0.0, prior: RuleParams | None = None,
+           grid: Mapping[str, Sequence] | None = None) -> float:
     pred = [decide(s, p)[0] for s in stats]
     a = agreement(gold, pred, LABELS, groups)
-    return a.kappa - 2.0 * max(0.0, a.max_share_gap() - 0.05)
+    score = a.kappa - 2.0 * max(0.0, a.max_share_gap() - 0.05)
+    if shrink:
+        score -= shrink * _penalty(p, prior or RuleParams(), GRID if grid is None else grid)
+    return score
 
 
 def fit(stats: Sequence[TokenStats], gold: Sequence[str], groups: Sequence,
         start: RuleParams | None = None, rounds: int = 3,
-        grid: Mapping[str, Sequence] | None = None) -> RuleParams:
-    """Coordinate search over ``grid`` (:data:`GRID`), starting from ``start`` (defaults)."""
-    best = start or RuleParams()
-    best_score = _score(stats, gold, groups, best)
+        grid: Mapping[str, Sequence] | None = None, shrink: float = 0.0) -> RuleParams:
+    """Coordinate search over ``grid`` (:data:`GRID`), starting from ``start`` (the a-priori
+    ``RuleParams()``); ``shrink`` > 0 penalises moving away from ``start``."""
+    grid = GRID if grid is None else grid
+    prior = best = start or RuleParams()
+    best_score = _score(stats, gold, groups, best, shrink, prior, grid)
     for _ in range(rounds):
         changed = False
-        for name, values in (GRID if grid is None else grid).items():
+        for name, values in grid.items():
             for v in values:
                 cand = replace(best, **{name: v})
-                s = _score(stats, gold, groups, cand)
+                s = _score(stats, gold, groups, cand, shrink, prior, grid)
                 if s > best_score + 1e-9:
                     best, best_score, changed = cand, s, True
         if not changed:
             break
     return best
+
+
+def choose_shrink(stats: Sequence[TokenStats], gold: Sequence[str], groups: Sequence,
+                  grid: Mapping[str, Sequence] | None = None, start: RuleParams | None = None,
+                  candidates: Sequence[float] = SHRINK) -> float:
+    """The :data:`SHRINK` strength whose fits transfer best between the given checkpoints:
+    mean κ over an inner LOCO (fit on all but one of ``groups``, score that one); ties go to
+    the stronger pull. Fewer than two checkpoints: no inner LOCO, 0 (a plain fit)."""
+    cks = sorted(set(groups), key=str)
+    if len(cks) < 2:
+        return 0.0
+    best: tuple[float, float] | None = None
+    for lam in candidates:
+        ks = []
+        for held in cks:
+            tr = [i for i, g in enumerate(groups) if g != held]
+            te = [i for i, g in enumerate(groups) if g == held]
+            p = fit([stats[i] for i in tr], [gold[i] for i in tr], [groups[i] for i in tr],
+                    start=start, grid=grid, shrink=lam)
+            ks.append(agreement([gold[i] for i in te], [decide(stats[i], p)[0] for i in te],
+                                LABELS, [held] * len(te)).kappa)
+        key = (round(sum(ks) / len(ks), 9), lam)
+        if best is None or key > best:
+            best = key
+    assert best is not None
+    return best[1]
+
+
+def fit_auto(stats: Sequence[TokenStats], gold: Sequence[str], groups: Sequence,
+             grid: Mapping[str, Sequence] | None = None, start: RuleParams | None = None,
+             shrink: float | None = None) -> tuple[RuleParams, float]:
+    """:func:`fit` with the pull strength ``shrink`` (None: :func:`choose_shrink`); returns the
+    thresholds and the strength used."""
+    lam = choose_shrink(stats, gold, groups, grid, start) if shrink is None else shrink
+    return fit(stats, gold, groups, start=start, grid=grid, shrink=lam), lam
 
 
 def evaluate(records: Sequence[FeatureRecord], params: RuleParams,
@@ -99,34 +154,38 @@ class Rotation:
     agreement: Agreement
     pred: list[str]  # predicted labels of the held-out features, in record order
     gold: list[str]
+    shrink: float = 0.0  # pull toward the a-priori thresholds, chosen by the inner LOCO
 
 
 def loco_from_stats(stats: Sequence[TokenStats], gold: Sequence[str], groups: Sequence,
                     grid: Mapping[str, Sequence] | None = None,
-                    start: RuleParams | None = None) -> list[Rotation]:
-    """Leave-one-checkpoint-out: one :class:`Rotation` per distinct value of ``groups``."""
+                    start: RuleParams | None = None,
+                    shrink: float | None = None) -> list[Rotation]:
+    """Leave-one-checkpoint-out: one :class:`Rotation` per distinct value of ``groups``; the
+    fit (and its pull strength, :func:`choose_shrink`) sees the other checkpoints only."""
     out = []
     for held in sorted(set(groups)):
         tr = [i for i, g in enumerate(groups) if g != held]
         te = [i for i, g in enumerate(groups) if g == held]
-        p = fit([stats[i] for i in tr], [gold[i] for i in tr], [groups[i] for i in tr],
-                start=start, grid=grid)
+        p, lam = fit_auto([stats[i] for i in tr], [gold[i] for i in tr], [groups[i] for i in tr],
+                          grid=grid, start=start, shrink=shrink)
         pred = [decide(stats[i], p)[0] for i in te]
         g = [gold[i] for i in te]
         out.append(Rotation(held, len(tr), p, agreement(g, pred, LABELS, [held] * len(te)),
-                            pred, g))
+                            pred, g, lam))
     return out
 
 
 def loco(records: Sequence[FeatureRecord], dictionary: Dictionary | None = None,
-         grid: Mapping[str, Sequence] | None = None, **stats_kw) -> list[Rotation]:
+         grid: Mapping[str, Sequence] | None = None, start: RuleParams | None = None,
+         shrink: float | None = None, **stats_kw) -> list[Rotation]:
     """LOCO validation of the rule classifier on ``records`` (labelled, ≥ 2 checkpoints)."""
     recs = [r for r in records if r.granularity]
     if len({r.checkpoint for r in recs}) < 2:
         raise ValueError("LOCO needs labelled features of at least two checkpoints")
     stats = [token_stats(r.examples, dictionary=dictionary, **stats_kw) for r in recs]
     return loco_from_stats(stats, [r.granularity for r in recs], [r.checkpoint for r in recs],
-                           grid=grid)
+                           grid=grid, start=start, shrink=shrink)
 
 
 def loco_confusion(rotations: Sequence[Rotation]) -> list[list[int]]:
@@ -159,13 +218,14 @@ def format_loco(rotations: Sequence[Rotation], title: str = "LOCO") -> str:
 
 
 def fit_records(records: Sequence[FeatureRecord], dictionary: Dictionary | None = None,
-                **stats_kw) -> RuleParams:
-    """Thresholds fitted on every labelled feature of ``records``."""
+                **stats_kw) -> tuple[RuleParams, float]:
+    """Thresholds fitted on every labelled feature of ``records``, and the pull strength toward
+    the a-priori thresholds that an inner LOCO over their checkpoints chose."""
     recs = [r for r in records if r.granularity]
     if not recs:
         raise ValueError("no feature carries a granularity label")
     stats = [token_stats(r.examples, dictionary=dictionary, **stats_kw) for r in recs]
-    return fit(stats, [r.granularity for r in recs], [r.checkpoint for r in recs])
+    return fit_auto(stats, [r.granularity for r in recs], [r.checkpoint for r in recs])
 
 
 def write_params(path: str | Path, params: RuleParams, info: dict) -> None:
@@ -209,30 +269,49 @@ def refit(records: Sequence[FeatureRecord], labels_path: str | Path, out: str | 
         lines.append(format_loco(rotations, "LOCO on your labels"))
     else:
         lines.append("LOCO needs labels from two or more checkpoints: not reported")
-    params = fit_records(recs, dic)
+    params, lam = fit_records(recs, dic)
     write_params(out, params, {
         "input": Path(labels_path).name, "n_fit": len(recs), "split": "all given labels",
         "dictionary": "JMdict (jamdict-data)" if dic is not None else "none",
+        "shrink": lam,
         "loco_kappa": {str(r.held): round(r.agreement.kappa, 3) for r in rotations}})
-    lines.append("fitted: " + ", ".join(f"{k} {v}" for k, v in asdict(params).items()))
+    lines.append(f"fitted (pull toward the a-priori thresholds {lam}, chosen by inner LOCO): "
+                 + ", ".join(f"{k} {v}" for k, v in asdict(params).items()))
     lines.append(f"wrote {out} (use it: features config `granularity_params: {out}`)")
     return "\n".join(lines)
 
 
 def ablation(records: Sequence[FeatureRecord], dictionary: Dictionary | None) -> str:
-    """LOCO κ per rotation as meaning sources are added one at a time (what each one adds)."""
-    no_ctx = {k: v for k, v in GRID.items() if k != "sem_ctx_max"}
-    rows = [("spelling/inflection/loanword rules only", None, no_ctx),
-            ("+ JMdict glosses", dictionary, no_ctx),
-            ("+ context variety (sem_ctx_max)", dictionary, GRID)]
+    """LOCO κ per rotation as meaning sources and fitting safeguards are added one at a time."""
+    old = {k: v for k, v in GRID.items() if k != "sem_distinct_max"}
+    no_ctx = {k: v for k, v in old.items() if k != "sem_ctx_max"}
+    off = RuleParams(sem_frame_ctx=0.0, sem_distinct_max=1.0)  # the two newest rules off
+    frame = RuleParams(sem_distinct_max=1.0)
+    strict = dict(GRID, sem_frame_ctx=[0.0, 0.02, 0.04, 0.05, 0.06, 0.08, 0.1])
+    rows = [("spelling/inflection/loanword rules only", None, no_ctx, off, 0.0),
+            ("+ JMdict glosses", dictionary, no_ctx, off, 0.0),
+            ("+ context variety (sem_ctx_max)", dictionary, old, off, 0.0),
+            ("+ fixed-frame rule (sem_frame_ctx 0.05)", dictionary, old, frame, 0.0),
+            ("+ inner-LOCO pull to a-priori thresholds", dictionary, old, frame, None),
+            ("+ recurring forms (sem_distinct_max, prior 0.85)", dictionary, GRID, None, None),
+            ("  the same, a-priori thresholds, nothing fitted", dictionary, {}, None, 0.0),
+            ("  strict: both new rules off a priori, fitted in LOCO", dictionary, strict, off, None)]
     lines = ["ABLATION: LOCO kappa per held-out checkpoint (min, mean)"]
-    for name, d, grid in rows:
+    stats = {}
+    recs = [r for r in records if r.granularity]
+    for name, d, grid, start, shrink in rows:
         if d is None and name.startswith("+ JMdict"):
             lines.append(f"  {name}: skipped (jamdict-data not installed)")
             continue
-        ks = [r.agreement.kappa for r in loco(records, d, grid=grid)]
-        lines.append(f"  {name:<42} " + "  ".join(f"{k:.3f}" for k in ks)
-                     + f"   (min {min(ks):.3f}, mean {sum(ks) / len(ks):.3f})")
+        if id(d) not in stats:
+            stats[id(d)] = [token_stats(r.examples, dictionary=d) for r in recs]
+        rots = loco_from_stats(stats[id(d)], [r.granularity for r in recs],
+                               [r.checkpoint for r in recs], grid=grid, start=start, shrink=shrink)
+        ks = [r.agreement.kappa for r in rots]
+        gap = max(r.agreement.max_share_gap() for r in rots)
+        lines.append(f"  {name:<54} " + "  ".join(f"{k:.3f}" for k in ks)
+                     + f"   (min {min(ks):.3f}, mean {sum(ks) / len(ks):.3f}; share gap "
+                     f"{100 * gap:.1f})")
     lines.append("  input embeddings of the checkpoint: not measurable here (the dev file has no "
                  "checkpoint); hook: RuleBackend(embed=embedder_from_vocab(vocab, W_E))")
     return "\n".join(lines)
@@ -259,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     rotations = loco(records, dic)
     print(format_loco(rotations, "LOCO (the lead figure)"))
     for r in rotations:
-        print(f"  params without {r.held}: "
+        print(f"  params without {r.held} (shrink {r.shrink}): "
               + ", ".join(f"{k} {v}" for k, v in asdict(r.params).items() if k in GRID))
     from llmjp_ckpt.labels.uncertainty import format_intervals, share_intervals
 
@@ -290,10 +369,11 @@ def main(argv: list[str] | None = None) -> int:
                 forms = ", ".join(f"{f!r}x{c}" for f, c in st.top_forms[:4])
                 print(f"  {r.checkpoint} {r.feature} {part}: {r.granularity} -> {label} ({conf:.2f}) {forms}")
     if args.write_params:
-        params_all = fit_records(records, dic)
+        params_all, lam = fit_records(records, dic)
         write_params(PARAMS_FILE, params_all, {
             "input": args.input.name, "n_fit": len(records), "split": "all labelled features",
             "dictionary": "JMdict (jamdict-data)" if dic is not None else "none",
+            "shrink": lam,
             "loco_kappa": {str(r.held): round(r.agreement.kappa, 3) for r in rotations}})
         print(f"\nwrote {PARAMS_FILE} (fitted on all {len(records)} features)")
     return 0

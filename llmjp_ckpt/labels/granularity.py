@@ -11,7 +11,11 @@ takes the max-activating token (first on ties) and the whole word around it, the
   ``jamdict-data`` is installed), or — when a hook is given — close in the model's own
   embedding space or paired in a lexicon file → ``synonym``;
 * whether diverse max tokens still share one shape (all katakana, all digits, all capitalised
-  Latin words, ...) and one script → ``semantic``; otherwise ``uninterpretable``.
+  Latin words, ...) and one script, and forms recur (not a new form in nearly every example)
+  → ``semantic``; otherwise ``uninterpretable``;
+* whether diverse max tokens fill one slot of a fixed frame — nearly all follow the same token
+  ("on air / screen / stage") → ``semantic`` even when one form dominates (checked before the
+  token rules).
 
 The few thresholds live in ``granularity_params.json`` beside this module (fitted on part of
 the authors' labelled features; ``docs/labels-eval.md`` gives the split and the figures).
@@ -386,6 +390,14 @@ class RuleParams:
     sem_shape: float = 0.6  # semantic: one shape class covers ≥ this ...
     sem_mix: float = 0.2  # ... and the minority script has < this of the vote ...
     sem_ctx_max: float = 1.0  # ... and distinct tokens before the max ≤ this per example
+    # semantic, a slot in a fixed frame ("on air / screen / stage"): ≥ 3 strongest forms, the top
+    # one < frame_p1, nearly all after one token (distinct previous tokens ≤ this per example);
+    # fixed a priori, not fitted (docs/labels-eval.md): 0.05 is ≤ 2 previous tokens in 50
+    sem_frame_ctx: float = 0.05
+    sem_frame_p1: float = 0.8
+    # semantic (both rules): distinct strongest forms ≤ this per example — a kind of word
+    # recurs; when nearly every example has a form of its own, nothing does (fitted; prior 0.85)
+    sem_distinct_max: float = 0.85
     min_examples: int = 3  # fewer examples: only 'token' if all agree, else uninterpretable
 
     @classmethod
@@ -435,11 +447,16 @@ def decide(st: TokenStats, p: RuleParams) -> tuple[str, float]:
         return "synonym", conf(st.form_variant, p.syn_variant)
     if st.cluster >= p.syn_cluster and st.variant >= p.syn_meaning:
         return "synonym", conf(st.variant, p.syn_meaning)
+    recurs = st.distinct <= p.sem_distinct_max * st.n
+    if (st.ctx_prev <= p.sem_frame_ctx and st.distinct >= 3 and st.p1 < p.sem_frame_p1
+            and st.shape >= p.sem_shape and st.script_mix < p.sem_mix and recurs):
+        return "semantic", conf(st.shape, p.sem_shape)
     if st.p1 >= p.token_p1:
         return "token", conf(st.p1, p.token_p1)
     if st.p2 >= p.token_p2 and st.p1 >= p.token_pair_p1:
         return "token", conf(st.p2, p.token_p2)
-    if st.shape >= p.sem_shape and st.script_mix < p.sem_mix and st.ctx_prev <= p.sem_ctx_max:
+    if (st.shape >= p.sem_shape and st.script_mix < p.sem_mix and st.ctx_prev <= p.sem_ctx_max
+            and recurs):
         return "semantic", conf(st.shape, p.sem_shape)
     # Uninterpretable: as sure as the nearest other decision is far.
     to_token = (p.token_p2 - st.p2) / p.token_p2

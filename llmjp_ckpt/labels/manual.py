@@ -12,6 +12,7 @@ token can never move the cursor or recolour the terminal.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
@@ -83,7 +84,13 @@ def read_labels(path: str | Path) -> dict[tuple[int | None, int | None], str]:
     done: dict[tuple[int | None, int | None], str] = {}
     if not path.exists():
         return done
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # a gzipped JSONL (e.g. a peer-format file used as labels)
+            raw = gzip.decompress(raw)
+        lines = raw.decode("utf-8").splitlines()
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: expected a UTF-8 JSONL of labels, optionally gzipped ({exc})") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -153,7 +153,7 @@ def test_loco_on_peer_file_keeps_its_measured_level(capsys):
         print(f"\nLOCO kappa (dictionary {'on' if dic else 'off'}): "
               + ", ".join(f"{r.held} {k:.3f}" for r, k in zip(rots, ks)))
     # regression guards at the measured level (docs/labels-eval.md), not the goal
-    assert min(ks) >= 0.55 and sum(ks) / len(ks) >= 0.68
+    assert min(ks) >= 0.72 and sum(ks) / len(ks) >= 0.76  # measured 0.748 / 0.783 (0.740 off)
     assert "sem_ctx_max" in GRID
 
 

@@ -35,7 +35,7 @@ def small_file(tmp_path):
     return write_jsonl(tmp_path / "f.jsonl.gz", [
         feature(10, 0, [" Tokyo"] * 10, language="en", granularity="token"),
         feature(10, 1, ["ダーク"] * 5 + [" dark"] * 5, language="mix", granularity="synonym"),
-        feature(1000, 2, ["ク", "ツ", "リ", "ニ", "ラン", "シャ", "シ", "ッ", "ヴィ", "スカ"],
+        feature(1000, 2, ["ク", "ツ", "リ", "ニ", "ラン", "シャ", "シ", "ッ", "ヴィ", "スカ"] * 2,
                 language="ja", granularity="semantic"),
         feature(1000, 3, ["京都"] * 10, language="ja", granularity="uninterpretable"),
     ], gz=True)
