@@ -27,6 +27,7 @@ COMMANDS = [
     "label",
     "match",
     "compare",
+    "sizes",
     "site",
     "upload",
     "export",

@@ -61,3 +61,23 @@ def build_checkpoints(root: Path, steps: list[int], tokenizer, **overrides) -> P
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
     return root
+
+
+STANDIN = "llm-jp/llm-jp-3-1.8b"
+
+
+def standin_registry(folder: Path, name: str = STANDIN) -> Path:
+    """A registry file declaring the tiny checkpoints a stand-in for ``name``: the packaged
+    entry with its steps and revisions but without its ``shape``, which a tiny model fails.
+    Set it as ``$LLMJP_CKPT_REGISTRY`` (and clear ``adapter.registry``'s cache)."""
+    import dataclasses
+
+    import yaml
+
+    from llmjp_ckpt.models.registry import load_registry
+
+    entry = dataclasses.asdict(load_registry()[name]) | {"shape": None}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "standin.yaml"
+    path.write_text(yaml.safe_dump({"models": [entry]}), encoding="utf-8")
+    return path

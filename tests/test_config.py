@@ -83,8 +83,10 @@ def test_nested_and_train_config_types():
         TrainConfig.from_dict({**data, "model": {**data["model"], "steps": [10, "a"]}}, "t.yaml")
     with pytest.raises(UserError, match=r"^t\.yaml: saes: k=32: expected list of int$"):
         TrainConfig.from_dict({**data, "saes": {**data["saes"], "k": 32}}, "t.yaml")
-    with pytest.raises(UserError, match=r"^t\.yaml: hook_layer='12': expected int$"):
+    with pytest.raises(UserError, match=r"^hook_layer='12': expected an int \(1-based layer\) or a TransformerLens"):
         TrainConfig.from_dict({**data, "hook_layer": "12"}, "t.yaml")
+    with pytest.raises(UserError, match=r"^t\.yaml: hook_layer=1\.5: expected int, str or list of int or str$"):
+        TrainConfig.from_dict({**data, "hook_layer": 1.5}, "t.yaml")
     with pytest.raises(UserError, match=r"compare config: match: threshold='x': expected float$"):
         CompareConfig(match={"threshold": "x"})
 

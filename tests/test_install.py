@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.model_builders import build_checkpoints, build_tokenizer
+from tests.model_builders import build_checkpoints, build_tokenizer, standin_registry
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +126,7 @@ for name in ("paper/sae.yaml", "configs/paper/sae.yaml"):
     assert TrainConfig.from_yaml(name).model.source == "llm-jp/llm-jp-3-1.8b"
 print("ok", here)
 """
-    env = installed["env"] | {"LLMJP_CKPT_ROOT": str(installed["root"])}
+    standin = standin_registry(installed["cwd"].parent / "standin")  # tiny: no 1.8b shape
+    env = installed["env"] | {"LLMJP_CKPT_ROOT": str(installed["root"]), "LLMJP_CKPT_REGISTRY": str(standin)}
     out = _run([str(installed["py"]), "-c", code], installed["cwd"], env)
     assert "ok " in out and "logits (1," in out

@@ -21,8 +21,8 @@ import numpy as np
 
 from llmjp_ckpt import atomic, config
 from llmjp_ckpt.compare import figures as figs
+from llmjp_ckpt.compare import layers, peers, seeds
 from llmjp_ckpt.compare import lineages as lin
-from llmjp_ckpt.compare import seeds
 from llmjp_ckpt.compare import transitions as tr
 from llmjp_ckpt.compare.decoders import check_comparable, load_decoder
 from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
@@ -44,6 +44,7 @@ class CompareConfig:
     related_threshold: float = 0.5  # cosine at/above which features count as related (splits, merges, mix origins)
     language_column: str = "language_paper"  # which language label the mix-origin analysis uses
     png: bool = True  # also export PNG figures (skipped with a log line when no browser)
+    peer_dir: str | None = None  # imported peer SAEs (iter_*/<peer_id>/; RUN-relative); default RUN/peer if present
 
     def __post_init__(self) -> None:
         if isinstance(self.match, dict):
@@ -160,12 +161,20 @@ def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force:
     check_device(cfg.match.device, "compare config: match.device")  # before anything is written
     run = RunFolder(run_dir)
     series = find_saes(run.root)
+    proot = peers.peer_root(run.root, cfg.peer_dir)
+    peer_saes = peers.find_peers(proot) if proot is not None else {}
     feats_path = run.path("analysis", "features.parquet")
     df = tr.load_features(feats_path)
     st = feats_path.stat()
     # the SAEs' weight hashes: a retrained SAE (same id) reruns the matching
     hashes = {f"{step_dir(s)}/{k}": weights_hash(p) for k, v in series.items() for s, p in v}
-    stage_cfg = {**without_runtime(dataclasses.asdict(cfg)),  # the match device: not hashed
+    cfg_dict = without_runtime(dataclasses.asdict(cfg))  # the match device: not hashed
+    if cfg.peer_dir is None:
+        cfg_dict.pop("peer_dir")  # runs without peers keep their stage hash
+    if peer_saes:  # a re-imported peer reruns the comparison
+        cfg_dict["peer_weights_hashes"] = {f"{step_dir(s)}/{k}": weights_hash(p)
+                                           for k, v in peer_saes.items() for s, p in v.items()}
+    stage_cfg = {**cfg_dict,
                  "inputs": {k: [s for s, _ in v] for k, v in series.items()},
                  "sae_weights_hashes": hashes,
                  "features_parquet": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}
@@ -189,6 +198,12 @@ def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force:
         result["seed_baseline"] = seeds.seed_baseline(series, result["families"], cfg.match,
                                                       run.path("analysis", "matches", "seeds"))
         fig_objs.update(seeds.figures(result["seed_baseline"]))
+        # a layer sweep: each cell's per-layer families side by side (layer x checkpoint)
+        result["layers"] = layers.layer_view(series, result["families"])
+        fig_objs.update(layers.figures(result["layers"]))
+        # ours against imported peer SAEs (the study's): how many of theirs ours finds
+        result["peers"] = peers.compare_peers(series, peer_saes, cfg.match, run.path("analysis", "matches", "peer"))
+        fig_objs.update(peers.figures(result["peers"]))
         result["figures"] = figs.write_figures(fig_objs, run.path("analysis", "figures"), png=cfg.png)
         lineages = {k: v.get("lineages") for k, v in result["families"].items()}
         atomic.write_json(run.path("analysis", "lineages.json"), lineages)

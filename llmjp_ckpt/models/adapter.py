@@ -172,6 +172,9 @@ def read_config(res: Resolved) -> dict[str, Any]:
         cfg = AutoConfig.from_pretrained(res.hub_repo, revision=res.revision).to_dict()
         where = res.location
     validate_config(cfg, where, local=res.local_dir is not None)
+    entry = registry().get(res.name)
+    if entry is not None:  # a registered model's checkpoint must have its registered shape
+        entry.check_shape(cfg, where)
     return cfg
 
 

@@ -21,6 +21,10 @@ from llmjp_ckpt.runfolder import STEP_DIR_RE, step_dir
 REGISTRY_DIR = MODELS_DIR  # the packaged registry
 STEP_SOURCES = ("discover", "transformer_lens", "hub_refs")
 LOADERS = ("adapter", "transformer_lens")
+# A registered shape's keys (TransformerLens' names) -> the Hugging Face config.json key.
+SHAPE_KEYS = {"d_model": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+              "d_vocab": "vocab_size", "d_mlp": "intermediate_size", "n_kv_heads": "num_key_value_heads"}
+SHAPE_REQUIRED = ("d_model", "n_layers", "n_heads", "d_vocab")
 
 
 @dataclass
@@ -51,8 +55,19 @@ class ModelEntry:
     """``adapter``: this package's seam (Llama-shaped checkpoints by name, local folders of any
     architecture TransformerLens converts); ``transformer_lens``: TransformerLens' own loading
     path for a model it knows (``checkpoint_value``, or a hub ``revision``), untouched."""
+    shape: dict[str, int] | None = None
+    """The model's shape (``d_model``, ``n_layers``, ``n_heads``, ``d_vocab``; optionally
+    ``d_mlp``, ``n_kv_heads``): every checkpoint's config.json is checked against it at load,
+    and the planner uses it when no checkpoint is on disk."""
 
     def __post_init__(self) -> None:
+        if self.shape is not None:
+            bad = sorted(set(self.shape) - set(SHAPE_KEYS))
+            missing = [k for k in SHAPE_REQUIRED if k not in self.shape]
+            if bad or missing or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                     for v in self.shape.values()):
+                raise UserError(f"model {self.name}: shape {self.shape!r}: expected positive ints for "
+                                f"{', '.join(SHAPE_REQUIRED)} (optionally d_mlp, n_kv_heads)")
         if isinstance(self.steps, str) and self.steps not in STEP_SOURCES:
             raise UserError(f"model {self.name}: steps must be a list of ints or one of "
                             f"{', '.join(STEP_SOURCES)}, got {self.steps!r}")
@@ -72,6 +87,20 @@ class ModelEntry:
                 raise UserError(f"model {self.name}: steps must be non-negative ints, got {self.steps}")
             if self.steps != sorted(set(self.steps)):
                 raise UserError(f"model {self.name}: steps must be strictly increasing, got {self.steps}")
+
+    def check_shape(self, cfg: dict, where: str) -> None:
+        """A :class:`UserError` (one line) when a checkpoint's config.json is not this model's shape.
+
+        Only the model cards' figures (``SHAPE_REQUIRED``) are checked: ``d_mlp`` / ``n_kv_heads``
+        of most sizes are derived, not read from a config, so they serve the planner only."""
+        for key, want in (self.shape or {}).items():
+            if key not in SHAPE_REQUIRED:
+                continue
+            hf_key = SHAPE_KEYS[key]
+            got = cfg.get(hf_key, cfg.get("num_attention_heads") if key == "n_kv_heads" else None)
+            if got is not None and got != want:
+                raise UserError(f"{where}: {hf_key}={got} but {self.name} has {key}={want}: expected a "
+                                f"checkpoint of {self.name} (is the checkpoint root another model's?)")
 
     def root(self, override: str | Path | None = None) -> Path | None:
         """The local checkpoint root in force: argument, then environment, then config."""

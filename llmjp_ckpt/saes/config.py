@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,11 +108,15 @@ class SaeSpec:
     normalisation: str
     seed: int = 0
     """The grid seed (``saes.seeds``): 0 is the plain SAE, s > 0 its seed-s twin."""
+    layer: int | str | None = None
+    """Its entry of a layer sweep (``hook_layer`` given as a list); ``None``: the config's one layer."""
 
     @property
     def base_id(self) -> str:
-        """The sae_id of this cell's seed-0 SAE (the seed baseline's reference)."""
-        return f"x{self.expansion}_k{self.k}_lr{self.lr:g}_{self.normalisation}"
+        """The sae_id of this cell's seed-0 SAE (the seed baseline's reference); a layer sweep
+        adds ``_L{layer}`` (``_L<hook name>`` for a hook given by name)."""
+        layer = "" if self.layer is None else f"_L{self.layer}"
+        return f"x{self.expansion}_k{self.k}_lr{self.lr:g}_{self.normalisation}{layer}"
 
     @property
     def sae_id(self) -> str:
@@ -122,7 +127,47 @@ class SaeSpec:
         out = dataclasses.asdict(self)
         if not self.seed:
             out.pop("seed")
+        if self.layer is None:  # single-layer configs: the hash as before layer sweeps existed
+            out.pop("layer")
         return out
+
+
+HOOK_NAME_RE = re.compile(r"^blocks\.(\d+)\.hook_[a-z_]+$")
+
+
+def check_layers(value: Any, where: str = "hook_layer") -> None:
+    """A 1-based layer >= 1, a ``blocks.N.hook_…`` name, or a non-empty list of distinct ones."""
+    entries = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and (not value or len({str(v) for v in value}) != len(value)):
+        raise UserError(f"{where}={value!r}: expected a non-empty list of distinct layers or hook names")
+    for v in entries:
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise UserError(f"{where}={v!r}: expected a 1-based layer or a hook name such as blocks.11.hook_resid_post")
+        if isinstance(v, int) and v < 1:
+            raise UserError(f"{where}={v}: expected a 1-based layer >= 1")
+        if isinstance(v, str) and not HOOK_NAME_RE.match(v):
+            raise UserError(f"{where}={v!r}: expected an int (1-based layer) or a TransformerLens hook name "
+                            "such as blocks.11.hook_resid_post")
+
+
+def resolve_hook(layer: int | str, n_layers: int | None = None) -> tuple[str, int]:
+    """``(hook name, 0-based block)`` of one ``hook_layer`` entry; a :class:`UserError` when the
+    model has no such block."""
+    if isinstance(layer, int):
+        from llmjp_ckpt.models.adapter import study_layer_hook
+
+        return study_layer_hook(layer, n_layers), layer - 1
+    m = HOOK_NAME_RE.match(layer)
+    block = int(m.group(1)) if m else -1
+    if block < 0 or (n_layers is not None and block >= n_layers):
+        raise UserError(f"hook_layer: {layer!r} is out of range: expected a hook of blocks 0..{(n_layers or 1) - 1}")
+    return layer, block
+
+
+def check_layers_fit(cfg: TrainConfig, n_layers: int) -> None:
+    """Every ``hook_layer`` entry names a block of an ``n_layers``-block model (else UserError)."""
+    for layer in cfg.layers():
+        resolve_hook(layer, n_layers)
 
 
 @dataclass
@@ -130,8 +175,11 @@ class TrainConfig:
     """A training run: model checkpoints, hook, SAE grid, SAELens runner fields, metrics."""
 
     model: ModelSpec
-    hook_layer: int = 12
-    """1-based layer: the output of that block (``blocks.{layer-1}.hook_resid_post``)."""
+    hook_layer: int | str | list[int | str] = 12
+    """1-based layer: the output of that block (``blocks.{layer-1}.hook_resid_post``), or a
+    TransformerLens hook name (``blocks.N.hook_…``). A list is a layer sweep: the grid is
+    trained at every entry from one forward pass per batch (SAELens' multi-hook store), and
+    each SAE id ends in ``_L{entry}``."""
     saes: SaeGrid = field(default_factory=SaeGrid)
     sae_options: dict[str, Any] = field(default_factory=dict)
     """Extra fields of the TopK training SAE config (e.g. aux_loss_coefficient)."""
@@ -148,8 +196,7 @@ class TrainConfig:
     """SAEs trained from one activation pass (MultiSAE); ``None``: all SAEs sharing a learning rate."""
 
     def __post_init__(self) -> None:
-        if self.hook_layer < 1:
-            raise UserError(f"hook_layer={self.hook_layer}: expected a 1-based layer >= 1")
+        check_layers(self.hook_layer)
         g = self.saes
         for name in ("expansion", "k", "lr", "normalisation"):
             if not getattr(g, name):
@@ -247,8 +294,22 @@ class TrainConfig:
 
     def specs(self) -> list[SaeSpec]:
         g = self.saes
-        return [SaeSpec(e, k, float(lr), n, sd) for e, k, lr, n, sd in
-                itertools.product(g.expansion, g.k, g.lr, g.normalisation, g.seeds)]
+        layers: list[int | str | None] = list(self.hook_layer) if self.is_sweep else [None]
+        return [SaeSpec(e, k, float(lr), n, sd, layer) for layer, e, k, lr, n, sd in
+                itertools.product(layers, g.expansion, g.k, g.lr, g.normalisation, g.seeds)]
+
+    @property
+    def is_sweep(self) -> bool:
+        """``hook_layer`` is a list (a layer sweep: SAE ids carry the layer)."""
+        return isinstance(self.hook_layer, list)
+
+    def layers(self) -> list[int | str]:
+        """The layers trained: ``hook_layer`` as a list."""
+        return list(self.hook_layer) if isinstance(self.hook_layer, list) else [self.hook_layer]
+
+    def layer_of(self, spec: SaeSpec) -> int | str:
+        """The layer (1-based int or hook name) of one SAE of the grid."""
+        return self.hook_layer if spec.layer is None else spec.layer  # type: ignore[return-value]
 
     def runner_fields(self) -> dict[str, Any]:
         """Runner fields with our defaults filled in (``logger`` as a dict)."""

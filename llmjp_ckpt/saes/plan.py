@@ -12,7 +12,8 @@ Peak memory of a pass (bytes, fp32 SAEs; the coefficients were measured on CPU w
 
 - the language model's weights (``n_params`` x its dtype) and one forward's transients;
 - SAELens' mixing buffer: ``n_batches_in_buffer x 64`` activations x ``d_in`` x 4, up to 3x
-  while it is refilled (concatenate + permute);
+  while it is refilled (concatenate + permute), once per hook of the pass (a layer sweep's
+  multi-hook store concatenates every hook's activations in one buffer);
 - every SAE's parameters, gradients and Adam's two moments: 4 x params x 4;
 - the step of the SAE being stepped: ``STEP_DENSE`` dense (batch / micro_batches) x d_sae fp32
   tensors (hidden pre-activations before and after the decoder-norm rescale, the TopK
@@ -22,7 +23,8 @@ Peak memory of a pass (bytes, fp32 SAEs; the coefficients were measured on CPU w
   ``TrainStepOutput`` (``feature_acts`` and ``hidden_pre``: ``KEPT_DENSE`` dense tensors, plus
   ``sae_in`` / ``sae_out``). SAEs are stepped smallest first, which minimises that peak.
 
-Time: FLOPs at a stated fraction of the device's peak (:class:`Throughput`).
+Time: FLOPs at a stated fraction of the device's peak (:class:`Throughput`); the language model
+runs once per batch up to the deepest hooked block of the pass.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from llmjp_ckpt.errors import UserError
-from llmjp_ckpt.saes.config import SaeSpec, TrainConfig
+from llmjp_ckpt.saes.config import SaeSpec, TrainConfig, check_layers_fit, resolve_hook
 
 GiB = 1024**3
 STEP_DENSE = {
@@ -123,6 +125,17 @@ LLMJP_3_1_8B = ModelShape(n_layers=24, d_model=2048, n_heads=16, d_mlp=7168, d_v
 KNOWN_SHAPES = {"llm-jp/llm-jp-3-1.8b": LLMJP_3_1_8B}
 
 
+def registry_shape(name: str) -> ModelShape | None:
+    """The shape a registry entry declares (``shape:`` with ``d_mlp``), else ``None``."""
+    from llmjp_ckpt.models.registry import load_registry
+
+    entry = load_registry().get(name)
+    sh = entry.shape if entry is not None else None
+    if not sh or "d_mlp" not in sh:
+        return None
+    return ModelShape(sh["n_layers"], sh["d_model"], sh["n_heads"], sh["d_mlp"], sh["d_vocab"])
+
+
 def model_shape(cfg: TrainConfig) -> tuple[ModelShape, str]:
     """The model's shape from a checkpoint's config.json on disk, else the built-in table."""
     candidates: list[Path] = []
@@ -149,6 +162,9 @@ def model_shape(cfg: TrainConfig) -> tuple[ModelShape, str]:
             )
     if cfg.model.source in KNOWN_SHAPES:
         return KNOWN_SHAPES[cfg.model.source], f"built-in shape of {cfg.model.source}"
+    registered = registry_shape(cfg.model.source)
+    if registered is not None:
+        return registered, f"registered shape of {cfg.model.source}"
     raise UserError(
         f"model.source={cfg.model.source!r}: no config.json found to plan from "
         "(expected a checkpoint folder on disk or a known model)"
@@ -239,15 +255,21 @@ class Estimator:
         self.aux = float(cfg.sae_options.get("aux_loss_coefficient", 1.0)) > 0
         self.lm_bytes = DTYPE_BYTES.get(cfg.model.dtype, 4)
 
-    def fixed(self) -> dict[str, int]:
+    def blocks(self, sae: PlannedSae) -> tuple[str, int]:
+        """``(hook, blocks run)`` of one SAE: its layer's hook and the forward's depth."""
+        hook, block = resolve_hook(self.cfg.layer_of(sae.spec), self.shape.n_layers)
+        return hook, block + 1
+
+    def fixed(self, saes: list[PlannedSae] | None = None) -> dict[str, int]:
         s, d = self.shape, self.shape.d_model
+        hooks = max(1, len({self.blocks(x)[0] for x in saes or []}))
         ctx = WINDOW_POSITIONS + 1
         forward = self.prompts * ctx * (3 * s.d_mlp + 4 * d) * self.lm_bytes
         forward += self.prompts * s.n_heads * ctx * ctx * 4 * 2
         return {
             "model": s.n_params * self.lm_bytes,
             "lm_forward": forward,
-            "buffer": int(BUFFER_FACTOR * self.buffer_rows * d * 4),
+            "buffer": int(BUFFER_FACTOR * self.buffer_rows * d * 4 * hooks),
         }
 
     def persistent(self, sae: PlannedSae) -> int:
@@ -267,7 +289,7 @@ class Estimator:
 
     def peak(self, saes: list[PlannedSae]) -> tuple[int, dict[str, int]]:
         order = sorted(saes, key=lambda s: self.step(s) - self.kept(s))
-        parts = self.fixed()
+        parts = self.fixed(saes)
         parts["sae_state"] = sum(self.persistent(s) for s in saes)
         kept, worst = 0, 0
         for s in order:
@@ -278,7 +300,8 @@ class Estimator:
 
     def seconds(self, saes: list[PlannedSae]) -> float:
         d = self.shape.d_model
-        lm = self.shape.forward_flops(self.cfg.hook_layer) * self.tokens / self.tp.lm_peak_flops
+        depth = max((self.blocks(s)[1] for s in saes), default=self.shape.n_layers)
+        lm = self.shape.forward_flops(depth) * self.tokens / self.tp.lm_peak_flops
         per_token = sum((18 if self.aux else 12) * d * s.d_sae for s in saes)
         sae = per_token * self.tokens / self.tp.sae_peak_flops
         return (lm + sae) / self.tp.efficiency
@@ -303,6 +326,7 @@ def plan(
     tp = throughput or Throughput.default(
         cfg.model.device, cfg.model.dtype, getattr(cfg.model, "sae_autocast", False)
     )
+    check_layers_fit(cfg, shape.n_layers)  # a layer outside the model: one line, before anything runs
     est = Estimator(cfg, shape, tp)
     budget = int(device_memory * HEADROOM)
     cap = cfg.max_saes_per_pass

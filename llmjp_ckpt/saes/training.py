@@ -5,6 +5,9 @@ For each checkpoint step: the model comes from :func:`llmjp_ckpt.models.adapter.
 the config's grid sharing a learning rate is trained from one activation pass. Windows are
 65 tokens with BOS first; SAELens sees ``context_size=65``, ``seqpos_slice=(1, None)`` and
 ``disable_concat_sequences=True``, so exactly the 64 positions after BOS are trained.
+A layer sweep (``hook_layer: [6, 12, 18]``) puts every layer's SAEs of a learning rate in the
+same pass: SAELens' multi-hook store caches all their hooks from one forward per batch
+(``hook_names`` per SAE), and each SAE id ends in ``_L{layer}``.
 
 Layout and safety:
 
@@ -90,7 +93,7 @@ def sae_dir(run: Path, step: int | None, spec: SaeSpec) -> Path:
 def spec_hash(cfg: TrainConfig, step: int | None, spec: SaeSpec, data_info: str) -> str:
     """What one SAE depends on: model, step, hook, its own fields, runner, data, warm start."""
     return config_hash({
-        "model": without_runtime(asdict(cfg.model)) | {"steps": None}, "step": step, "hook_layer": cfg.hook_layer,
+        "model": without_runtime(asdict(cfg.model)) | {"steps": None}, "step": step, "hook_layer": cfg.layer_of(spec),
         "spec": spec.hash_fields(), "sae_options": cfg.sae_options, "runner": cfg.runner_fields(),
         "data": data_info, "warm_start": cfg.warm_start, "metrics": asdict(cfg.metrics),
         "seed": cfg.seed,
@@ -166,6 +169,12 @@ def _sae_config(cfg: TrainConfig, spec: SaeSpec, d_model: int, meta: dict[str, A
     return sae_cfg
 
 
+def layer_group(spec: SaeSpec) -> str:
+    """A sweep SAE's id without its layer (seed twins keep their ``_s{seed}``): the SAEs of one
+    grid cell at every layer share it (:mod:`llmjp_ckpt.compare.layers`)."""
+    return spec.base_id.removesuffix(f"_L{spec.layer}") + (f"_s{spec.seed}" if spec.seed else "")
+
+
 def init_seed(cfg: TrainConfig, step: int | None, sae_id: str) -> int:
     """The seed set before initialising one SAE."""
     from llmjp_ckpt.seeding import derive_seed
@@ -200,22 +209,27 @@ def median_sample(model: Any, train: Any, hook: str, layer_index: int, n_tokens:
 
 
 def fresh_saes(cfg: TrainConfig, step: int | None, sae_cfgs: dict[str, Any], model: Any, train: Any,
-               hook: str, layer_index: int) -> dict[str, Any]:
-    """Training SAEs initialised under their own seeds (b_dec at the geometric median if asked)."""
+               hooks: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    """Training SAEs initialised under their own seeds (b_dec at the geometric median if asked).
+
+    ``hooks``: each SAE's ``(hook name, 0-based block)``; one median sample per hook."""
     from sae_lens.registry import get_sae_training_class
 
     from llmjp_ckpt.seeding import seed_everything
 
-    sample = None
-    need = [c.b_dec_init_tokens for c in sae_cfgs.values() if c.b_dec_init == "geometric_median"]
-    if need:
-        seed_everything(data_seed(cfg, step))
-        sample = median_sample(model, train, hook, layer_index, max(need), data_seed(cfg, step))
+    samples: dict[str, torch.Tensor] = {}
+    for hook, block in dict.fromkeys(hooks[sid] for sid in sae_cfgs):
+        need = [c.b_dec_init_tokens for sid, c in sae_cfgs.items()
+                if c.b_dec_init == "geometric_median" and hooks[sid][0] == hook]
+        if need:
+            seed_everything(data_seed(cfg, step))
+            samples[hook] = median_sample(model, train, hook, block, max(need), data_seed(cfg, step))
     out = {}
     for sae_id, sae_cfg in sae_cfgs.items():
         seed_everything(init_seed(cfg, step, sae_id))
         cls, _ = get_sae_training_class(sae_cfg.architecture())
         sae = cls(sae_cfg)
+        sample = samples.get(hooks[sae_id][0])
         if sample is not None and sae_cfg.b_dec_init == "geometric_median":
             sae.init_b_dec_geometric_median(sample[:sae_cfg.b_dec_init_tokens])
         out[sae_id] = sae
@@ -244,8 +258,11 @@ def _warm_saes(
 
 
 def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | None], lr: float, specs: list[SaeSpec],
-                model: Any, hook: str, layer_index: int, hashes: dict[str, str], data_info: str) -> list[Path]:
-    """Train the SAEs of one learning rate at one step from one activation pass; finalise them."""
+                model: Any, hooks: dict[str, tuple[str, int]], hashes: dict[str, str], data_info: str) -> list[Path]:
+    """Train the SAEs of one learning rate at one step from one activation pass; finalise them.
+
+    ``hooks``: each SAE's ``(hook name, 0-based block)``. SAEs at several hooks (a layer sweep)
+    share the pass: SAELens' multi-hook store caches every hook from one forward per batch."""
     import datasets
     from sae_lens import LoggingConfig, MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
     from sae_lens.saes.sae import SAE
@@ -266,12 +283,14 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
 
     d_model = model.cfg.d_model
     meta_common = {
-        "model_name": cfg.model.source, "checkpoint_step": step, "hook_name": hook, "hook_layer": cfg.hook_layer,
+        "model_name": cfg.model.source, "checkpoint_step": step,
         "context_size": CONTEXT_SIZE, "trained_positions": CONTEXT_SIZE - 1, "data_path": str(data_dir(cfg, run)),
         "data_info": data_info,
     }
     sae_cfgs = {
         s.sae_id: _sae_config(cfg, s, d_model, meta_common | {
+            "hook_name": hooks[s.sae_id][0], "hook_layer": cfg.layer_of(s),
+            **({} if s.layer is None else {"layer_group": layer_group(s)}),  # compare.layers
             "normalisation": s.normalisation, "llmjp_config_hash": hashes[s.sae_id], "sae_id": s.sae_id,
             "sae_seed": s.seed, "seed_group": s.base_id,  # the seed baseline (compare.seeds)
             "warm_start_from": (steps[steps.index(step) - 1] if cfg.warm_start and steps.index(step) else None),
@@ -288,7 +307,8 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     logger_cfg = LoggingConfig(**fields.pop("logger"))
     resume = latest_checkpoint(work, list(sae_cfgs))
     runner_cfg = MultiSAETrainingRunnerConfig(
-        saes=sae_cfgs, hook_names=hook, model_name=cfg.model.source, dataset_path=str(data_dir(cfg, run) / "train"),
+        saes=sae_cfgs, hook_names={sid: hooks[sid][0] for sid in sae_cfgs}, model_name=cfg.model.source,
+        dataset_path=str(data_dir(cfg, run) / "train"),
         context_size=CONTEXT_SIZE, seqpos_slice=SEQPOS_SLICE, disable_concat_sequences=True, lr=lr,
         device=cfg.model.device, dtype="float32", streaming=False, logger=logger_cfg,
         output_path=str(work / "output"), checkpoint_path=str(work / "checkpoints"),
@@ -299,7 +319,7 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
     train = datasets.load_from_disk(str(data_dir(cfg, run) / "train")).select_columns(["input_ids"])
     override_saes = None if resume else _warm_saes(cfg, run, steps, step, sae_cfgs)
     if override_saes is None and not resume:
-        override_saes = fresh_saes(cfg, step, sae_cfgs, model, train, hook, layer_index)
+        override_saes = fresh_saes(cfg, step, sae_cfgs, model, train, hooks)
     # SAELens 6.54 never uses its seed field: seed the store's construction and shuffles here.
     seed_everything(data_seed(cfg, step))
     runner = MultiSAETrainingRunner(
@@ -327,13 +347,15 @@ def train_group(cfg: TrainConfig, run: Path, step: int | None, steps: list[int |
         src = work / "output" / spec.sae_id
         dst = sae_dir(run, step, spec)
         sae = SAE.load_from_disk(src, device=cfg.model.device)
-        firing = count_firings(sae, model, val, hook, layer_index, cfg.metrics)
+        hook, block = hooks[spec.sae_id]
+        firing = count_firings(sae, model, val, hook, block, cfg.metrics)
         write_firing_counts(src, firing["all"].counts.numpy(), firing["all"].n_tokens)
-        m = evaluate(sae, model, val, hook, layer_index, cfg.metrics, firing)
+        m = evaluate(sae, model, val, hook, block, cfg.metrics, firing)
         m |= {
             "checkpoint_step": step,
             "sae_id": spec.sae_id,
             "hook_name": hook,
+            "hook_layer": cfg.layer_of(spec),
             "token_norm": spec.normalisation,
             "k": spec.k,
             "d_sae": sae.cfg.d_sae,
@@ -374,10 +396,14 @@ def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | 
     if not todo:
         log.info("%s: all %d SAEs finished with this config, skipped", step_dir(step or 0), len(specs))
         return done
-    from llmjp_ckpt.models.adapter import study_layer_hook
+    from llmjp_ckpt.saes.config import resolve_hook
 
     model = load_checkpoint_model(cfg, step)
-    hook = study_layer_hook(cfg.hook_layer, model.cfg.n_layers)
+    hooks = {s.sae_id: resolve_hook(cfg.layer_of(s), model.cfg.n_layers) for s in todo}
+    missing = sorted({h for h, _ in hooks.values()} - set(model.hook_dict))
+    if missing:
+        raise UserError(f"hook_layer: {missing[0]!r}: the model has no such hook "
+                        "(expected e.g. blocks.0.hook_resid_post)")
     for s in todo:  # fail before any training: K <= d_sae
         _sae_config(cfg, s, model.cfg.d_model, {})
     # The memory planner packs the SAEs of each learning rate into passes that fit the device
@@ -398,8 +424,7 @@ def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | 
                     ps.lr,
                     ps.specs,
                     model,
-                    hook,
-                    cfg.hook_layer - 1,
+                    hooks,
                     hashes,
                     data_info,
                 )
@@ -414,6 +439,19 @@ def train_step(cfg: TrainConfig, run: Path, step: int | None, steps: list[int | 
     return done
 
 
+def _check_layers_before_start(cfg: TrainConfig) -> None:
+    """A layer outside the model fails here, before the stage records anything, when the
+    model's config.json is on disk (else when the model is loaded)."""
+    from llmjp_ckpt.saes.config import check_layers_fit
+    from llmjp_ckpt.saes.plan import model_shape
+
+    try:
+        shape, _ = model_shape(cfg)
+    except UserError:
+        return
+    check_layers_fit(cfg, shape.n_layers)
+
+
 def train_run(config: TrainConfig | dict[str, Any] | str | Path, run_dir: str | Path,
               device_memory: str | None = None) -> list[Path]:
     """Train every SAE of ``config`` for every checkpoint into RUN/saes/; return their folders.
@@ -424,6 +462,7 @@ def train_run(config: TrainConfig | dict[str, Any] | str | Path, run_dir: str | 
     rf = RunFolder(run)
     data_info = _data_info(cfg, run)
     steps = steps_of(cfg)
+    _check_layers_before_start(cfg)
     stage_cfg = {"config": without_runtime(asdict(cfg)), "data": data_info}
     finished = all(is_finished(sae_dir(run, st, s), spec_hash(cfg, st, s, data_info))
                    for st in steps for s in cfg.specs())

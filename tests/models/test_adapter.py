@@ -12,7 +12,8 @@ import torch
 import llmjp_ckpt
 from llmjp_ckpt import UserError, load_model, study_layer_hook
 from llmjp_ckpt.cli import main as cli_main
-from tests.model_builders import build_checkpoints, build_tokenizer
+from llmjp_ckpt.resources import REGISTRY_ENV
+from tests.model_builders import build_checkpoints, build_tokenizer, standin_registry
 
 STEPS = [10, 100, 1000]
 TEXT = "京都の猫は静かに眠る。The cat in Kyoto sleeps quietly. 犬 (dog)"
@@ -23,6 +24,19 @@ def ckpt_root(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("ckpts")
     tok = build_tokenizer(base / "tok")
     return build_checkpoints(base / "iter_root", STEPS, tok)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_standin_for_the_1_8b(tmp_path_factory):
+    """The tiny checkpoints stand in for llm-jp-3-1.8b: a registry entry without its shape."""
+    from llmjp_ckpt.models import adapter
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(REGISTRY_ENV, str(standin_registry(tmp_path_factory.mktemp("standin"))))
+    adapter.registry.cache_clear()
+    yield
+    mp.undo()
+    adapter.registry.cache_clear()
 
 
 def hf_logits(folder: Path, text: str) -> tuple[torch.Tensor, torch.Tensor]:
