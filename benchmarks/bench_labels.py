@@ -15,6 +15,14 @@ Run:
 Prints features/s for each side (CPU seconds for the one-process figures, so a busy machine
 does not distort the ratio; wall seconds for the ``--workers`` run) and checks that both sides
 give the same labels on the sample.
+
+``--store`` measures the features stage's own path instead: a synthetic top-N store of
+``--features`` latents (windows of real tokenizer ids, token-, semantic- and noise-like latents,
+float16 activations) labelled by ``features.analyze.feature_rows`` (the store's arrays, one
+batched call) against the per-feature path it replaced (``FeatureStore.examples`` +
+``labels.assign.label_feature`` latent by latent) on a sample, side by side:
+
+    .venv/bin/python benchmarks/bench_labels.py --store [--features 32768] [--workers 2]
 """
 
 from __future__ import annotations
@@ -71,6 +79,91 @@ def make_features(n: int, vocab: list[str], rng: random.Random, n_ex: int = 50, 
     return feats
 
 
+def synthetic_store(d_sae: int, n_windows: int, seed: int = 0, n_top: int = 50, width: int = 64):
+    """A FeatureStore in memory shaped like the features stage's, and its TokenText."""
+    import numpy as np
+    import torch
+
+    from llmjp_ckpt.errors import UserError
+    from llmjp_ckpt.features.store import FeatureStore
+    from llmjp_ckpt.tokens import TokenText
+
+    try:
+        tt = TokenText.from_sentencepiece(TOKENIZER)
+    except (UserError, OSError, RuntimeError, ImportError):  # no tokenizer in ../shared: generated pieces
+        tt = TokenText(tuple(["<unk>", "<s>", "</s>"] + [v.replace(" ", "\u2581") for v in vocabulary(seed)]), 1)
+    rng = np.random.default_rng(seed)
+    n_vocab = len(tt.pieces)
+    p = 1.0 / (np.arange(3, n_vocab) + 10.0)
+    windows = rng.choice(np.arange(3, n_vocab), size=(n_windows, width + 1), p=p / p.sum())
+    windows[:, 0] = 1  # BOS
+    frequent = np.arange(3, 3 + 400)  # forms of token-like latents: frequent pieces
+    where = {int(t): np.argwhere(windows[:, 1:] == t) for t in frequent}
+    wins = np.full((d_sae, n_top), -1, np.int64)
+    acts = np.zeros((d_sae, n_top, width), np.float32)
+    for f in range(d_sae):
+        kind = rng.random()
+        if kind < 0.05:
+            continue  # dead
+        if kind < 0.55:  # token-like: one or two frequent forms at the peak
+            occ = np.concatenate([where[int(t)] for t in rng.choice(frequent, 2)])
+            occ = occ[rng.choice(len(occ), min(n_top, len(occ)), replace=False)]
+            wi, pos = occ[:, 0], occ[:, 1]
+        else:  # semantic- or noise-like: any window, any position
+            wi, pos = rng.choice(n_windows, n_top, replace=False), rng.integers(0, width, n_top)
+        n = len(wi)
+        noise = rng.random((n, width)) < 0.05
+        acts[f, :n] = noise * rng.random((n, width)) * 2
+        acts[f, :n][np.arange(n), pos] = 3 + 5 * rng.random(n)
+        wins[f, :n] = wi
+    order = np.argsort(-acts.max(2), axis=1, kind="stable")
+    wins, acts = np.take_along_axis(wins, order, 1), np.take_along_axis(acts, order[:, :, None], 1)
+    ids = np.unique(wins[wins >= 0])
+    t = {"top_windows": torch.from_numpy(wins), "top_token_acts": torch.from_numpy(acts).half(),
+         "top_values": torch.from_numpy(acts.max(2)), "fire_count": torch.from_numpy((acts > 0).sum((1, 2))),
+         "act_sum": torch.from_numpy(acts.sum((1, 2)).astype(np.float64)),
+         "max_activation": torch.from_numpy(acts.max((1, 2))), "window_ids": torch.from_numpy(ids),
+         "window_tokens": torch.from_numpy(windows[ids].astype(np.int32))}
+    meta = {"schema": 1, "n_tokens": n_windows * width, "n_windows": n_windows, "d_sae": d_sae,
+            "n_top": n_top, "first_position": 1, "sae_weights_hash": "synthetic"}
+    return FeatureStore(Path("synthetic"), meta, t), tt
+
+
+def main_store(args: argparse.Namespace) -> None:
+    """``--store``: the features stage's labelling, batched on the store vs latent by latent."""
+    from llmjp_ckpt.features.analyze import feature_rows
+    from llmjp_ckpt.labels.assign import LABEL_COLUMNS, label_feature
+    from llmjp_ckpt.labels.granularity import default_backend
+
+    t = time.perf_counter()
+    st, tt = synthetic_store(args.features, args.windows, args.seed)
+    backend = default_backend()
+    backend.resolved()
+    print(f"store: {st.d_sae} latents x {st.t['top_windows'].shape[1]} examples x "
+          f"{st.t['top_token_acts'].shape[2]} tokens over {args.windows} windows, vocabulary "
+          f"{len(tt.pieces)} (built in {time.perf_counter() - t:.1f} s, not counted)")
+    sample = list(range(0, st.d_sae, max(1, st.d_sae // args.ref_sample)))[: args.ref_sample]
+    feature_rows(st, 0, "warm", tt, 50, backend)  # warm the per-process caches both sides share
+    t = time.process_time()
+    ref = [label_feature(st.examples(f, tt)[:50], backend=backend) for f in sample]
+    t_ref = time.process_time() - t
+    t = time.process_time()
+    rows = feature_rows(st, 0, "bench", tt, 50, backend)
+    t_one = time.process_time() - t
+    same = sum(r == {k: rows[f][k] for k in LABEL_COLUMNS} for r, f in zip(ref, sample))
+    t = time.perf_counter()
+    rows2 = feature_rows(st, 0, "bench", tt, 50, backend, workers=args.workers)
+    wall = time.perf_counter() - t
+    assert rows2 == rows
+    ref_fs, one = len(sample) / t_ref, st.d_sae / t_one
+    print(f"per-feature path (examples + label_feature): {len(sample)} latents in {t_ref:.2f} CPU s = "
+          f"{ref_fs:,.0f} features/s on one core")
+    print(f"feature_rows, 1 process: {st.d_sae} latents in {t_one:.2f} CPU s = {one:,.0f} features/s "
+          f"({one / ref_fs:.1f}x the per-feature path); identical labels {same}/{len(sample)}")
+    print(f"feature_rows, {args.workers} workers: {st.d_sae} latents in {wall:.2f} wall s = "
+          f"{st.d_sae / wall:,.0f} features/s (wall clock: a busy machine lowers it)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", type=int, default=32768, help="latents of the SAE")
@@ -78,7 +171,12 @@ def main() -> None:
     ap.add_argument("--ref-sample", type=int, default=512, help="features for the per-feature path")
     ap.add_argument("--chunk-features", type=int, default=4096, help="features generated at a time")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--store", action="store_true", help="the features stage's path on a synthetic store")
+    ap.add_argument("--windows", type=int, default=16384, help="test windows of the --store run")
     args = ap.parse_args()
+    if args.store:
+        main_store(args)
+        return
 
     from llmjp_ckpt.labels.batch import label_features
     from llmjp_ckpt.labels.granularity import classify, default_backend

@@ -3,7 +3,9 @@
 For each checkpoint the model runs once per batch of test windows and every SAE trained on that
 checkpoint encodes the same activations (:func:`llmjp_ckpt.features.topn.collect_topn`). Each
 latent then gets its statistics and, from its top examples in the study's format, its language
-by both rules and its granularity (:func:`llmjp_ckpt.labels.assign.label_feature`).
+by both rules and its granularity: all latents of an SAE in one call of the batched labeller
+(:func:`llmjp_ckpt.labels.batch.label_features`, the same labels as
+:func:`llmjp_ckpt.labels.assign.label_feature` gives one latent at a time).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,8 @@ from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.features import normstudy
 from llmjp_ckpt.features import store as fstore
 from llmjp_ckpt.features.topn import TopNConfig, collect_topn, model_encoder
-from llmjp_ckpt.labels.assign import label_feature
+from llmjp_ckpt.labels.assign import LABEL_COLUMNS
+from llmjp_ckpt.labels.batch import label_features
 from llmjp_ckpt.runfolder import RunFolder, config_hash, sae_folders, step_dir
 from llmjp_ckpt.saes.dead import weights_hash
 from llmjp_ckpt.tokens import TokenText
@@ -57,6 +61,7 @@ class FeaturesConfig:
     checkpoint_root: str | None = None  # local root of iter_* checkpoints, if any
     png: bool = True  # also render PNGs (needs a Chrome for kaleido; skipped with a log line)
     trust_pickle: bool = False  # allow pickle (.bin/.pt) checkpoint weights: trusted files only
+    label_workers: int | None = None  # processes for labelling; None: the CPUs (not hashed)
 
     def __post_init__(self) -> None:
         self.topn()  # validates the top-N fields
@@ -65,6 +70,8 @@ class FeaturesConfig:
         check_dtype(self.dtype, "features config: dtype")
         if self.max_windows is not None and self.max_windows < 1:
             raise UserError(f"features config: max_windows={self.max_windows}, expected >= 1 or null")
+        if self.label_workers is not None and self.label_workers < 1:
+            raise UserError(f"features config: label_workers={self.label_workers}, expected >= 1 or null")
 
     def topn(self) -> TopNConfig:
         return TopNConfig(self.n_top, self.batch_size)
@@ -130,22 +137,44 @@ def default_model_loader(run: Path, cfg: FeaturesConfig, sae_dir: Path) -> Model
 
 # --- labels ---------------------------------------------------------------------------------
 def feature_rows(st: fstore.FeatureStore, step: int, sae_id: str, tt: TokenText | None,
-                 n_examples: int = 50, backend: Any = None) -> list[dict[str, Any]]:
+                 n_examples: int = 50, backend: Any = None, workers: int = 1) -> list[dict[str, Any]]:
     """One row per latent: statistics from the store, labels from its top examples.
 
-    A dead latent has no examples and keeps ``None`` labels (:func:`labels.assign.label_feature`).
+    Every latent of the SAE is labelled in one call of the batched labeller
+    (:func:`llmjp_ckpt.labels.batch.label_features`, ``workers`` processes) on the store's
+    arrays (:meth:`~llmjp_ckpt.features.store.FeatureStore.label_inputs`); the labels equal
+    :func:`labels.assign.label_feature`'s on :meth:`~FeatureStore.examples` (tested). A dead
+    latent has no examples and keeps ``None`` labels.
     """
+    from llmjp_ckpt.labels.granularity import RuleBackend
+
     freq, mx, mean = st.frequency.tolist(), st.t["max_activation"].tolist(), st.mean_activation.tolist()
-    rows = []
-    for f in tqdm(range(st.d_sae), desc=f"labels {step_dir(step)}/{sae_id}", leave=False):
-        row: dict[str, Any] = {
-            "checkpoint": step, "sae_id": sae_id, "feature": f, "frequency": freq[f],
-            "max_activation": mx[f], "mean_activation": mean[f],
-        }
-        row.update(label_feature(st.examples(f, tt)[:n_examples], backend=backend))
-        row["sae_weights_hash"] = st.meta.get("sae_weights_hash")
-        rows.append(row)
-    return rows
+    live = (st.t["top_windows"] >= 0).any(1).nonzero().squeeze(1)
+    if n_examples < 1:  # no examples handed to the labels: none labelled, as label_feature([])
+        live = live[:0]
+    log.info("labelling %d live latents of %s/%s (%d workers)", len(live), step_dir(step), sae_id, workers)
+    labels: list[dict[str, Any]] = [dict.fromkeys(LABEL_COLUMNS) for _ in range(st.d_sae)]
+    src: Any = fstore.LabelInputs(st, tt, n_examples, live)
+    if backend is not None and not isinstance(backend, RuleBackend):  # a judge: feature by feature
+        src = src.slice(0, len(live))
+    for f, lab in zip(live.tolist(), label_features(src, backend, workers=workers,
+                                                    desc=f"labels {step_dir(step)}/{sae_id}")):
+        labels[f] = {"language_paper": lab.language_paper, "language_script": lab.language_script,
+                     "granularity": lab.granularity,
+                     "granularity_confidence": None if lab.confidence is None else float(lab.confidence)}
+    return [{"checkpoint": step, "sae_id": sae_id, "feature": f, "frequency": freq[f],
+             "max_activation": mx[f], "mean_activation": mean[f], **labels[f],
+             "sae_weights_hash": st.meta.get("sae_weights_hash")} for f in range(st.d_sae)]
+
+
+def label_workers(cfg: FeaturesConfig) -> int:
+    """Processes for labelling: the config's, else the CPUs this process may use."""
+    if cfg.label_workers is not None:
+        return cfg.label_workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 # --- the stage ------------------------------------------------------------------------------
@@ -204,7 +233,8 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
 
     gran_backend = backend_from_params(cfg.granularity_params,
                                        "features config: granularity_params")
-    stage_cfg = {"features": without_runtime(dataclasses.asdict(cfg)),  # device/dtype: not hashed
+    hashed = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "label_workers"}
+    stage_cfg = {"features": without_runtime(hashed),  # device/dtype/label_workers: not hashed
                  "granularity_thresholds": dataclasses.asdict(gran_backend.params),
                  "saes": [f"{step_dir(st)}/{sid}" for st in sorted(all_saes) for sid in sorted(all_saes[st])],
                  "train_config_hash": (rf.stage_record("train") or {}).get("config_hash"),
@@ -225,7 +255,7 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
             tt = token_text or _token_text_of(model)
             for sid, folder in stores.items():
                 rows += feature_rows(fstore.FeatureStore.load(folder), step, sid, tt,
-                                     cfg.label_examples, gran_backend)
+                                     cfg.label_examples, gran_backend, label_workers(cfg))
             if cfg.norm_study:
                 norms += normstudy.norm_rows(normstudy.layer_norms(model, norm_tokens, cfg.batch_size),
                                              normstudy.token_types(norm_tokens, tt), step)
@@ -252,7 +282,6 @@ def write_figures(df: Any, out_dir: Path, png: bool = True) -> list[Path]:
     """Firing-frequency distributions and label shares per checkpoint."""
     import numpy as np
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     fig = go.Figure()
     for (step, sid), g in df.groupby(["checkpoint", "sae_id"], sort=True):
@@ -268,19 +297,69 @@ def write_figures(df: Any, out_dir: Path, png: bool = True) -> list[Path]:
                        ("granularity", "Granularity")):
         if df[col].notna().sum() == 0:
             continue
-        ids = sorted(df["sae_id"].unique())
-        fig = make_subplots(rows=1, cols=len(ids), subplot_titles=ids, shared_yaxes=True)
-        shares = (df.dropna(subset=[col]).groupby(["sae_id", "checkpoint"])[col]
-                  .value_counts(normalize=True).rename("share").reset_index())
-        for i, sid in enumerate(ids, start=1):
-            s = shares[shares["sae_id"] == sid]
-            for c, label in enumerate(sorted(shares[col].unique())):
-                part = s[s[col] == label]
-                fig.add_trace(go.Bar(x=[step_dir(x) for x in part["checkpoint"]], y=part["share"],
-                                     name=str(label), legendgroup=str(label), showlegend=i == 1,
-                                     marker_color=PALETTE[c % len(PALETTE)]),
-                              row=1, col=i)
-        fig.update_layout(barmode="stack", title=f"{title}: share of live latents per checkpoint",
-                          yaxis_title="share")
-        figs[f"features_{col}"] = fig
+        figs[f"features_{col}"] = share_figure(df, col, title)
     return [Path(f) for paths in plotting.write_figures(figs, out_dir, png).values() for f in paths]
+
+
+def short_titles(ids: list[str]) -> tuple[list[str], str]:
+    """Subplot titles without the ``_``-separated prefix all ``ids`` share, and that prefix
+    (long SAE ids side by side overlapped: ``x4_k8_lr0.003_standardization``)."""
+    parts = [i.split("_") for i in ids]
+    n = 0
+    while len(ids) > 1 and all(len(p) > n + 1 for p in parts) and len({p[n] for p in parts}) == 1:
+        n += 1
+    return ["_".join(p[n:]) for p in parts], "_".join(parts[0][:n])
+
+
+def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float = 0.95) -> Any:
+    """Each label's share of the live latents over checkpoints, one panel per SAE, with its
+    bootstrap interval (:func:`llmjp_ckpt.labels.uncertainty.share_intervals`, latents
+    resampled) as a band."""
+    import math
+
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from llmjp_ckpt.labels.uncertainty import share_intervals
+
+    ids = sorted(df["sae_id"].unique())
+    live = df.dropna(subset=[col])
+    classes = sorted(live[col].astype(str).unique())
+    titles, shared = short_titles(ids)
+    cols = min(3, len(ids))
+    rows = math.ceil(len(ids) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True,
+                        horizontal_spacing=0.06, vertical_spacing=0.22 / max(rows, 1) + 0.08)
+    for i, sid in enumerate(ids):
+        part = live[live["sae_id"] == sid]
+        steps = sorted(part["checkpoint"].unique())
+        iv = share_intervals({st: part.loc[part["checkpoint"] == st, col].astype(str).tolist() for st in steps},
+                             classes=classes, n_boot=n_boot, level=level)
+        x = [f"{st:,}" for st in steps]  # the step (iter_0000100 is 100): short under narrow panels
+        r, c = i // cols + 1, i % cols + 1
+        for k, label in enumerate(classes):
+            color = PALETTE[k % len(PALETTE)]
+            lo = [iv[st][label].lo for st in steps]
+            hi = [iv[st][label].hi for st in steps]
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=color,
+                                     mode="lines", opacity=0.2, line={"width": 0}, hoverinfo="skip",
+                                     legendgroup=label, showlegend=False, name=f"{label} {level:.0%} interval"),
+                          row=r, col=c)
+            fig.add_trace(go.Scatter(x=x, y=[iv[st][label].share for st in steps], mode="lines+markers",
+                                     name=label, legendgroup=label, showlegend=i == 0,
+                                     line={"color": color},
+                                     customdata=list(zip(lo, hi)),
+                                     hovertemplate=f"{label}: %{{y:.3f}} [%{{customdata[0]:.3f}}–"
+                                                   f"%{{customdata[1]:.3f}}]<extra>%{{x}}</extra>"),
+                          row=r, col=c)
+    fig.update_xaxes(type="category", title_text="checkpoint (training step)", title_font_size=11)
+    fig.update_yaxes(range=[0, 1])
+    fig.update_yaxes(title_text="share", col=1)
+    fig.update_annotations(font_size=12)
+    head = f"{title}: share of live latents per checkpoint" + (f" ({shared})" if shared else "")
+    fig.update_layout(title=f"{head}<br><sup>bands: {level:.0%} bootstrap intervals over latents</sup>",
+                      height=360 * rows + 140, margin={"t": 110})
+    return fig
+
+
+

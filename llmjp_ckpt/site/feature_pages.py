@@ -91,6 +91,25 @@ def redecode_sequences(js_data: Any, tt: TokenText) -> int:
     return n
 
 
+def dedupe_ticks(js_data: dict[str, Any]) -> int:
+    """Drop repeated histogram tick values in place; return how many were dropped.
+
+    sae-dashboard's "5 ticks" mode steps by ``0.1 * int(range / 0.3)``: for a range under 0.3
+    (small logit effects, as in the toy) the step is 1e-6, so a page carried ~70,000 ticks all
+    rounded to -0.1 / 0 / 0.1 (60 % of a 0.7 MB page). Plotly draws repeated tick values once,
+    so the page looks the same.
+    """
+    dropped = 0
+    for key in ("actsHistogramData", "logitsHistogramData"):
+        for hist in (js_data.get(key) or {}).values():
+            ticks = hist.get("ticks")
+            if isinstance(ticks, list):
+                unique = list(dict.fromkeys(ticks))
+                dropped += len(ticks) - len(unique)
+                hist["ticks"] = unique
+    return dropped
+
+
 def finalize_page(page: str, js_data: dict[str, Any], title: str, assets_href: str,
                   back_href: str | None = None, sae_weights_hash: str | None = None) -> str:
     """Turn sae-dashboard's HTML fragment into a standalone, offline, escaped UTF-8 page.
@@ -226,6 +245,7 @@ def write_feature_pages(sae: Any, model: Any, tokens: torch.Tensor, features: It
             fd = data.feature_data_dict[feat]
             html_obj = fd._get_html_data_feature_centric(layout, decode_fn)
             redecode_sequences(html_obj.js_data, tt)
+            dedupe_ticks(html_obj.js_data)
             page_obj = HTML(html_data=html_obj.html_data, js_data={  # fresh per feature: no copies
                 "AGGDATA": data.feature_stats.aggdata,
                 "DASHBOARD_DATA": {str(feat): html_obj.js_data},

@@ -12,7 +12,8 @@ from llmjp_ckpt.tokens import PARTIAL
 
 
 def render_example(ex: Example, scale: float, context: int) -> str:
-    """One window as spans, background by activation; text escaped, values in ``title``."""
+    """One window: tokens that fire as spans (background by activation, value in ``title``),
+    the others as plain text; all text escaped."""
     if not ex.acts:
         return ""
     peak = max(range(len(ex.acts)), key=lambda i: ex.acts[i])
@@ -24,6 +25,9 @@ def render_example(ex: Example, scale: float, context: int) -> str:
         cls = "tok"
         if tok == PARTIAL:  # part of a character shown by a later token: a thin empty box
             tok, cls = "", "tok partial"
+        if a == 0 and cls == "tok":  # most tokens: plain escaped text, no span (over half the
+            parts.append(text(tok))  # bytes of a browser page; a zero has no colour or value)
+            continue
         style = ""
         if a > 0 and scale > 0:
             style = f' style="background:rgba(255,102,0,{min(1.0, a / scale):.3f})"'

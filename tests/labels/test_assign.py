@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llmjp_ckpt.features import analyze
-from llmjp_ckpt.labels import assign
+from llmjp_ckpt.labels import assign, granularity
 from llmjp_ckpt.labels.examples import FeatureRecord
 from tests.labels_builders import build_examples
 
@@ -56,10 +56,18 @@ class _Store:
         self.meta: dict = {}
         self.frequency = torch.tensor([0.5, 0.0])
         self.mean_activation = torch.tensor([1.0, 0.0])
-        self.t = {"max_activation": torch.tensor([3.0, 0.0])}
+        self.t = {"max_activation": torch.tensor([3.0, 0.0]), "top_windows": torch.tensor([[0], [-1]])}
 
     def examples(self, f: int, tt=None):
         return TOKYO if f == 0 else []
+
+    def label_inputs(self, tt=None, n_examples: int = 50, features=None):
+        from llmjp_ckpt.labels.batch import FlatFeatures
+
+        return torch.tensor([0]), FlatFeatures.from_lists([TOKYO[:n_examples]])
+
+    def _window_texts(self, tt=None):
+        return [], None
 
 
 def test_feature_rows_uses_the_shared_labels() -> None:
@@ -73,6 +81,7 @@ def test_a_failing_label_is_an_error_not_an_empty_label(monkeypatch) -> None:
         raise RuntimeError("granularity backend broke")
 
     monkeypatch.setattr(assign, "classify", broken)
+    monkeypatch.setattr(granularity, "stats_from_max_tokens", broken)  # the batched path's
     with pytest.raises(RuntimeError, match="backend broke"):
         analyze.feature_rows(_Store(), 10, "none", None)  # type: ignore[arg-type]
 

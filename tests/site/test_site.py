@@ -213,7 +213,7 @@ def test_site_config_yaml(tmp_path):
 
 def test_feature_pages_dead_feature_and_payload_pieces(tmp_path):
     """A feature that never fires still gets a valid page; payload pieces stay data."""
-    from llmjp_ckpt.site.feature_pages import write_feature_pages
+    from llmjp_ckpt.site.feature_pages import page_data, write_feature_pages
     from tests.feature_builders import build_model, build_sae, build_windows
 
     torch.set_num_threads(1)
@@ -235,6 +235,9 @@ def test_feature_pages_dead_feature_and_payload_pieces(tmp_path):
         assert not {"onerror", "onload", "onmouseover"} & m.attrs
         data = m.scripts[2]
         assert "</script" not in data.lower() and "\u2028" not in data
+        (feature_data,) = page_data(page)["DASHBOARD_DATA"].values()
+        for key in ("actsHistogramData", "logitsHistogramData"):  # repeated ticks dropped
+            assert all(len(h["ticks"]) == len(set(h["ticks"])) for h in feature_data[key].values())
     assert "XSS1" in pages[1].read_text(encoding="utf-8") + pages[2].read_text(encoding="utf-8")
 
 
@@ -336,3 +339,25 @@ def test_page_top_example_breaks_ties_like_the_store(tmp_path):
         assert int(store.t["top_windows"][f, 0]) == 0  # the earliest of the tied windows
         ids, _ = page_top_example(pages[f].read_text(encoding="utf-8"))
         assert ids == _store_top(store, f)[1][1:], f
+
+
+def test_dedupe_ticks_keeps_order_and_other_fields():
+    from llmjp_ckpt.site.feature_pages import dedupe_ticks
+
+    js = {"logitsHistogramData": {"0": {"ticks": [-0.1] * 5 + [0, 0, 0.1], "x": [1, 1], "y": [2, 2]}},
+          "actsHistogramData": {"0": {"ticks": [0, 1, 2]}}, "tokenData": {}}
+    assert dedupe_ticks(js) == 5
+    assert js["logitsHistogramData"]["0"] == {"ticks": [-0.1, 0, 0.1], "x": [1, 1], "y": [2, 2]}
+    assert js["actsHistogramData"]["0"]["ticks"] == [0, 1, 2]
+
+
+def test_example_spans_only_for_firing_tokens():
+    from llmjp_ckpt.site.inputs import Example
+    from llmjp_ckpt.site.render import render_example
+    from llmjp_ckpt.tokens import PARTIAL
+
+    ex = Example(tokens=["<b>x</b>", PARTIAL, "京", " the"], acts=[0.0, 0.0, 2.0, 0.0])
+    html = render_example(ex, 2.0, 12)
+    assert html.startswith('<div class="ex">&lt;b&gt;x&lt;/b&gt;<span class="tok partial" title="0.000">')
+    assert '<span class="tok" style="background:rgba(255,102,0,1.000)" title="2.000">京</span> the</div>' in html
+    assert html.count("<span") == 2  # the firing token and the partial-character box
