@@ -249,19 +249,38 @@ def label_flat(flat: FlatFeatures, backend: gr.RuleBackend | None = None,
     gmax = first_max(a)
     gmax_l, starts_l, lens_l = gmax.tolist(), starts.tolist(), lens.tolist()
     b0 = np.r_[0, np.cumsum(n_win)].tolist()
-    surf, letters, word_at, start = gr._surface, gr._letters, gr._word_at, gr.START
-    pieces_all = [texts[t] for t in tok[gmax].tolist()]
+    surf, letters, start = gr._surface, gr._letters, gr.START
+    gtok = tok[gmax].tolist()
+    pieces_all = [texts[t] for t in gtok]
     before = tok[np.maximum(gmax - 1, 0)].tolist()
     after = tok[np.minimum(gmax + 1, len(tok) - 1)].tolist()
     surf_of: dict[int, str] = {}  # per text: a token repeats across windows and features
     prevs_all = [(surf_of[t] if t in surf_of else surf_of.setdefault(t, surf(texts[t]))) if g > s0 else start
                  for t, g, s0 in zip(before, gmax_l, starts_l)]
+    surfs_all = [surf_of[t] if t in surf_of else surf_of.setdefault(t, surf(texts[t])) for t in gtok]
     letters_of: dict[int, bool] = {}
 
     def is_letters(t: int) -> bool:
         if t not in letters_of:
             letters_of[t] = letters(str(texts[t]))
         return letters_of[t]
+
+    def flat_word_at(g: int, s0: int, end: int) -> str:
+        """``gr._word_at`` of the window ``s0:end`` at ``g``, step for step, on the flat arrays."""
+        ids = tok[s0:end].tolist()
+        i = g - s0
+        lo = i
+        while lo > 0 and not str(texts[ids[lo]]).startswith(" ") and is_letters(ids[lo - 1]):
+            lo -= 1
+        hi = i
+        while hi + 1 < len(ids):
+            t = ids[hi + 1]
+            if not is_letters(t) or str(texts[t]).startswith(" "):
+                break
+            hi += 1
+        if lo == hi:
+            return str(texts[ids[i]])
+        return "".join(str(texts[ids[j]]) for j in range(lo, hi + 1))
 
     words_all = []
     for w, p in enumerate(pieces_all):
@@ -272,14 +291,15 @@ def label_flat(flat: FlatFeatures, backend: gr.RuleBackend | None = None,
         # _word_at's first step either way; when neither joins, the word is the piece itself
         left = g > s0 and not str(p).startswith(" ") and is_letters(before[w])
         right = g + 1 < s0 + lens_l[w] and is_letters(after[w]) and not str(texts[after[w]]).startswith(" ")
-        words_all.append(word_at(_Win(texts, tok, s0, lens_l[w]), g - s0) if left or right else p)
+        words_all.append(flat_word_at(g, s0, s0 + lens_l[w]) if left or right else p)
     out = []
     for j in range(nf):
         lo, hi = b0[j], b0[j + 1]
         pieces, words, prevs = pieces_all[lo:hi], words_all[lo:hi], prevs_all[lo:hi]
         votes = {"en": float(v_en[j]), "ja": float(v_ja[j])}
         st = gr.stats_from_max_tokens(pieces, words, prevs, votes, embed=backend.embed,
-                                      lexicon=backend.lexicon, dictionary=backend.resolved())
+                                      lexicon=backend.lexicon, dictionary=backend.resolved(),
+                                      surfaces=surfs_all[lo:hi])
         lab, conf = gr.decide(st, backend.params)
         out.append(FeatureLabels(majority_language({"en": int(p_en[j]), "ja": int(p_ja[j])}),
                                  majority_language(votes), lab, conf))

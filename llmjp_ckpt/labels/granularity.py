@@ -29,6 +29,7 @@ import functools
 import itertools
 import json
 import math
+import operator
 import os
 import re
 import unicodedata
@@ -178,28 +179,32 @@ def stats_from_max_tokens(
     embed_threshold: float = 0.6,
     lexicon: Mapping[str, set[str]] | None = None,
     dictionary: Dictionary | None = None,
+    surfaces: Sequence[str] | None = None,
 ) -> TokenStats:
     """:class:`TokenStats` from the max tokens of each example (:func:`max_tokens`) and the
     script rule's votes (``language.script_scores``); shared by :func:`token_stats` and the
-    batched labeller (:mod:`llmjp_ckpt.labels.batch`)."""
+    batched labeller (:mod:`llmjp_ckpt.labels.batch`), which passes ``surfaces`` (``_surface``
+    of each piece, computed once per distinct token)."""
     n = len(pieces)
     if n == 0:
         return TokenStats(0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0)
-    surf = [_surface(p) for p in pieces]
+    surf = list(surfaces) if surfaces is not None else [_surface(p) for p in pieces]
     forms = Counter(surf)
     top = forms.most_common()
     p1 = top[0][1] / n
     p2 = sum(c for _, c in top[:2]) / n
-    entropy = -sum(c / n * math.log2(c / n) for _, c in top)
-    shapes = Counter(_shape(p) for p in pieces)
+    entropy = -sum([c / n * math.log2(c / n) for _, c in top])  # a list: faster, same sum
+    shapes = Counter(map(_shape, pieces))
     shape = shapes.most_common(1)[0][1] / n
     ctx_prev = len(set(prevs)) / n
 
     # Related forms: union-find over distinct max-token forms, each also known by the word it
     # most often sits in (``apped`` → ``capped``), so inflections split across pieces join.
-    rep: dict[str, Counter] = {}
-    for f, w in zip(surf, words):
-        rep.setdefault(f, Counter())[_surface(w)] += 1
+    rep: dict[str, dict[str, int]] = {}  # form -> word -> count, in first-seen order (a Counter's)
+    for f, w, piece in zip(surf, words, pieces):
+        r = rep.setdefault(f, {})
+        sw = f if w == piece else _surface(w)  # most words are their piece: f is its surface
+        r[sw] = r.get(sw, 0) + 1
     names = [f for f, _ in top if f]
     if len(names) == 1 and not (embed or lexicon):  # one form: nothing can relate
         c = forms[names[0]]
@@ -215,7 +220,7 @@ def stats_from_max_tokens(
             f = parent[f]
         return f
 
-    alias = {f: (f, rep[f].most_common(1)[0][0]) for f in names}
+    alias = {f: (f, _most_common(rep[f], 1)[0]) for f in names}
     for a, b in _related_pairs(alias, embed, embed_threshold, lexicon):
         parent[find(a)] = find(b)
     clusters: dict[str, list[int]] = {}
@@ -225,7 +230,7 @@ def stats_from_max_tokens(
     # it is directly related to (in ~ on, on ~ from must not make in ~ from).
     near: dict[str, set[str]] = {c: {c} for c in clusters}
     if dictionary is not None:
-        dwords = {f: (f, *(w for w, _ in rep[f].most_common(DICT_WORDS))) for f in names}
+        dwords = {f: (f, *_most_common(rep[f], DICT_WORDS)) for f in names}
         for a, b in _dictionary_pairs(dwords, dictionary):
             ca, cb = find(a), find(b)
             near[ca].add(cb)
@@ -243,9 +248,27 @@ def stats_from_max_tokens(
                       tuple(top[:5]), form_variant, ctx_prev)
 
 
+def _most_common(counts: dict[str, int], n: int) -> list[str]:
+    """The keys of ``Counter(counts).most_common(n)``, same order on ties, without building one."""
+    if len(counts) == 1:
+        return list(counts)
+    if n == 1:
+        return [max(counts.items(), key=_COUNT)[0]]  # the first of the largest, as most_common(1)
+    return [w for w, _ in sorted(counts.items(), key=_COUNT, reverse=True)[:n]]  # stable
+
+
+_COUNT = operator.itemgetter(1)
+
+
 @functools.lru_cache(maxsize=1 << 17)  # pieces repeat: the vocabulary is ~100k
 def _surface(piece: str) -> str:
     return lexical.surface(piece)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _latin_key(name: str) -> str | None:
+    """``lexical.variant_key`` of a Latin-word name, ``None`` for any other."""
+    return lexical.variant_key(name) if lexical.is_latin_word(name) else None
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -272,8 +295,8 @@ def _related_pairs(
     kata: list[tuple[str, str]] = []  # (name, form)
     for f, names in alias.items():
         for x in set(names):
-            if lexical.is_latin_word(x):
-                k = lexical.variant_key(x)
+            k = _latin_key(x)
+            if k is not None:
                 if k in by_key and by_key[k] != f:
                     pairs.append((by_key[k], f))
                 by_key.setdefault(k, f)
@@ -289,10 +312,14 @@ def _related_pairs(
     for (k1, _, f1), (k2, _, f2) in itertools.pairwise(latin):
         if f1 != f2 and len(k1) >= 5 and k2.startswith(k1):
             pairs.append((f1, f2))
-    for x, f in kata:
-        for _, y, g in latin:
-            if f != g and lexical.loan_match(x, y):
-                pairs.append((f, g))
+    if kata and latin:  # lexical.loan_match on every katakana × Latin name, forms read once each
+        ks = [(sk, f) for x, f in kata for kind, sk in (lexical.loan_form(x),) if kind == "k"]
+        ls = [(sk, g) for _, y, g in latin for kind, sk in (lexical.loan_form(y),) if kind == "l"]
+        match = lexical.skeletons_match
+        for ska, f in ks:
+            for skl, g in ls:
+                if f != g and match(ska, skl):
+                    pairs.append((f, g))
     if embed is not None:
         vecs = {f: embed(f) for f in alias}
         forms = [f for f in alias if vecs[f] is not None]
@@ -305,6 +332,11 @@ def _related_pairs(
                 if na > 0 and nb > 0 and dot / (na * nb) >= thr:
                     pairs.append((a, b))
     return pairs
+
+
+# name -> (its sense ids when an English word with senses, its entry ids when any, English?), for
+# the dictionary last asked (a name recurs across features; its keys are a pure function of it)
+_NAME_KEYS: tuple[object, dict[str, tuple[frozenset[int] | None, frozenset[int] | None, bool]]] | None = None
 
 
 def _dictionary_pairs(alias: dict[str, tuple[str, ...]], dictionary: Dictionary,
@@ -322,13 +354,22 @@ def _dictionary_pairs(alias: dict[str, tuple[str, ...]], dictionary: Dictionary,
                 if f != g and dictionary.related(x, y)]
     eng: list[tuple[str, frozenset[int]]] = []
     ent: list[tuple[str, bool, frozenset[int]]] = []
+    global _NAME_KEYS
+    if _NAME_KEYS is None or _NAME_KEYS[0] is not dictionary:
+        _NAME_KEYS = (dictionary, {})
+    cache = _NAME_KEYS[1]
     for f, x in named:
-        senses, entries = keys(x)
-        english = lexical.is_latin_word(_surface(x))
-        if english and senses:
-            eng.append((f, senses))
-        if entries:
-            ent.append((f, english, entries))
+        hit = cache.get(x)
+        if hit is None:
+            senses, entries = keys(x)
+            english = lexical.is_latin_word(_surface(x))
+            hit = (senses if english and senses else None, entries or None, english)
+            if len(cache) < 1 << 18:
+                cache[x] = hit
+        if hit[0] is not None:
+            eng.append((f, hit[0]))
+        if hit[1] is not None:
+            ent.append((f, hit[2], hit[1]))
     pairs: set[tuple[str, str]] = set()
     # keys held by two or more names, found with set algebra (C speed), then only those grouped
     for items, is_sense in ((eng, True), (ent, False)):

@@ -29,6 +29,7 @@ def is_latin_word(text: str) -> bool:
     return bool(_LATIN_WORD.match(text))
 
 
+@lru_cache(maxsize=1 << 17)  # asked of every name of every feature's forms
 def is_katakana(text: str) -> bool:
     """Katakana letters only (``ー`` included, ``・`` not): a loanword's spelling."""
     return bool(text) and all(chars.is_katakana_letter(c) for c in text)
@@ -229,21 +230,36 @@ def loan_skeleton(text: str) -> str:
 
 def loan_match(a: str, b: str) -> bool:
     """True when one of ``a``/``b`` is katakana, the other a Latin word, and they sound alike."""
-    sa, sb = surface(a), surface(b)
-    if is_katakana(sa) and is_latin_word(sb):
-        kata, lat = sa, sb
-    elif is_katakana(sb) and is_latin_word(sa):
-        kata, lat = sb, sa
-    else:
-        return False
-    if len(lat) < 3 or len(kata) < 2:
-        return False
-    ka, la = loan_skeleton(kata), loan_skeleton(lat)
+    (ka_kind, ska), (kb_kind, skb) = loan_form(a), loan_form(b)
+    if ka_kind == "k" and kb_kind == "l":
+        return skeletons_match(ska, skb)
+    if ka_kind == "l" and kb_kind == "k":
+        return skeletons_match(skb, ska)
+    return False
+
+
+@lru_cache(maxsize=1 << 17)  # a form meets every katakana or Latin form of each feature it is in
+def loan_form(text: str) -> tuple[str, str]:
+    """``("k", skeleton)`` for katakana of ≥ 2 letters, ``("l", skeleton)`` for a Latin word of
+    ≥ 3 letters (after :func:`surface`), else ``("", "")``: :func:`loan_match`'s view of a form."""
+    s = surface(text)
+    if is_katakana(s):
+        return ("k", loan_skeleton(s)) if len(s) >= 2 else ("", "")
+    if is_latin_word(s):
+        return ("l", loan_skeleton(s)) if len(s) >= 3 else ("", "")
+    return ("", "")
+
+
+@lru_cache(maxsize=1 << 18)
+def skeletons_match(ka: str, la: str) -> bool:
+    """A katakana loan's skeleton ``ka`` sounds like a Latin word's ``la`` (:func:`loan_match`)."""
     if len(la) < 2:
         return False
-    close = _edit_distance(ka, la) <= (len(la) - 1) // 4
-    clipped = len(ka) >= 3 and la.startswith(ka)  # テレビ ~ television
-    return ka == la or close or clipped
+    if ka == la or (len(ka) >= 3 and la.startswith(ka)):  # clipped: テレビ ~ television
+        return True
+    close = (len(la) - 1) // 4
+    # the edit distance is at least the length difference: no need to compute it past that
+    return abs(len(ka) - len(la)) <= close and _edit_distance(ka, la) <= close
 
 
 def _edit_distance(a: str, b: str) -> int:
