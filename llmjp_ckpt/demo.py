@@ -21,6 +21,7 @@ from llmjp_ckpt.saes.config import TrainConfig
 
 log = logging.getLogger(__name__)
 TOY_STAGE = "toy"
+PLANTED_STAGE = "planted"
 
 
 def ensure_toy(run: RunFolder, quick: bool, seed: int, tokenizer: str = "sentencepiece") -> Path:
@@ -39,6 +40,25 @@ def ensure_toy(run: RunFolder, quick: bool, seed: int, tokenizer: str = "sentenc
         info = make_toy(toy_dir, quick=quick, seed=seed, config=toy_cfg)
         stage.info.update(steps=info["steps"], layer=info["layer"], hook=info["hook"])
     return toy_dir
+
+
+def score_planted(run: RunFolder, toy_dir: Path) -> Path:
+    """The toy's planted timeline (``toy/planted_timeline.json``, written if missing) and the
+    SAEs' recovery scored against it (``analysis/planted_recovery.json`` and its figure)."""
+    from llmjp_ckpt.toy.recovery import FILE, write_recovery
+    from llmjp_ckpt.toy.timeline import FILE as TIMELINE
+    from llmjp_ckpt.toy.timeline import write_timeline
+
+    out = run.path("analysis", FILE)
+    cfg = {s: (run.stage_record(s) or {}).get("config_hash") for s in (TOY_STAGE, "features", "compare")}
+    with run.stage(PLANTED_STAGE, cfg, outputs=[out, toy_dir / TIMELINE]) as stage:
+        if stage.skipped:
+            return out
+        if not (toy_dir / TIMELINE).is_file():  # a toy built before the timeline existed
+            write_timeline(toy_dir)
+        write_recovery(run.root, toy_dir)
+        stage.info.update(outputs=[str(out.relative_to(run.root))])
+    return out
 
 
 def demo_configs(toy_dir: str | Path, quick: bool = False) -> tuple[DataConfig, TrainConfig]:
@@ -97,6 +117,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0,
     lap("features")
     compare_run(run.root)
     lap("compare")
+    score_planted(run, toy_dir)
+    lap("planted")
     index = build_site(run.root)
     lap("site")
     planted = planted_agreement(run.root, toy_dir)

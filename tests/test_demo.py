@@ -27,7 +27,7 @@ PAYLOADS = [
     "\"onmouseover=\"window.__xss=4",
     "</script><script>document.title='XSS5'</script>",
 ]
-STAGES = ["toy", "data", "train", "features", "compare", "site"]
+STAGES = ["toy", "data", "train", "features", "compare", "planted", "site"]
 
 
 def plant_payloads(corpus: Path) -> int:
@@ -74,6 +74,23 @@ def test_planted_features_get_the_planted_language(demo):
     print("planted-language agreement:", {k: v for k, v in res.items() if k != "disagreements"})
     assert res["features_covered"] >= 20
     assert res["agree_paper"] >= 0.95 and res["agree_script"] >= 0.95
+
+
+def test_planted_timeline_and_recovery_cover_every_checkpoint(demo):
+    run = demo.parents[1]
+    timeline = json.loads((run / "toy" / "planted_timeline.json").read_text(encoding="utf-8"))
+    rec = json.loads((run / "analysis" / "planted_recovery.json").read_text(encoding="utf-8"))
+    steps = [str(s) for s in timeline["steps"]]
+    assert [str(r["step"]) for r in rec["timeline"]] == steps
+    assert len(rec["saes"]) == 3  # the three normalisations
+    for entry in rec["saes"].values():
+        assert sorted(entry["checkpoints"], key=int) == steps
+        for step, c in entry["checkpoints"].items():
+            assert c["planted"] >= 1 and 0 <= c["shares"]["mix_paper"] <= 1
+            planted = timeline["checkpoints"][steps.index(step)]["bilingual"]
+            assert c["vs_timeline"]["timeline_bilingual"] == len(planted)
+    assert (run / "analysis" / "figures" / "planted_vs_recovered.html").is_file()
+    assert "Planted truth vs recovered" in demo.read_text(encoding="utf-8")
 
 
 def test_transitions_equal_recomputation_on_the_toy_series(demo):

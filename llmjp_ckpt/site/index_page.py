@@ -18,6 +18,9 @@ from markupsafe import Markup
 
 from llmjp_ckpt import atomic, plotting
 from llmjp_ckpt.config import read_json
+from llmjp_ckpt.site.crosscoder import labels_context as crosscoder_labels
+from llmjp_ckpt.site.planted import FILE as PLANTED_FILE
+from llmjp_ckpt.site.planted import planted_context
 from llmjp_ckpt.site.templating import render
 
 ASSETS_FROM_FIGURES = "../assets/" + plotting.PLOTLY_JS
@@ -114,10 +117,14 @@ def write_index(run: Path, out: Path, title: str, figs: list[Path],
     if cc_json.is_file():
         shutil.copyfile(cc_json, out / "data" / "crosscoder.json")
     crosscoder = {"figures": [{"name": p.stem, "href": f"figures/{p.name}"} for p in cross],
-                  "json": "data/crosscoder.json" if cc_json.is_file() else None}
+                  "json": "data/crosscoder.json" if cc_json.is_file() else None,
+                  "labels": crosscoder_labels(cc_json)}  # latent labels per checkpoint, if any
     others = [{"name": p.stem, "href": f"figures/{p.name}"} for p in html_figs
               if p.stem not in shown]
-    page = render("index.html", title=title, headline=heads, crosscoder=crosscoder,
+    planted = planted_context(run, figs)  # the toy world's planted truth vs recovered, if scored
+    if planted:
+        shutil.copyfile(run / "analysis" / PLANTED_FILE, out / planted["json"])
+    page = render("index.html", title=title, headline=heads, crosscoder=crosscoder, planted=planted,
                   lineages=lineages, figures=others, metric_head=metric_head,
                   sae_rows=sae_rows, transitions=Markup(transitions))
     path = out / "index.html"

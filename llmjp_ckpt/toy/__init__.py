@@ -8,6 +8,8 @@
     out_dir/checkpoints/iter_{step:07d}/   HF LlamaForCausalLM (safetensors) + tokenizer files
     out_dir/train_log.json      {"checkpoints": [{"step", "loss", ..., "signals"}]}
     out_dir/toy.json            the config, steps, chosen layer (1-based) and its hook
+    out_dir/planted_timeline.json   per checkpoint: bilingual / monolingual concepts, grouped
+                                categories (:mod:`llmjp_ckpt.toy.timeline`)
 """
 
 from llmjp_ckpt.toy.build import make_toy

@@ -96,6 +96,10 @@ def make_toy(out_dir: str | Path, quick: bool = False, seed: object = 0,
         "seconds": seconds,  # wall time per phase (the only part that differs between runs)
     }
     atomic.write_json(out / "toy.json", info)
+    if cfg.signals:  # the planted truth per checkpoint (reads toy.json)
+        from llmjp_ckpt.toy.timeline import write_timeline
+
+        write_timeline(out)
     return info
 
 

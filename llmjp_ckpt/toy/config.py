@@ -57,7 +57,9 @@ def default_config(steps: tuple[int, ...] | None = None,
     return ToyConfig(
         corpus=CorpusConfig(n_docs=2220),  # ~240k tokens
         shape=ModelShape(hidden=96, intermediate=256, layers=4, heads=4),
-        train=LMTrainConfig(steps=steps or (10, 30, 100, 300, 1000), batch=16),
+        # to 2000: the ja-en alignment forms between 300 and 1000 and keeps growing to 2000
+        # (planted_timeline.json), so the series holds checkpoints after it as well as before
+        train=LMTrainConfig(steps=steps or (10, 30, 100, 300, 1000, 2000), batch=16),
         tokenizer=tokenizer,
     )
 

@@ -35,6 +35,7 @@ class Probe:
     target: int
     kind: str
     chance: float = 0.0
+    concept: str | None = None  # the target's planted concept (per-concept scores in toy/timeline.py)
 
 
 def _text(segs: list[Segment]) -> str:
@@ -86,6 +87,7 @@ def translation_probes(sp, seed: int, n: int) -> list[Probe]:
                 continue
             probe = _target_probe(sp, lead + source + " " + prefix, target, kind, chance)
             if probe:
+                probe.concept = concept.id
                 probes.append(probe)
         gloss = g.sentence(frame, a, b, "ja", style="gloss", forms=forms)
         k = next(j for j, s in enumerate(gloss) if s[2] == "en")

@@ -1,0 +1,55 @@
+"""The toy's planted timeline beside the recovered shares, for the index (``planted.html``).
+
+Read from ``RUN/analysis/planted_recovery.json`` (:mod:`llmjp_ckpt.toy.recovery`); absent on
+runs that are not the toy world, and then the section is left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmjp_ckpt.config import read_json
+
+FILE = "planted_recovery.json"  # llmjp_ckpt.toy.recovery.FILE (the site does not import the toy)
+FIGURE = "planted_vs_recovered"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f} %"
+
+
+def _pr(score: dict[str, Any] | None) -> str:
+    if not score:
+        return "–"
+    counts = f"{score.get('tp', 0)}/{score.get('actual', 0)}"
+    return f"{_pct(score.get('precision'))} / {_pct(score.get('recall'))} ({counts})"
+
+
+def planted_context(run: Path, figs: list[Path]) -> dict[str, Any] | None:
+    """Rows of the planted-vs-recovered table, or ``None`` without ``planted_recovery.json``."""
+    path = run / "analysis" / FILE
+    if not path.is_file():
+        return None
+    res = read_json(path)
+    timeline = {str(r["step"]): r for r in res.get("timeline") or []}
+    rows = []
+    for sae_id, entry in sorted((res.get("saes") or {}).items()):
+        for step in sorted(entry.get("checkpoints", {}), key=int):
+            c = entry["checkpoints"][step]
+            tl = timeline.get(step, {})
+            vs = c.get("vs_timeline") or {}
+            rows.append({
+                "sae_id": sae_id, "step": step,
+                "planted_bilingual": _pct(tl.get("bilingual_share")),
+                "translation_acc": _pct(tl.get("translation_acc")),
+                "grouped": _pct(tl.get("grouped_share")),
+                "mix": _pct(c["shares"].get("mix_paper")),
+                "concept_level": _pct(c["shares"].get("concept_level")),
+                "n_planted": c.get("planted", 0), "n_bilingual": c.get("bilingual", 0),
+                "mix_pr": _pr(c.get("mix_paper")), "concept_pr": _pr(c.get("concept_level")),
+                "concepts": f"{vs.get('both', 0)} of {vs.get('timeline_bilingual', 0)}" if vs else "–",
+            })
+    names = {p.stem: p.name for p in figs if p.suffix == ".html"}
+    return {"rows": rows, "figure": f"figures/{names[FIGURE]}" if FIGURE in names else None,
+            "min_share": res.get("min_share"), "json": "data/" + FILE}
