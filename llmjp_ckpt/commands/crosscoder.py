@@ -24,4 +24,11 @@ def run(args: argparse.Namespace) -> int:
     for sae_id, agr in out.get("lineage_agreement", {}).items():
         print(f"  vs {sae_id} lineages: {agr['nearest_latent_rises']} of {agr['chains_born_later']} "
               "later-born chains have a crosscoder latent rising at their birth")
+    for r in out.get("labels", {}).get("per_checkpoint", []):  # latent labels (crosscoders.labels)
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in r.items() if "=" in k)
+        print(f"  step {r['checkpoint']}: {r['present']} latents present, {r['labelled']} labelled: {shares}")
+    births = out.get("labels", {}).get("planted", {}).get("births")
+    if births:
+        print(f"  planted: {births['present_from_matches_timeline']} of {births['with_timeline_step']} "
+              "translation latents present from the timeline's step for their concept")
     return 0

@@ -16,6 +16,7 @@ import torch
 from llmjp_ckpt import atomic
 from llmjp_ckpt.config import build, read_json, read_yaml
 from llmjp_ckpt.crosscoders import analysis
+from llmjp_ckpt.crosscoders import labels as cc_labels
 from llmjp_ckpt.crosscoders.stream import checkpoint_stream
 from llmjp_ckpt.crosscoders.train import CrosscoderConfig, train_crosscoder
 from llmjp_ckpt.errors import UserError
@@ -31,7 +32,8 @@ def load_config(path: str | Path | None) -> CrosscoderConfig:
 
 
 def crosscoder_run(run_dir: str | Path, cfg: CrosscoderConfig | None = None, *,
-                   model_loader: Any = None, force: bool = False) -> dict[str, Any]:
+                   model_loader: Any = None, force: bool = False,
+                   token_text: Any = None) -> dict[str, Any]:
     """Train and analyse the run's crosscoder; return the content of ``crosscoder.json``."""
     from llmjp_ckpt.data.corpus import load_split
     from llmjp_ckpt.features.analyze import FeaturesConfig, default_model_loader
@@ -49,10 +51,13 @@ def crosscoder_run(run_dir: str | Path, cfg: CrosscoderConfig | None = None, *,
     hook = read_json(first[steps[0]] / "cfg.json").get("metadata", {}).get("hook_name")
     if not hook:
         raise UserError(f"{first[steps[0]] / 'cfg.json'}: metadata.hook_name missing")
+    if cfg.labels:
+        cc_labels.check_inputs(rf)  # before training: the labels need the test split
     out_dir = rf.path("crosscoders", cfg.sae_id)
     out_json = rf.path("analysis", "crosscoder.json")
     record = {**dataclasses.asdict(cfg), "device": None, "steps": steps, "hook": hook}
-    with rf.stage(STAGE, record, force=force, outputs=[out_json, out_dir]) as st:
+    outputs = [out_json, out_dir] + ([rf.path("analysis", cc_labels.TABLE)] if cfg.labels else [])
+    with rf.stage(STAGE, record, force=force, outputs=outputs) as st:
         if st.skipped:
             return read_json(out_json)
         loader = model_loader or default_model_loader(rf.root, FeaturesConfig(device=cfg.device),
@@ -63,13 +68,17 @@ def crosscoder_run(run_dir: str | Path, cfg: CrosscoderConfig | None = None, *,
         d = int(models[0].cfg.d_model)
         stream = checkpoint_stream(models, hook, tokens, cfg.batch_tokens, cfg.batch_windows, cfg.seed)
         folder = train_crosscoder(stream, len(steps), d, cfg, out_dir, [step_dir(s) for s in steps])
-        del models
         sae = analysis.load_crosscoder(folder)
         norms = sae.decoder_norms().numpy()
         result = analysis.summarise(norms, steps, cfg.present, cfg.absent)
         result["lineage_agreement"] = _lineage_agreement(rf, norms, sae.W_dec.detach(), steps, cfg)
-        result["figures"] = write_figures(analysis.figures(result, norms),
-                                          rf.path("analysis", "figures"), png=False)
+        figs = analysis.figures(result, norms)
+        if cfg.labels:  # language / granularity of the latents per checkpoint (crosscoders.labels)
+            result["labels"], more = cc_labels.label_crosscoder(rf, folder, sae, models, hook, steps, norms,
+                                                                cfg, token_text)
+            figs.update(more)
+        del models
+        result["figures"] = write_figures(figs, rf.path("analysis", "figures"), png=False)
         atomic.write_json(out_json, result)
         st.info["classes"] = result["classes"]
     return result

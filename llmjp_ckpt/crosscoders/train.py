@@ -53,11 +53,17 @@ class CrosscoderConfig:
     """... and absent when below this x its maximum."""
     sae_id: str = "crosscoder"
     """Folder name under RUN/crosscoders/."""
+    labels: bool = True
+    """Label the latents (language, granularity) from their top-N test windows (crosscoders.labels)."""
+    n_top: int = 50
+    """Top test windows kept per latent for its labels (the study's 50)."""
+    label_windows: int | None = None
+    """Use only the first N test windows for the labels (None: all)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further TopK training-config fields for SAELens (e.g. decoder_init_norm)."""
 
     def __post_init__(self) -> None:
-        for name in ("expansion", "k", "training_tokens", "batch_tokens", "batch_windows"):
+        for name in ("expansion", "k", "training_tokens", "batch_tokens", "batch_windows", "n_top"):
             val = getattr(self, name)
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise UserError(f"crosscoder config: {name} {val!r}: expected a positive integer")
@@ -69,6 +75,8 @@ class CrosscoderConfig:
             raise UserError(f"crosscoder config: dead_feature_window {self.dead_feature_window} "
                             f"is not shorter than the run ({n_steps} steps): the aux loss would "
                             "never switch on")
+        if self.label_windows is not None and (not isinstance(self.label_windows, int) or self.label_windows < 1):
+            raise UserError(f"crosscoder config: label_windows {self.label_windows!r}: expected >= 1 or null")
         if not 0 <= self.absent < self.present <= 1:
             raise UserError(f"crosscoder config: expected 0 <= absent ({self.absent}) < present "
                             f"({self.present}) <= 1")
