@@ -19,6 +19,7 @@ from markupsafe import Markup
 from llmjp_ckpt import atomic, plotting
 from llmjp_ckpt.config import read_json
 from llmjp_ckpt.site.crosscoder import labels_context as crosscoder_labels
+from llmjp_ckpt.site.peers import peer_context
 from llmjp_ckpt.site.planted import FILE as PLANTED_FILE
 from llmjp_ckpt.site.planted import planted_context
 from llmjp_ckpt.site.templating import render
@@ -125,6 +126,7 @@ def write_index(run: Path, out: Path, title: str, figs: list[Path],
     if planted:
         shutil.copyfile(run / "analysis" / PLANTED_FILE, out / planted["json"])
     page = render("index.html", title=title, headline=heads, crosscoder=crosscoder, planted=planted,
+                  peers=peer_context(run, figs),
                   lineages=lineages, figures=others, metric_head=metric_head,
                   sae_rows=sae_rows, transitions=Markup(transitions))
     path = out / "index.html"
