@@ -5,7 +5,8 @@ weights in both). Reported: the trained SAEs' explained variance and dead fracti
 for the fp32-trained SAE the top-N overlap of its features computed from fp32 vs bf16
 activations (mean over live latents of |top-N windows fp32 ∩ bf16| / N).
 
-Run: ``.venv/bin/python benchmarks/bench_bf16.py [--d-model 256] [--steps 60]``.
+Run: ``.venv/bin/python benchmarks/bench_bf16.py [--d-model 256] [--steps 60] [--expansion 8]
+[--layers 4]`` (``--d-model 2048``: LLM-jp-3-1.8B's width).
 On a GPU, ``benchmarks/gpu_check.py`` measures the same parity at the full shape.
 """
 
@@ -27,6 +28,8 @@ def main() -> int:
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--n-top", type=int, default=20)
+    ap.add_argument("--expansion", type=int, default=8)
+    ap.add_argument("--layers", type=int, default=4)
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -45,7 +48,8 @@ def main() -> int:
     tok = build_tokenizer(root / "tok", vocab_size=2000)
     tok.save_pretrained(root / "tok")
     build_checkpoints(root / "ckpts", [10], tok, hidden_size=d, intermediate_size=int(3.5 * d),
-                      num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=8)
+                      num_hidden_layers=args.layers, num_attention_heads=max(8, d // 128),
+                      num_key_value_heads=max(8, d // 128))
     build_corpus(root / "corpus", n_docs={"ja": 600, "en": 600})
     batch = 1024
     out: dict[str, dict] = {}
@@ -56,10 +60,11 @@ def main() -> int:
         cfg = train_config(
             root / "ckpts", [10], hook_layer=2,
             model={"source": str(root / "ckpts"), "steps": [10], "dtype": dtype},
-            saes={"expansion": [8], "k": [16], "lr": [3e-3], "normalisation": ["scalar"]},
+            saes={"expansion": [args.expansion], "k": [16], "lr": [3e-3], "normalisation": ["scalar"]},
             runner={"train_batch_size_tokens": batch, "training_tokens": batch * args.steps,
                     "store_batch_size_prompts": 16, "n_batches_in_buffer": 32,
-                    "lr_warm_up_steps": 5, "dead_feature_window": 20},
+                    "lr_warm_up_steps": min(5, args.steps // 3),
+                    "dead_feature_window": min(20, args.steps // 2)},
             metrics={"max_windows": 256, "batch_windows": 32, "ce": False},
         )
         torch.manual_seed(0)
@@ -82,7 +87,7 @@ def main() -> int:
                / max(int((a[i] >= 0).sum()), 1) for i in torch.nonzero(live).flatten().tolist()]
     out["top_n_overlap_fp32_sae"] = {"n_top": args.n_top, "live_latents": int(live.sum()),
                                      "mean_overlap": sum(overlap) / max(len(overlap), 1)}
-    print(json.dumps({"d_model": d, "layers": 4, "hook_layer": 2, "d_sae": 8 * d, "k": 16,
+    print(json.dumps({"d_model": d, "layers": args.layers, "hook_layer": 2, "d_sae": args.expansion * d, "k": 16,
                       "steps": args.steps, "batch": batch, **out}, indent=1))
     return 0
 
