@@ -30,7 +30,7 @@ def text(value: Any) -> str:
 
 def json_for_script(obj: Any) -> str:
     """``obj`` as JSON that is safe inside an HTML ``<script>`` element."""
-    out = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    out = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # compact: pages are mostly data
     for ch, rep in _SCRIPT_UNSAFE.items():
         out = out.replace(ch, rep)
     return out
