@@ -16,6 +16,22 @@ def unit(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=-1)
 
 
+def feature_rows(step: int, sae_id: str, n: int, ja: int | None = None) -> list[dict]:
+    """``n`` features.parquet rows of one SAE: all token-level, ``language_paper`` ja for the
+    first ``ja`` features (all when None) and en after, ``language_script`` ja."""
+    return [{"checkpoint": step, "sae_id": sae_id, "feature": f, "frequency": 0.1, "max_activation": 1.0,
+             "mean_activation": 0.5, "language_paper": "ja" if ja is None or f < ja else "en",
+             "language_script": "ja", "granularity": "token", "granularity_confidence": 0.9} for f in range(n)]
+
+
+def write_features_table(root: Path, rows: list[dict]) -> None:
+    """``root/analysis/features.parquet`` from ``rows``."""
+    import pandas as pd
+
+    (root / "analysis").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(root / "analysis" / "features.parquet")
+
+
 def write_sae(folder: Path, W_dec: torch.Tensor, hook: str = HOOK, log_sparsity: torch.Tensor | None = None,
               hook_in_metadata: bool = True, counts: np.ndarray | None = None,
               write_counts: bool = True) -> Path:

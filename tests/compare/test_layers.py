@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 
 from llmjp_ckpt.compare import CompareConfig, compare_run
 from llmjp_ckpt.compare.layers import table_rows
 from llmjp_ckpt.runfolder import step_dir
-from tests.compare_builders import unit, write_sae
+from tests.compare_builders import feature_rows, unit, write_features_table, write_sae
 
 STEPS = [10, 100]
 N, D = 40, 32
@@ -34,13 +33,8 @@ def build_run(root):
             cfg = json.loads((folder / "cfg.json").read_text())
             cfg["metadata"] |= {"layer_group": CELL, "hook_layer": layer}
             (folder / "cfg.json").write_text(json.dumps(cfg))
-            rows += [{"checkpoint": step, "sae_id": sid, "feature": f, "frequency": 0.1,
-                      "max_activation": 1.0, "mean_activation": 0.5,
-                      "language_paper": "ja" if f < JA[layer, step] else "en",
-                      "language_script": "ja", "granularity": "token",
-                      "granularity_confidence": 0.9} for f in range(N)]
-    (root / "analysis").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_parquet(root / "analysis" / "features.parquet")
+            rows += feature_rows(step, sid, N, ja=JA[layer, step])
+    write_features_table(root, rows)
     return root
 
 

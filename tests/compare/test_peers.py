@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -15,7 +14,7 @@ from llmjp_ckpt.compare import CompareConfig, compare_run
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.hub.peer import import_peer
 from llmjp_ckpt.runfolder import RunFolder, step_dir
-from tests.compare_builders import unit, write_sae
+from tests.compare_builders import feature_rows, unit, write_features_table, write_sae
 
 HOOK = "blocks.11.hook_resid_post"
 STEPS = [10, 100]
@@ -44,11 +43,8 @@ def build_run(root):
         theirs = theirs[torch.randperm(N_PEER, generator=g)]
         _peer_format(root / "authors" / f"c{step}", theirs)
         import_peer(str(root / "authors" / f"c{step}"), root / "peer" / step_dir(step) / "study", hook_name=HOOK)
-        rows += [{"checkpoint": step, "sae_id": "fam", "feature": f, "frequency": 0.1, "max_activation": 1.0,
-                  "mean_activation": 0.5, "language_paper": "ja", "language_script": "ja",
-                  "granularity": "token", "granularity_confidence": 0.9} for f in range(N)]
-    (root / "analysis").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_parquet(root / "analysis" / "features.parquet")
+        rows += feature_rows(step, "fam", N)
+    write_features_table(root, rows)
     return root
 
 

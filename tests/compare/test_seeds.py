@@ -12,7 +12,7 @@ import torch
 from llmjp_ckpt.compare import CompareConfig, compare_run
 from llmjp_ckpt.runfolder import step_dir
 from llmjp_ckpt.site.render import tables
-from tests.compare_builders import unit, write_sae
+from tests.compare_builders import feature_rows, unit, write_features_table, write_sae
 
 STEPS = [10, 100]
 N, D = 40, 64
@@ -42,12 +42,8 @@ def build_run(root):
         for sid, W, seed in (("fam", W0, 0), ("fam_s1", W1, 1)):
             folder = write_sae(root / "saes" / step_dir(step) / sid, W)
             _tag(folder, seed, "fam")
-            rows += [{"checkpoint": step, "sae_id": sid, "feature": f, "frequency": 0.1,
-                      "max_activation": 1.0, "mean_activation": 0.5, "language_paper": "ja",
-                      "language_script": "ja", "granularity": "token",
-                      "granularity_confidence": 0.9} for f in range(N)]
-    (root / "analysis").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_parquet(root / "analysis" / "features.parquet")
+            rows += feature_rows(step, sid, N)
+    write_features_table(root, rows)
     return root
 
 

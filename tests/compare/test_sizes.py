@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 
 from llmjp_ckpt.cli import main
 from llmjp_ckpt.compare import CompareConfig, compare_run
 from llmjp_ckpt.runfolder import step_dir
-from tests.compare_builders import unit, write_sae
+from tests.compare_builders import feature_rows, unit, write_features_table, write_sae
 
 STEPS = [10, 100]
 N = 40
@@ -26,11 +25,8 @@ def build_run(root, d: int, keep: float, n_ja: int):
             k = torch.arange(N) < int(keep * N)
             W = torch.where(k[:, None], W, unit(torch.randn(N, d, generator=g)))
         write_sae(root / "saes" / step_dir(step) / "fam", W)
-        rows += [{"checkpoint": step, "sae_id": "fam", "feature": f, "frequency": 0.1, "max_activation": 1.0,
-                  "mean_activation": 0.5, "language_paper": "ja" if f < n_ja else "en", "language_script": "ja",
-                  "granularity": "token", "granularity_confidence": 0.9} for f in range(N)]
-    (root / "analysis").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_parquet(root / "analysis" / "features.parquet")
+        rows += feature_rows(step, "fam", N, ja=n_ja)
+    write_features_table(root, rows)
     compare_run(root, CompareConfig(png=False))
     return root
 
