@@ -55,18 +55,25 @@ def planted_language(store: FeatureStore, feature: int, lang_of: dict[int, str],
     return lang if n >= min_share * len(top_ids) else None
 
 
-def planted_agreement(
-    run_dir: str | Path, toy_dir: str | Path | None = None, min_share: float = LANGUAGE_THRESHOLD
-) -> dict[str, Any]:
-    """How often each language rule gives planted features their planted language."""
-    import pandas as pd
-
+def scored_inputs(run_dir: str | Path, toy_dir: str | Path | None) -> tuple[Path, Path, Path, Path]:
+    """``(run, toy, concepts.json, features.parquet)`` for scoring a toy run; a :class:`UserError`
+    naming the first that is missing."""
     run = Path(run_dir)
     toy = Path(toy_dir) if toy_dir else run / "toy"
     concepts, parquet = toy / "concepts.json", run / "analysis" / "features.parquet"
     for p in (concepts, parquet):
         if not p.is_file():
             raise UserError(f"{p}: missing (run the toy and the features stage first)")
+    return run, toy, concepts, parquet
+
+
+def planted_agreement(
+    run_dir: str | Path, toy_dir: str | Path | None = None, min_share: float = LANGUAGE_THRESHOLD
+) -> dict[str, Any]:
+    """How often each language rule gives planted features their planted language."""
+    import pandas as pd
+
+    run, _, concepts, parquet = scored_inputs(run_dir, toy_dir)
     lang_of = piece_languages(concepts)
     labels = pd.read_parquet(parquet).set_index(["checkpoint", "sae_id", "feature"])
     rows = []

@@ -28,7 +28,6 @@ from typing import Any
 
 from llmjp_ckpt.chars import LANGUAGE_THRESHOLD, char_script, strip_byte_pieces
 from llmjp_ckpt.config import read_json
-from llmjp_ckpt.errors import UserError
 
 FILE = "planted_recovery.json"
 MIN_SIDE = 0.1  # each language (or each of two concepts) must hold this share of the examples
@@ -193,14 +192,10 @@ def planted_recovery(run_dir: str | Path, toy_dir: str | Path | None = None,
     from llmjp_ckpt.features.store import FeatureStore
     from llmjp_ckpt.runfolder import sae_folders, step_dir
     from llmjp_ckpt.saes.dead import alive_mask
+    from llmjp_ckpt.toy.planted import scored_inputs
     from llmjp_ckpt.toy.timeline import FILE as TIMELINE
 
-    run = Path(run_dir)
-    toy = Path(toy_dir) if toy_dir else run / "toy"
-    concepts, parquet = toy / "concepts.json", run / "analysis" / "features.parquet"
-    for p in (concepts, parquet):
-        if not p.is_file():
-            raise UserError(f"{p}: missing (run the toy and the features stage first)")
+    run, toy, concepts, parquet = scored_inputs(run_dir, toy_dir)
     if timeline is None and (toy / TIMELINE).is_file():
         timeline = read_json(toy / TIMELINE)
     by_step = {r["step"]: r for r in (timeline or {}).get("checkpoints", [])}
