@@ -119,3 +119,18 @@ def train_config(checkpoints: Path, steps: list[int], **overrides: Any) -> dict[
         else:
             cfg[key] = value
     return cfg
+
+
+def build_one_checkpoint_run(root: Path) -> dict[str, Path]:
+    """A 2-block Llama checkpoint ``root/ckpts/iter_0000010`` and its prepared run ``root/run``
+    (80 + 80 documents, a 1.28M-token budget): the SAE tests' one-step world."""
+    from llmjp_ckpt.data import corpus
+    from tests.model_builders import build_checkpoints, build_tokenizer
+
+    tok = build_tokenizer(root / "tok")
+    tok.save_pretrained(root / "tok")
+    build_checkpoints(root / "ckpts", [10], tok)  # 2 blocks
+    build_corpus(root / "corpus", n_docs={"ja": 80, "en": 80})
+    run = root / "run"
+    corpus.prepare_data(data_config(root / "corpus", root / "tok", token_budget=64 * 20_000), run)
+    return {"ckpts": root / "ckpts", "run": run}

@@ -17,22 +17,14 @@ from llmjp_ckpt.runfolder import RunFolder
 from llmjp_ckpt.saes import training
 from llmjp_ckpt.saes.config import TrainConfig
 from llmjp_ckpt.saes.plan import ModelShape, plan
-from tests.helpers import build_corpus, data_config, train_config
-from tests.model_builders import build_checkpoints, build_tokenizer
+from tests.helpers import build_one_checkpoint_run, train_config
 
 BASE = "x4_k4_lr0.003_scalar"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("sweep")
-    tok = build_tokenizer(root / "tok")
-    tok.save_pretrained(root / "tok")
-    build_checkpoints(root / "ckpts", [10], tok)  # 2 blocks
-    build_corpus(root / "corpus", n_docs={"ja": 80, "en": 80})
-    run = root / "run"
-    corpus.prepare_data(data_config(root / "corpus", root / "tok", token_budget=64 * 20_000), run)
-    return {"ckpts": root / "ckpts", "run": run}
+    return build_one_checkpoint_run(tmp_path_factory.mktemp("sweep"))
 
 
 def _cfg(world, hook_layer) -> dict:
