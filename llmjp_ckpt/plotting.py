@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +24,12 @@ from llmjp_ckpt import atomic
 log = logging.getLogger(__name__)
 PLOTLY_JS = "plotly.min.js"
 PLOTLY_SRC = f'<script charset="utf-8" src="{PLOTLY_JS}"></script>'  # what "directory" writes
+
+
+def safe_name(text: str) -> str:
+    """``text`` as part of a figure's file name: runs of anything but letters, digits, ``_.-``
+    become one ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def plotly_js_path() -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from llmjp_ckpt import plotting
 from llmjp_ckpt.compare.transitions import CLASS_COLUMNS
 from llmjp_ckpt.config import read_json
 
@@ -79,7 +80,7 @@ def figures(view: dict[str, Any], columns: tuple[str, ...] = ("language_paper", 
     fraction of each checkpoint pair per layer."""
     out: dict[str, go.Figure] = {}
     for group, v in view.items():
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", group)
+        safe = plotting.safe_name(group)
         layers = [str(x) for x in v["layers"]]
         steps = [str(s) for s in v["checkpoints"]]
         for col in columns:

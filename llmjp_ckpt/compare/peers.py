@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
+from llmjp_ckpt import plotting
 from llmjp_ckpt.compare.decoders import load_decoder
 from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
 from llmjp_ckpt.errors import UserError
@@ -118,5 +118,5 @@ def figures(result: dict[str, Any]) -> dict[str, go.Figure]:
         fig.update_xaxes(type="log", title_text="training step")
         fig.update_yaxes(range=[0, 1], title_text=f"peer features found (cosine ≥ {entry['threshold']})")
         fig.update_layout(title=f"How many of {html.escape(peer_id)}'s features ours find", width=900, height=500)
-        out[f"peer_{re.sub(r'[^A-Za-z0-9_.-]+', '_', peer_id)}"] = fig
+        out[f"peer_{plotting.safe_name(peer_id)}"] = fig
     return out

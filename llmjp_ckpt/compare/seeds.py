@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from llmjp_ckpt import plotting
 from llmjp_ckpt.compare.decoders import load_decoder
 from llmjp_ckpt.compare.matching import MatchConfig, match_decoders, write_matches_csv
 from llmjp_ckpt.config import read_json
@@ -147,5 +147,5 @@ def baseline_figure(group: str, entry: dict[str, Any]) -> go.Figure:
 
 def figures(baseline: dict[str, Any]) -> dict[str, go.Figure]:
     """One ``seed_baseline_<group>`` figure per seed group."""
-    return {f"seed_baseline_{re.sub(r'[^A-Za-z0-9_.-]+', '_', g)}": baseline_figure(g, e)
+    return {f"seed_baseline_{plotting.safe_name(g)}": baseline_figure(g, e)
             for g, e in baseline.items() if e["per_checkpoint"]}

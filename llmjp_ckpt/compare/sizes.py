@@ -10,7 +10,6 @@ of each consecutive pair. ``llmjp-ckpt sizes --run A --run B --out DIR`` writes
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import plotly.colors as px_colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from llmjp_ckpt import plotting
 from llmjp_ckpt.config import read_json
 from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.runfolder import RunFolder
@@ -70,7 +70,7 @@ def figures(view: dict[str, Any]) -> dict[str, go.Figure]:
     palette = px_colors.qualitative.Plotly + px_colors.qualitative.Dark2
     out: dict[str, go.Figure] = {}
     for sae_id, by_run in view["families"].items():
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", sae_id)
+        safe = plotting.safe_name(sae_id)
         for col in COLUMNS:
             fig = make_subplots(rows=1, cols=len(by_run), shared_yaxes=True, subplot_titles=list(by_run))
             colour: dict[str, str] = {}

@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from llmjp_ckpt import atomic, config
+from llmjp_ckpt import atomic, config, plotting
 from llmjp_ckpt.compare import figures as figs
 from llmjp_ckpt.compare import layers, peers, seeds
 from llmjp_ckpt.compare import lineages as lin
@@ -142,7 +141,7 @@ def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg
 
 
 def _figures(sae_id: str, fam: dict, cfg: CompareConfig) -> dict:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", sae_id)
+    safe = plotting.safe_name(sae_id)
     out = {f"shares_{safe}": figs.shares_figure(fam["per_checkpoint"], sae_id)}
     if fam["pairs"]:
         flows = [{"from": p["from"], "to": p["to"], **p["flows"]} for p in fam["pairs"]]

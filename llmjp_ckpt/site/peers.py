@@ -7,10 +7,10 @@ feature browser and to the peer SAE's folder. Left out when compare saw no peer 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from llmjp_ckpt import plotting
 from llmjp_ckpt.config import read_json
 from llmjp_ckpt.site.render import browser_name
 
@@ -29,7 +29,7 @@ def peer_context(run: Path, figs: list[Path]) -> list[dict[str, Any]]:
     out = []
     for peer_id, entry in sorted(peers.items()):
         folders = entry.get("folders") or {}
-        fig = by_stem.get(f"peer_{re.sub(r'[^A-Za-z0-9_.-]+', '_', peer_id)}")
+        fig = by_stem.get(f"peer_{plotting.safe_name(peer_id)}")
         rows = [{
             "step": r["checkpoint"], "sae_id": r["sae_id"],
             "browser": "browser/" + browser_name(int(r["checkpoint"]), r["sae_id"]),
