@@ -93,11 +93,9 @@ class ModelEntry:
 
         Only the model cards' figures (``SHAPE_REQUIRED``) are checked: ``d_mlp`` / ``n_kv_heads``
         of most sizes are derived, not read from a config, so they serve the planner only."""
-        for key, want in (self.shape or {}).items():
-            if key not in SHAPE_REQUIRED:
-                continue
-            hf_key = SHAPE_KEYS[key]
-            got = cfg.get(hf_key, cfg.get("num_attention_heads") if key == "n_kv_heads" else None)
+        for key in SHAPE_REQUIRED if self.shape else ():
+            hf_key, want = SHAPE_KEYS[key], self.shape[key]
+            got = cfg.get(hf_key)
             if got is not None and got != want:
                 raise UserError(f"{where}: {hf_key}={got} but {self.name} has {key}={want}: expected a "
                                 f"checkpoint of {self.name} (is the checkpoint root another model's?)")
