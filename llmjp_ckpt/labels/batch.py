@@ -292,6 +292,7 @@ def label_flat(flat: FlatFeatures, backend: gr.RuleBackend | None = None,
         left = g > s0 and not str(p).startswith(" ") and is_letters(before[w])
         right = g + 1 < s0 + lens_l[w] and is_letters(after[w]) and not str(texts[after[w]]).startswith(" ")
         words_all.append(flat_word_at(g, s0, s0 + lens_l[w]) if left or right else p)
+    vectors = backend.resolved_vectors()
     out = []
     for j in range(nf):
         lo, hi = b0[j], b0[j + 1]
@@ -299,7 +300,7 @@ def label_flat(flat: FlatFeatures, backend: gr.RuleBackend | None = None,
         votes = {"en": float(v_en[j]), "ja": float(v_ja[j])}
         st = gr.stats_from_max_tokens(pieces, words, prevs, votes, embed=backend.embed,
                                       lexicon=backend.lexicon, dictionary=backend.resolved(),
-                                      surfaces=surfs_all[lo:hi])
+                                      surfaces=surfs_all[lo:hi], vectors=vectors)
         lab, conf = gr.decide(st, backend.params)
         out.append(FeatureLabels(majority_language({"en": int(p_en[j]), "ja": int(p_ja[j])}),
                                  majority_language(votes), lab, conf))
@@ -363,7 +364,8 @@ def label_features(features: Sequence[Sequence[Sequence]] | FlatFeatures,
         return [FeatureLabels(paper_language(ex), script_language(ex), *backend.classify(ex))
                 for ex in features]
     backend = backend or gr.default_backend()
-    backend.resolved()  # load the dictionary before forking
+    backend.resolved()  # load the dictionary (and word vectors, when used) before forking
+    backend.resolved_vectors()
     spans = [(i, min(i + chunk, len(features))) for i in range(0, len(features), chunk)]
     workers = min(workers, len(spans), os.cpu_count() or 1)
 

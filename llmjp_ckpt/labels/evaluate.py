@@ -35,6 +35,7 @@ from llmjp_ckpt.labels.granularity import (
     decide,
     token_stats,
 )
+from llmjp_ckpt.labels.meaning import WordVectors, default_vectors, embedder, null_cosine
 
 DEV_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "peer-labels-dev.jsonl.gz"
 
@@ -49,6 +50,14 @@ GRID = {
     "min_examples": [1, 2, 3, 5, 8],
     "sem_ctx_max": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
     "sem_distinct_max": [0.7, 0.8, 0.85, 0.9, 1.0],
+}
+
+
+# The word-vector thresholds (``meaning``, optional): searched only by the ablation's vector rows
+# (off a priori in RuleParams); not in GRID, so the shipped fit does not depend on ja-ginza.
+VEC_GRID = {
+    "sem_vec_min": [0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 1.0],
+    "sem_vec_veto": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25],
 }
 
 
@@ -281,8 +290,10 @@ def refit(records: Sequence[FeatureRecord], labels_path: str | Path, out: str | 
     return "\n".join(lines)
 
 
-def ablation(records: Sequence[FeatureRecord], dictionary: Dictionary | None) -> str:
-    """LOCO κ per rotation as meaning sources and fitting safeguards are added one at a time."""
+def ablation(records: Sequence[FeatureRecord], dictionary: Dictionary | None,
+             vectors: WordVectors | None = None) -> str:
+    """LOCO κ per rotation as meaning sources and fitting safeguards are added one at a time;
+    with ``vectors`` (ja-ginza), the word-vector rules too, on the shipped and the strict rules."""
     old = {k: v for k, v in GRID.items() if k != "sem_distinct_max"}
     no_ctx = {k: v for k, v in old.items() if k != "sem_ctx_max"}
     off = RuleParams(sem_frame_ctx=0.0, sem_distinct_max=1.0)  # the two newest rules off
@@ -296,6 +307,18 @@ def ablation(records: Sequence[FeatureRecord], dictionary: Dictionary | None) ->
             ("+ recurring forms (sem_distinct_max, prior 0.85)", dictionary, GRID, None, None),
             ("  the same, a-priori thresholds, nothing fitted", dictionary, {}, None, 0.0),
             ("  strict: both new rules off a priori, fitted in LOCO", dictionary, strict, off, None)]
+    if vectors is not None:
+        null = round(null_cosine(vectors), 2)  # a property of the table: no labels read
+        vgrid = {"sem_vec_min": sorted({*VEC_GRID["sem_vec_min"], null}),
+                 "sem_vec_veto": VEC_GRID["sem_vec_veto"]}
+        rows += [("+ word vectors (ja-ginza), off a priori, fitted in LOCO", vectors,
+                  dict(GRID, **vgrid), None, None),
+                 ("  strict + word vectors, off a priori, fitted in LOCO", vectors,
+                  dict(strict, **vgrid), off, None),
+                 (f"  strict + word vectors, prior sem_vec_min {null} (table's q95)", vectors,
+                  dict(strict, **vgrid), replace(off, sem_vec_min=null), None),
+                 ("  shipped + vector cosine >= 0.6 as a synonym relation", "embed", GRID, None,
+                  None)]
     lines = ["ABLATION: LOCO kappa per held-out checkpoint (min, mean)"]
     stats = {}
     recs = [r for r in records if r.granularity]
@@ -304,14 +327,21 @@ def ablation(records: Sequence[FeatureRecord], dictionary: Dictionary | None) ->
             lines.append(f"  {name}: skipped (jamdict-data not installed)")
             continue
         if id(d) not in stats:
-            stats[id(d)] = [token_stats(r.examples, dictionary=d) for r in recs]
+            kw: dict = ({"vectors": d, "dictionary": dictionary} if isinstance(d, WordVectors)
+                        else {"embed": embedder(vectors), "dictionary": dictionary}
+                        if d == "embed" and vectors is not None else {"dictionary": d})
+            stats[id(d)] = [token_stats(r.examples, **kw) for r in recs]
         rots = loco_from_stats(stats[id(d)], [r.granularity for r in recs],
                                [r.checkpoint for r in recs], grid=grid, start=start, shrink=shrink)
         ks = [r.agreement.kappa for r in rots]
         gap = max(r.agreement.max_share_gap() for r in rots)
-        lines.append(f"  {name:<54} " + "  ".join(f"{k:.3f}" for k in ks)
+        lines.append(f"  {name:<62} " + "  ".join(f"{k:.3f}" for k in ks)
                      + f"   (min {min(ks):.3f}, mean {sum(ks) / len(ks):.3f}; share gap "
                      f"{100 * gap:.1f})")
+        if "strict" in name:  # the honest figures: recall and shares per rotation too
+            lines += ["      " + x for x in format_loco(rots, "strict").splitlines()[1:-1]]
+    if vectors is None:
+        lines.append("  word vectors: skipped (ja-ginza not installed: pip install 'llmjp-ckpt[meaning]')")
     lines.append("  input embeddings of the checkpoint: not measurable here (the dev file has no "
                  "checkpoint); hook: RuleBackend(embed=embedder_from_vocab(vocab, W_E))")
     return "\n".join(lines)
@@ -348,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                                            loco_confusion(rotations))))
     if args.ablation:
         print()
-        print(ablation(records, dic))
+        vec = default_vectors()
+        print("word vectors:", vec.name if vec is not None else "none")
+        print(ablation(records, dic, vec))
     print("\nSECONDARY: seeded split across all checkpoints")
     fit_part = [r for r in records if in_fit_part(r, args.seed, args.fit_fraction)]
     held = [r for r in records if not in_fit_part(r, args.seed, args.fit_fraction)]

@@ -15,7 +15,9 @@ takes the max-activating token (first on ties) and the whole word around it, the
   → ``semantic``; otherwise ``uninterpretable``;
 * whether diverse max tokens fill one slot of a fixed frame — nearly all follow the same token
   ("on air / screen / stage") → ``semantic`` even when one form dominates (checked before the
-  token rules).
+  token rules);
+* optionally (off by default), how close in meaning the strongest forms are: mean cosine of
+  their word vectors (:mod:`.meaning`, the ``ja-ginza`` table) → ``semantic`` when close.
 
 The few thresholds live in ``granularity_params.json`` beside this module (fitted on part of
 the authors' labelled features; ``docs/labels-eval.md`` gives the split and the figures).
@@ -43,6 +45,7 @@ from llmjp_ckpt import chars
 from llmjp_ckpt.labels import lexical
 from llmjp_ckpt.labels.dictionary import default_dictionary
 from llmjp_ckpt.labels.language import script_scores
+from llmjp_ckpt.labels.meaning import VEC_MIN_FORMS, WordVectors, default_vectors, vector_stats
 
 LABELS = ("token", "synonym", "semantic", "uninterpretable")
 DICT_WORDS = 3  # a max-token form is looked up in the dictionary as itself and its top words
@@ -75,6 +78,8 @@ class TokenStats:
     top_forms: tuple[tuple[str, int], ...] = ()
     form_variant: float = 0.0  # ``variant`` by form relations alone (spelling, inflection, loan)
     ctx_prev: float = 0.0  # distinct tokens just before the max token, per example
+    vec_sim: float = 0.0  # mean pairwise cosine of the strongest distinct forms' word vectors
+    vec_forms: int = 0  # how many of those forms have a vector (0: no vector table given)
 
 
 def _max_index(window: Sequence) -> int:
@@ -141,6 +146,7 @@ def token_stats(
     embed_threshold: float = 0.6,
     lexicon: Mapping[str, set[str]] | None = None,
     dictionary: Dictionary | None = None,
+    vectors: WordVectors | None = None,
 ) -> TokenStats:
     """Statistics of ``examples`` (a list of windows of ``[token_text, activation]`` pairs)."""
     windows = [w for w in examples if len(w) > 0]
@@ -148,7 +154,7 @@ def token_stats(
     votes = script_scores(windows) if windows else {"en": 0.0, "ja": 0.0}
     return stats_from_max_tokens(pieces, words, prevs, votes, embed=embed,
                                  embed_threshold=embed_threshold, lexicon=lexicon,
-                                 dictionary=dictionary)
+                                 dictionary=dictionary, vectors=vectors)
 
 
 START = "\x00start"  # the "previous token" of a max token that opens its window
@@ -180,6 +186,7 @@ def stats_from_max_tokens(
     lexicon: Mapping[str, set[str]] | None = None,
     dictionary: Dictionary | None = None,
     surfaces: Sequence[str] | None = None,
+    vectors: WordVectors | None = None,
 ) -> TokenStats:
     """:class:`TokenStats` from the max tokens of each example (:func:`max_tokens`) and the
     script rule's votes (``language.script_scores``); shared by :func:`token_stats` and the
@@ -221,6 +228,8 @@ def stats_from_max_tokens(
         return f
 
     alias = {f: (f, _most_common(rep[f], 1)[0]) for f in names}
+    vec_sim, vec_forms = (vector_stats([(w, f) for f, w in alias.values()], vectors)
+                          if vectors is not None else (0.0, 0))  # the whole word, then the piece
     for a, b in _related_pairs(alias, embed, embed_threshold, lexicon):
         parent[find(a)] = find(b)
     clusters: dict[str, list[int]] = {}
@@ -245,7 +254,7 @@ def stats_from_max_tokens(
     tot = votes["en"] + votes["ja"]
     script_mix = min(votes["en"], votes["ja"]) / tot if tot else 0.0
     return TokenStats(n, p1, p2, entropy, len(top), cluster, variant, shape, script_mix,
-                      tuple(top[:5]), form_variant, ctx_prev)
+                      tuple(top[:5]), form_variant, ctx_prev, vec_sim, vec_forms)
 
 
 def _most_common(counts: dict[str, int], n: int) -> list[str]:
@@ -439,7 +448,17 @@ class RuleParams:
     # semantic (both rules): distinct strongest forms ≤ this per example — a kind of word
     # recurs; when nearly every example has a form of its own, nothing does (fitted; prior 0.85)
     sem_distinct_max: float = 0.85
+    # word vectors (``meaning``, optional; off by default, searched only by the ablation's LOCO
+    # rows, evaluate.VEC_GRID): with ≥ 3 strongest forms that have a vector, mean cosine ≥
+    # sem_vec_min → semantic after the token rules (≥ 1 turns it off), and the semantic rules
+    # need mean cosine ≥ sem_vec_veto (0: off)
+    sem_vec_min: float = 1.0
+    sem_vec_veto: float = 0.0
     min_examples: int = 3  # fewer examples: only 'token' if all agree, else uninterpretable
+
+    def uses_vectors(self) -> bool:
+        """Whether any rule reads word vectors (else they need not be loaded)."""
+        return self.sem_vec_min < 1.0 or self.sem_vec_veto > 0.0
 
     @classmethod
     def load(cls, path: str | Path = PARAMS_FILE) -> RuleParams:
@@ -461,6 +480,9 @@ class RuleBackend:
     lexicon: Mapping[str, set[str]] | None = None
     dictionary: Dictionary | None = None  # None: JMdict when ``jamdict-data`` is installed
     use_dictionary: bool = True  # False: spelling, inflection and loanword rules only
+    # word vectors; None: ja-ginza's when installed and a rule of ``params`` reads them
+    vectors: WordVectors | None = None
+    use_vectors: bool = True  # False: never load word vectors
 
     def resolved(self) -> Dictionary | None:
         """The dictionary in use: the given one, else JMdict when installed and wanted."""
@@ -468,9 +490,15 @@ class RuleBackend:
             return default_dictionary()
         return self.dictionary
 
+    def resolved_vectors(self) -> WordVectors | None:
+        """The word vectors in use: the given ones, else ja-ginza's when installed and needed."""
+        if self.vectors is None and self.use_vectors and self.params.uses_vectors():
+            return default_vectors()
+        return self.vectors
+
     def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
         st = token_stats(examples, embed=self.embed, lexicon=self.lexicon,
-                         dictionary=self.resolved())
+                         dictionary=self.resolved(), vectors=self.resolved_vectors())
         return decide(st, self.params)
 
 
@@ -488,7 +516,10 @@ def decide(st: TokenStats, p: RuleParams) -> tuple[str, float]:
         return "synonym", conf(st.form_variant, p.syn_variant)
     if st.cluster >= p.syn_cluster and st.variant >= p.syn_meaning:
         return "synonym", conf(st.variant, p.syn_meaning)
-    recurs = st.distinct <= p.sem_distinct_max * st.n
+    vec = st.vec_forms >= VEC_MIN_FORMS  # enough strongest forms with a word vector to judge
+    # a kind of word: its forms recur and, when vectors can tell, are not unrelated in meaning
+    recurs = st.distinct <= p.sem_distinct_max * st.n and (
+        not vec or p.sem_vec_veto <= 0.0 or st.vec_sim >= p.sem_vec_veto)
     if (st.ctx_prev <= p.sem_frame_ctx and st.distinct >= 3 and st.p1 < p.sem_frame_p1
             and st.shape >= p.sem_shape and st.script_mix < p.sem_mix and recurs):
         return "semantic", conf(st.shape, p.sem_shape)
@@ -499,6 +530,8 @@ def decide(st: TokenStats, p: RuleParams) -> tuple[str, float]:
     if (st.shape >= p.sem_shape and st.script_mix < p.sem_mix and st.ctx_prev <= p.sem_ctx_max
             and recurs):
         return "semantic", conf(st.shape, p.sem_shape)
+    if vec and p.sem_vec_min < 1.0 and st.vec_sim >= p.sem_vec_min and recurs:
+        return "semantic", conf(st.vec_sim, p.sem_vec_min)  # close in meaning, not in shape
     # Uninterpretable: as sure as the nearest other decision is far.
     to_token = (p.token_p2 - st.p2) / p.token_p2
     if st.shape >= p.sem_shape:
