@@ -39,6 +39,7 @@ def planted_context(run: Path, figs: list[Path]) -> dict[str, Any] | None:
             c = entry["checkpoints"][step]
             tl = timeline.get(step, {})
             vs = c.get("vs_timeline") or {}
+            vv = c.get("variants_vs_timeline") or {}
             rows.append({
                 "sae_id": sae_id, "step": step,
                 "planted_bilingual": _pct(tl.get("bilingual_share")),
@@ -46,6 +47,9 @@ def planted_context(run: Path, figs: list[Path]) -> dict[str, Any] | None:
                 "grouped": _pct(tl.get("grouped_share")),
                 "mix": _pct(c["shares"].get("mix_paper")),
                 "concept_level": _pct(c["shares"].get("concept_level")),
+                "merged": _pct(tl.get("merged_share")),
+                "synonym": _pct(c["shares"].get("synonym")), "semantic": _pct(c["shares"].get("semantic")),
+                "variants": f"{vv.get('both', 0)} of {vv.get('timeline', 0)}" if vv else "–",
                 "n_planted": c.get("planted", 0), "n_bilingual": c.get("bilingual", 0),
                 "mix_pr": _pr(c.get("mix_paper")), "concept_pr": _pr(c.get("concept_level")),
                 "concepts": f"{vs.get('both', 0)} of {vs.get('timeline_bilingual', 0)}" if vs else "–",

@@ -14,8 +14,10 @@ A planted feature is *bilingual* when both languages hold at least ``min_side`` 
 unless it is ``token``. Per checkpoint and SAE (:func:`score_rows`): precision and recall of the
 ``mix`` label (both rules) for bilingual planted features, and of concept-level granularity
 (``synonym`` / ``semantic``) for concept-level ones; the concepts with a recovered translation
-feature against the concepts the timeline (:mod:`llmjp_ckpt.toy.timeline`) calls bilingual;
-and, from ``analysis/lineages/``, each bilingual feature's birth against the timeline's
+feature against the concepts the timeline (:mod:`llmjp_ckpt.toy.timeline`) calls bilingual,
+and those with a recovered ``variant`` feature against the variants it calls merged (the
+synonym level); the ``synonym`` and ``semantic`` shares beside the concept-level one; and,
+from ``analysis/lineages/``, each bilingual feature's birth against the timeline's
 ``bilingual_step``. Written to ``RUN/analysis/planted_recovery.json`` with a figure.
 """
 
@@ -120,11 +122,22 @@ def _pr(truth: list[bool], pred: list[bool]) -> dict[str, Any]:
             "recall": round(tp / n_true, 4) if n_true else None}
 
 
-def score_rows(rows: list[dict[str, Any]], timeline_bilingual: Iterable[str] | None = None) -> dict[str, Any]:
+def _vs(found: list[str], planted: Iterable[str]) -> dict[str, Any]:
+    """Concepts recovered (``found``) against the concepts the timeline says (``planted``)."""
+    planted = set(planted)
+    hit = planted & set(found)
+    return {"timeline": len(planted), "recovered": len(found), "both": len(hit),
+            "precision": round(len(hit) / len(found), 4) if found else None,
+            "recall": round(len(hit) / len(planted), 4) if planted else None}
+
+
+def score_rows(rows: list[dict[str, Any]], timeline_bilingual: Iterable[str] | None = None,
+               timeline_merged: Iterable[str] | None = None) -> dict[str, Any]:
     """Scores of one (checkpoint, SAE) from its planted rows.
 
     A row: ``kind`` … from :func:`planted_kind` plus the feature's ``language_paper``,
-    ``language_script`` and ``granularity`` labels.
+    ``language_script`` and ``granularity`` labels. ``timeline_bilingual`` / ``timeline_merged``:
+    the concepts the timeline calls bilingual / whose variant it calls merged at the checkpoint.
     """
     out: dict[str, Any] = {"planted": len(rows), "by_kind": {k: sum(r["kind"] == k for r in rows) for k in KINDS},
                            "bilingual": sum(r["bilingual"] for r in rows)}
@@ -135,22 +148,25 @@ def score_rows(rows: list[dict[str, Any]], timeline_bilingual: Iterable[str] | N
                                [r.get("granularity") in CONCEPT_LEVEL for r in rows])
     found = sorted({c for r in rows if r["kind"] == "translation" for c in r["concepts"]})
     out["translation_concepts"] = found
+    variants = sorted({c for r in rows if r["kind"] == "variant" for c in r["concepts"]})
+    out["variant_concepts"] = variants
+    out["synonym"] = _pr([r["kind"] in ("variant", "translation") for r in rows],
+                         [r.get("granularity") == "synonym" for r in rows])
     if timeline_bilingual is not None:
-        planted = set(timeline_bilingual)
-        hit = planted & set(found)
-        out["vs_timeline"] = {
-            "timeline_bilingual": len(planted), "recovered": len(found), "both": len(hit),
-            "precision": round(len(hit) / len(found), 4) if found else None,
-            "recall": round(len(hit) / len(planted), 4) if planted else None,
-        }
+        vs = _vs(found, timeline_bilingual)
+        out["vs_timeline"] = {"timeline_bilingual": vs.pop("timeline"), **vs}
+    if timeline_merged is not None:
+        out["variants_vs_timeline"] = _vs(variants, timeline_merged)
     return out
 
 
 def shares(df) -> dict[str, float | None]:
-    """``mix`` shares (both rules) and the concept-level share of the labelled rows of ``df``."""
+    """``mix`` shares (both rules), the concept-level share and its ``synonym`` / ``semantic`` parts,
+    of the labelled rows of ``df``."""
     lab = df[df["language_paper"].notna()]
     n = len(lab)
-    return {"n": n,
+    parts = {g: round(float((lab["granularity"] == g).mean()), 4) if n else None for g in CONCEPT_LEVEL}
+    return {"n": n, **parts,
             "mix_paper": round(float((lab["language_paper"] == "mix").mean()), 4) if n else None,
             "mix_script": round(float((lab["language_script"] == "mix").mean()), 4) if n else None,
             "concept_level": round(float(lab["granularity"].isin(CONCEPT_LEVEL).mean()), 4) if n else None}
@@ -223,7 +239,8 @@ def planted_recovery(run_dir: str | Path, toy_dir: str | Path | None = None,
         entry = saes.setdefault(sae_id, {"checkpoints": {}, "_planted": {}})
         entry["_planted"].update(planted)
         entry["checkpoints"][str(step)] = {
-            **score_rows(rows, tl["bilingual"] if tl else None), "shares": shares(lab),
+            **score_rows(rows, tl["bilingual"] if tl else None, tl.get("variants_merged") if tl else None),
+            "shares": shares(lab),
             "bilingual_features": [{"feature": r["feature"], "concepts": r["concepts"], "kind": r["kind"],
                                     "language_paper": r["language_paper"], "granularity": r["granularity"]}
                                    for r in rows if r["bilingual"]][:50]}
@@ -232,7 +249,8 @@ def planted_recovery(run_dir: str | Path, toy_dir: str | Path | None = None,
     summary = None
     if timeline:
         summary = [{"step": r["step"], "bilingual_share": r["bilingual_share"],
-                    "grouped_share": r["grouped_share"], "mean_margin": r["mean_margin"],
+                    "grouped_share": r["grouped_share"], "merged_share": r.get("merged_share"),
+                    "mean_margin": r["mean_margin"],
                     "translation_acc": r["translation_acc"]} for r in timeline["checkpoints"]]
     return {"min_share": min_share, "min_side": MIN_SIDE, "concept_level_labels": list(CONCEPT_LEVEL),
             "timeline": summary, "saes": saes}
@@ -243,8 +261,9 @@ def figure(result: dict[str, Any]):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("bilingual: planted vs mix share",
-                                                        "concept-level: planted vs recovered share"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("bilingual: planted vs mix share",
+                                                        "semantic: grouped categories vs semantic share",
+                                                        "synonym: merged variants vs synonym share"))
     tl = result.get("timeline") or []
     x = [str(r["step"]) for r in tl]
     if tl:
@@ -254,13 +273,17 @@ def figure(result: dict[str, Any]):
                                  line={"dash": "dot", "color": "grey"}), row=1, col=1)
         fig.add_trace(go.Scatter(x=x, y=[r["grouped_share"] for r in tl], name="planted: grouped categories",
                                  line={"dash": "dash", "color": "black"}, showlegend=False), row=1, col=2)
+        fig.add_trace(go.Scatter(x=x, y=[r.get("merged_share") for r in tl], name="planted: merged variants",
+                                 line={"dash": "dash", "color": "black"}, showlegend=False), row=1, col=3)
     for sae_id, entry in sorted(result["saes"].items()):
         steps = sorted(entry["checkpoints"], key=int)
         sh = [entry["checkpoints"][s]["shares"] for s in steps]
         fig.add_trace(go.Scatter(x=steps, y=[s["mix_paper"] for s in sh], name=f"{sae_id}: mix (paper)",
                                  legendgroup=sae_id), row=1, col=1)
-        fig.add_trace(go.Scatter(x=steps, y=[s["concept_level"] for s in sh], name=f"{sae_id}: concept-level",
+        fig.add_trace(go.Scatter(x=steps, y=[s.get("semantic") for s in sh], name=f"{sae_id}: semantic",
                                  legendgroup=sae_id), row=1, col=2)
+        fig.add_trace(go.Scatter(x=steps, y=[s.get("synonym") for s in sh], name=f"{sae_id}: synonym",
+                                 legendgroup=sae_id), row=1, col=3)
     fig.update_xaxes(type="category", title_text="checkpoint (step)")
     fig.update_yaxes(range=[0, 1], title_text="share")
     fig.update_layout(title="Planted truth (toy model) vs recovered shares (SAE features)")

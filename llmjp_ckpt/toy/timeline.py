@@ -11,6 +11,11 @@ For every checkpoint (nothing from the SAEs), at the layer the SAEs read:
   lexicon induction). The noise floor: the demo toy's random model (step 10) has 1 of 46. Otherwise it is
   *monolingual*. The concept's translation accuracy (parallel prompts that end before its
   translation) is recorded beside it.
+* each concept with an orthographic **variant** (猫 / ネコ) has it *merged* when the variant's
+  residual and the main form's are mutual :data:`RETRIEVAL_TOP` nearest neighbours among the
+  concepts' main Japanese forms and variants, and their cosine exceeds the variant's mean cosine
+  to the other main forms by :data:`BILINGUAL_MARGIN` (the bilingual rule, inside one language):
+  the synonym level of concept knowledge, one meaning under two spellings.
 * each **category** is *grouped* when its concepts' residuals are closer to each other than to
   other categories' by at least :data:`CATEGORY_MARGIN` (same language, averaged over ja and en).
 
@@ -47,8 +52,8 @@ def _cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).T
 
 
-def concept_vectors(model, sp, layer: int, forms: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ja, en)``: one centred residual per concept (main Japanese form, English form)."""
+def form_vectors(model, sp, layer: int, forms: list) -> dict[tuple[str, str, str], torch.Tensor]:
+    """``(concept, language, form) ->`` the form's mean residual, centred on the mean of all forms."""
     from llmjp_ckpt.toy.signals import _run
 
     _, resid = _run(model, [f[3] for f in forms], layer)
@@ -59,9 +64,35 @@ def concept_vectors(model, sp, layer: int, forms: list) -> tuple[torch.Tensor, t
         counts[c, lang, form] = counts.get((c, lang, form), 0) + 1
     vecs = {k: sums[k] / counts[k] for k in sums}
     centre = torch.stack(list(vecs.values())).mean(0)
-    ja = torch.stack([vecs[c.id, "ja", c.ja[0]] - centre for c in CONCEPTS])
-    en = torch.stack([vecs[c.id, "en", c.en] - centre for c in CONCEPTS])
+    return {k: v - centre for k, v in vecs.items()}
+
+
+def concept_vectors(model, sp, layer: int, forms: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ja, en)``: one centred residual per concept (main Japanese form, English form)."""
+    vecs = form_vectors(model, sp, layer, forms)
+    ja = torch.stack([vecs[c.id, "ja", c.ja[0]] for c in CONCEPTS])
+    en = torch.stack([vecs[c.id, "en", c.en] for c in CONCEPTS])
     return ja, en
+
+
+def variant_vectors(vecs: dict[tuple[str, str, str], torch.Tensor]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """``(ids, main, variant)``: the main Japanese form and first variant of every concept that has one."""
+    have = [c for c in CONCEPTS if len(c.ja) > 1]
+    main = torch.stack([vecs[c.id, "ja", c.ja[0]] for c in have])
+    variant = torch.stack([vecs[c.id, "ja", c.ja[1]] for c in have])
+    return [c.id for c in have], main, variant
+
+
+def decide_variants(ids: list[str], main: torch.Tensor, variant: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Per concept with a variant: is it merged with its main form (see the module)?"""
+    cross = _cos(variant, main)  # [variant, main form]
+    n = len(ids)
+    same = cross.diagonal()
+    unrelated = (cross.sum(1) - same) / max(1, n - 1)
+    rank = torch.maximum((cross > same[:, None]).sum(1), (cross > same[None, :]).sum(0))
+    merged = (rank < RETRIEVAL_TOP) & (same - unrelated >= BILINGUAL_MARGIN)
+    return {cid: {"cos_same": round(float(same[i]), 4), "margin": round(float(same[i] - unrelated[i]), 4),
+                  "retrieval_rank": int(rank[i]), "merged": bool(merged[i])} for i, cid in enumerate(ids)}
 
 
 def per_concept_translation(preds: torch.Tensor, probes: list) -> dict[str, float | None]:
@@ -133,9 +164,11 @@ def planted_timeline(toy_dir: str | Path, per_form: int | None = None,
         for step in tqdm(info["steps"], desc="toy: planted timeline", unit="ckpt"):
             path = toy / "checkpoints" / step_dir(int(step))
             model = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-            ja, en = concept_vectors(model, sp, layer, forms)
+            vecs = form_vectors(model, sp, layer, forms)
+            ja = torch.stack([vecs[c.id, "ja", c.ja[0]] for c in CONCEPTS])
+            en = torch.stack([vecs[c.id, "en", c.en] for c in CONCEPTS])
             preds, _ = _run(model, [p.ids for p in probes], layer)
-            row = {"step": int(step), **decide(ja, en)}
+            row = {"step": int(step), **decide(ja, en), "variants": decide_variants(*variant_vectors(vecs))}
             for cid, acc in per_concept_translation(preds, probes).items():
                 row["concepts"][cid]["translation_acc"] = acc
             rows.append(row)
@@ -154,6 +187,9 @@ def summarise(rows: list[dict[str, Any]], seed: int, layer: int) -> dict[str, An
         row["categories_grouped"] = [k for k, v in row["categories"].items() if v["grouped"]]
         row["grouped_share"] = round(len(row["categories_grouped"]) / len(row["categories"]), 4)
         row["mean_margin"] = round(sum(v["margin"] for v in cs.values()) / len(cs), 4)
+        var = row.get("variants") or {}
+        row["variants_merged"] = [c for c, v in var.items() if v["merged"]]
+        row["merged_share"] = round(len(row["variants_merged"]) / len(var), 4) if var else None
         row["translation_acc"] = round(sum(accs) / len(accs), 4) if accs else None
     birth: dict[str, int | None] = {}
     for c in CONCEPTS:
@@ -162,10 +198,18 @@ def summarise(rows: list[dict[str, Any]], seed: int, layer: int) -> dict[str, An
             if not row["concepts"][c.id]["bilingual"]:
                 break
             birth[c.id] = row["step"]
+    merged: dict[str, int | None] = {}
+    for cid in (rows[0].get("variants") or {}) if rows else ():
+        merged[cid] = None
+        for row in reversed(rows):  # the first step from which the variant stays merged
+            if not row["variants"][cid]["merged"]:
+                break
+            merged[cid] = row["step"]
     return {
         "seed": seed, "layer": layer, "retrieval_top": RETRIEVAL_TOP,
         "bilingual_margin": BILINGUAL_MARGIN, "category_margin": CATEGORY_MARGIN,
         "steps": [r["step"] for r in rows], "checkpoints": rows, "bilingual_step": birth,
+        "variant_step": merged,
     }
 
 

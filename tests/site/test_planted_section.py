@@ -16,11 +16,13 @@ def write_result(run: Path) -> None:
     res = {
         "min_share": 0.9,
         "timeline": [{"step": 10, "bilingual_share": 0.0, "grouped_share": 0.5, "translation_acc": 0.0},
-                     {"step": 1000, "bilingual_share": 0.25, "grouped_share": 1.0, "translation_acc": 0.5}],
+                     {"step": 1000, "bilingual_share": 0.25, "grouped_share": 1.0, "translation_acc": 0.5,
+                      "merged_share": 0.75}],
         "saes": {PAYLOAD: {"checkpoints": {
             "1000": {"planted": 40, "bilingual": 4, "mix_paper": score, "concept_level": score,
-                     "shares": {"mix_paper": 0.2, "concept_level": 0.3},
-                     "vs_timeline": {"both": 3, "timeline_bilingual": 12}},
+                     "shares": {"mix_paper": 0.2, "concept_level": 0.3, "synonym": 0.08, "semantic": 0.22},
+                     "vs_timeline": {"both": 3, "timeline_bilingual": 12},
+                     "variants_vs_timeline": {"both": 7, "timeline": 19}},
             "10": {"planted": 5, "bilingual": 0, "mix_paper": None, "concept_level": None,
                    "shares": {"mix_paper": 0.3, "concept_level": None}}}}},
     }
@@ -37,6 +39,8 @@ def test_section_rows_follow_the_checkpoints_and_escape(tmp_path):
     assert last["planted_bilingual"] == "25 %" and last["mix"] == "20 %"
     assert last["mix_pr"] == "67 % / 50 % (2/4)" and last["concepts"] == "3 of 12"
     assert ctx["rows"][0]["mix_pr"] == "–"
+    assert (last["merged"], last["synonym"], last["semantic"], last["variants"]) == ("75 %", "8 %", "22 %", "7 of 19")
+    assert ctx["rows"][0]["merged"] == "–" and ctx["rows"][0]["variants"] == "–"  # older files: no variants
     html = render("planted.html", planted=ctx)
     assert PAYLOAD not in html and "&lt;script&gt;" in html
     assert "Planted truth vs recovered" in html

@@ -81,3 +81,21 @@ def test_no_bilingual_feature_means_no_recall_not_a_perfect_one():
     s = score_rows([_row(feature(i1=50), "ja", "ja", "token")], timeline_bilingual=[])
     assert s["mix_paper"]["recall"] is None and s["mix_paper"]["precision"] is None
     assert s["vs_timeline"]["recall"] is None and s["vs_timeline"]["precision"] is None
+
+
+def test_a_recovered_variant_feature_is_scored_against_the_merged_variants():
+    rows = [
+        _row(feature(i1=30, i2=20), "ja", "ja", "synonym"),      # 猫 / ネコ, labelled synonym: TP
+        _row(feature(i1=30, i3=20), "mix", "mix", "token"),      # 猫 / cat: a synonym missed as token
+        _row(feature(i1=25, i4=25), "ja", "ja", "synonym"),      # 猫 / 犬: a category called synonym: FP
+        _row(feature(i1=50), "ja", "ja", "token"),               # 猫 alone: a token, right
+    ]
+    s = score_rows(rows, timeline_bilingual=[], timeline_merged=["cat", "rabbit"])
+    assert s["variant_concepts"] == ["cat"]
+    assert s["variants_vs_timeline"] == {"timeline": 2, "recovered": 1, "both": 1,
+                                         "precision": 1.0, "recall": 0.5}
+    assert s["synonym"] == {"tp": 1, "predicted": 2, "actual": 2, "precision": 0.5, "recall": 0.5}
+    # a variant the timeline does not call merged is a false recovery, not a hit
+    s = score_rows(rows[:1], timeline_merged=["dog"])
+    assert s["variants_vs_timeline"]["both"] == 0 and s["variants_vs_timeline"]["precision"] == 0.0
+    assert "variants_vs_timeline" not in score_rows(rows[:1])  # no timeline: nothing claimed
