@@ -64,6 +64,6 @@ def _planted(view: dict[str, Any] | None, analysis: Path) -> dict[str, Any] | No
             lb = entry.get("lineage_births") or {}
             if lb:
                 births.append({"who": f"lineages of {sae_id} (first checkpoint a translation feature)",
-                               "matches": lb.get("bilingual_from_matches_timeline"),
+                               "matches": lb.get("from_matches_timeline", lb.get("bilingual_from_matches_timeline")),
                                "of": lb.get("with_timeline_step"), "share": _pct(lb.get("match_fraction"))})
     return {"rows": rows, "births": births}

@@ -54,6 +54,14 @@ def planted_context(run: Path, figs: list[Path]) -> dict[str, Any] | None:
                 "mix_pr": _pr(c.get("mix_paper")), "concept_pr": _pr(c.get("concept_level")),
                 "concepts": f"{vs.get('both', 0)} of {vs.get('timeline_bilingual', 0)}" if vs else "–",
             })
+    births = []
+    for sae_id, entry in sorted((res.get("saes") or {}).items()):
+        for key, what in (("lineage_births", "translation"), ("variant_births", "variant")):
+            b = entry.get(key) or {}
+            if b:
+                births.append({"sae_id": sae_id, "kind": what, "of": b.get("with_timeline_step", 0),
+                               "matches": b.get("from_matches_timeline", b.get("bilingual_from_matches_timeline")),
+                               "share": _pct(b.get("match_fraction"))})
     names = {p.stem: p.name for p in figs if p.suffix == ".html"}
-    return {"rows": rows, "figure": f"figures/{names[FIGURE]}" if FIGURE in names else None,
+    return {"rows": rows, "births": births, "figure": f"figures/{names[FIGURE]}" if FIGURE in names else None,
             "min_share": res.get("min_share"), "json": "data/" + FILE}

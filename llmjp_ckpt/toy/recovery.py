@@ -17,8 +17,8 @@ unless it is ``token``. Per checkpoint and SAE (:func:`score_rows`): precision a
 feature against the concepts the timeline (:mod:`llmjp_ckpt.toy.timeline`) calls bilingual,
 and those with a recovered ``variant`` feature against the variants it calls merged (the
 synonym level); the ``synonym`` and ``semantic`` shares beside the concept-level one; and,
-from ``analysis/lineages/``, each bilingual feature's birth against the timeline's
-``bilingual_step``. Written to ``RUN/analysis/planted_recovery.json`` with a figure.
+from ``analysis/lineages/``, each translation (variant) feature's birth against the timeline's
+``bilingual_step`` (``variant_step``). Written to ``RUN/analysis/planted_recovery.json`` with a figure.
 """
 
 from __future__ import annotations
@@ -173,9 +173,10 @@ def shares(df) -> dict[str, float | None]:
 
 
 def lineage_births(run: Path, sae_id: str, planted: dict[tuple[int, int], dict[str, Any]],
-                   bilingual_step: Mapping[str, int | None]) -> dict[str, Any] | None:
-    """Each lineage that holds a translation feature: its concept, the checkpoint from which its
-    members are translation features of that concept, and the timeline's step for the concept."""
+                   timeline_step: Mapping[str, int | None], kind: str = "translation") -> dict[str, Any] | None:
+    """Each lineage that holds a ``kind`` feature (``translation`` or ``variant``): its concept, the
+    checkpoint from which its members are such features of that concept (``kind_from``), and the
+    timeline's step for the concept (``bilingual_step`` or ``variant_step``)."""
     import pandas as pd
 
     path = run / "analysis" / "lineages" / f"{sae_id}.parquet"
@@ -185,18 +186,17 @@ def lineage_births(run: Path, sae_id: str, planted: dict[tuple[int, int], dict[s
     out = []
     for chain, g in df.groupby("chain"):
         members = [(int(s), planted.get((int(s), int(f)))) for s, f in zip(g["checkpoint"], g["feature"])]
-        tr = [(s, p["concepts"][0]) for s, p in members if p and p["kind"] == "translation"]
-        if not tr:
+        hits = [(s, p["concepts"][0]) for s, p in members if p and p["kind"] == kind]
+        if not hits:
             continue
-        concept = Counter(c for _, c in tr).most_common(1)[0][0]
+        concept = Counter(c for _, c in hits).most_common(1)[0][0]
         out.append({"chain": int(chain), "concept": concept, "chain_birth": members[0][0],
-                    "bilingual_from": min(s for s, c in tr if c == concept),
-                    "timeline_step": bilingual_step.get(concept)})
+                    "kind_from": min(s for s, c in hits if c == concept),
+                    "timeline_step": timeline_step.get(concept)})
     timed = [r for r in out if r["timeline_step"] is not None]
-    agree = sum(r["bilingual_from"] == r["timeline_step"] for r in timed)
-    return {"lineages": out, "with_timeline_step": len(timed),
-            "bilingual_from_matches_timeline": agree,
-            "match_fraction": round(agree / len(timed), 4) if timed else None}
+    agree = sum(r["kind_from"] == r["timeline_step"] for r in timed)
+    return {"kind": kind, "lineages": out, "with_timeline_step": len(timed),
+            "from_matches_timeline": agree, "match_fraction": round(agree / len(timed), 4) if timed else None}
 
 
 def planted_recovery(run_dir: str | Path, toy_dir: str | Path | None = None,
@@ -216,6 +216,7 @@ def planted_recovery(run_dir: str | Path, toy_dir: str | Path | None = None,
         timeline = read_json(toy / TIMELINE)
     by_step = {r["step"]: r for r in (timeline or {}).get("checkpoints", [])}
     bilingual_step = (timeline or {}).get("bilingual_step", {})
+    variant_step = (timeline or {}).get("variant_step", {})
     forms = token_forms(concepts)
     labels = pd.read_parquet(parquet)
     saes: dict[str, Any] = {}
@@ -245,7 +246,9 @@ def planted_recovery(run_dir: str | Path, toy_dir: str | Path | None = None,
                                     "language_paper": r["language_paper"], "granularity": r["granularity"]}
                                    for r in rows if r["bilingual"]][:50]}
     for sae_id, entry in saes.items():
-        entry["lineage_births"] = lineage_births(run, sae_id, entry.pop("_planted"), bilingual_step)
+        planted = entry.pop("_planted")
+        entry["lineage_births"] = lineage_births(run, sae_id, planted, bilingual_step)
+        entry["variant_births"] = lineage_births(run, sae_id, planted, variant_step, kind="variant")
     summary = None
     if timeline:
         summary = [{"step": r["step"], "bilingual_share": r["bilingual_share"],

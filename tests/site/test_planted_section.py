@@ -24,7 +24,9 @@ def write_result(run: Path) -> None:
                      "vs_timeline": {"both": 3, "timeline_bilingual": 12},
                      "variants_vs_timeline": {"both": 7, "timeline": 19}},
             "10": {"planted": 5, "bilingual": 0, "mix_paper": None, "concept_level": None,
-                   "shares": {"mix_paper": 0.3, "concept_level": None}}}}},
+                   "shares": {"mix_paper": 0.3, "concept_level": None}}},
+            "lineage_births": {"with_timeline_step": 2, "bilingual_from_matches_timeline": 1, "match_fraction": 0.5},
+            "variant_births": {"with_timeline_step": 9, "from_matches_timeline": 6, "match_fraction": 0.6667}}},
     }
     (run / "analysis").mkdir(parents=True)
     (run / "analysis" / FILE).write_text(json.dumps(res), encoding="utf-8")
@@ -41,9 +43,12 @@ def test_section_rows_follow_the_checkpoints_and_escape(tmp_path):
     assert ctx["rows"][0]["mix_pr"] == "–"
     assert (last["merged"], last["synonym"], last["semantic"], last["variants"]) == ("75 %", "8 %", "22 %", "7 of 19")
     assert ctx["rows"][0]["merged"] == "–" and ctx["rows"][0]["variants"] == "–"  # older files: no variants
+    assert [(b["kind"], b["matches"], b["of"], b["share"]) for b in ctx["births"]] == [
+        ("translation", 1, 2, "50 %"), ("variant", 6, 9, "67 %")]  # the older key name still read
     html = render("planted.html", planted=ctx)
     assert PAYLOAD not in html and "&lt;script&gt;" in html
     assert "Planted truth vs recovered" in html
+    assert "birth = timeline step" in html and "6 (67 %)" in html
 
 
 def test_no_section_without_the_file(tmp_path):

@@ -99,3 +99,25 @@ def test_a_recovered_variant_feature_is_scored_against_the_merged_variants():
     s = score_rows(rows[:1], timeline_merged=["dog"])
     assert s["variants_vs_timeline"]["both"] == 0 and s["variants_vs_timeline"]["precision"] == 0.0
     assert "variants_vs_timeline" not in score_rows(rows[:1])  # no timeline: nothing claimed
+
+
+def test_lineage_births_are_checked_against_the_timeline_step_per_kind(tmp_path):
+    import pandas as pd
+
+    from llmjp_ckpt.toy.recovery import lineage_births
+
+    folder = tmp_path / "analysis" / "lineages"
+    folder.mkdir(parents=True)
+    # chain 0: feature 5 at 100 (a token) -> 7 at 1000 (猫 / ネコ) -> 7 at 2000 (猫 / ネコ);
+    # chain 1: a variant feature of dog from 300; chain 2: never planted
+    pd.DataFrame({"chain": [0, 0, 0, 1, 1, 2], "checkpoint": [100, 1000, 2000, 300, 1000, 1000],
+                  "feature": [5, 7, 7, 9, 9, 11]}).to_parquet(folder / "sae.parquet")
+    cat_v, dog_v = planted_kind(feature(i1=30, i2=20), FORMS), {"kind": "variant", "concepts": ["dog"]}
+    planted = {(100, 5): planted_kind(feature(i1=50), FORMS), (1000, 7): cat_v, (2000, 7): cat_v,
+               (300, 9): dog_v, (1000, 9): dog_v}
+    out = lineage_births(tmp_path, "sae", planted, {"cat": 1000, "dog": 1000}, kind="variant")
+    assert [(r["chain"], r["concept"], r["chain_birth"], r["kind_from"]) for r in out["lineages"]] == [
+        (0, "cat", 100, 1000), (1, "dog", 300, 300)]
+    assert (out["with_timeline_step"], out["from_matches_timeline"], out["match_fraction"]) == (2, 1, 0.5)
+    assert lineage_births(tmp_path, "sae", planted, {"cat": 1000})["lineages"] == []  # no translation kind
+    assert lineage_births(tmp_path, "missing", planted, {}) is None
