@@ -100,7 +100,9 @@ def test_concurrent_writers_lose_no_manifest_entry(tmp_path):
     with its last write. Without the lock, read-modify-write races drop entries."""
     import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")
+    # fork: the writers start from this process's imports (a spawned one re-imports torch and
+    # TransformerLens through llmjp_ckpt, ~5 s of CPU each); the race is the same
+    ctx = mp.get_context("fork")
     n_proc, n = 8, 15
     barrier = ctx.Barrier(n_proc)
     procs = [ctx.Process(target=_record_many, args=(str(tmp_path), w, n, barrier))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -87,16 +85,16 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: str, exp
     assert not (tmp_path / "ours").exists()
 
 
-def test_cli_import_peer(tmp_path: Path) -> None:
+def test_cli_import_peer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmjp_ckpt.cli import main  # in-process: a subprocess re-imports torch and TransformerLens
+
     src = write_peer(tmp_path / "peer")
-    ok = subprocess.run([sys.executable, "-m", "llmjp_ckpt", "import-peer", str(src), "--out",
-                         str(tmp_path / "ours")], capture_output=True, text=True, check=False)
-    assert ok.returncode == 0, ok.stderr
+    assert main(["import-peer", str(src), "--out", str(tmp_path / "ours")]) == 0
     assert (tmp_path / "ours" / "sae_weights.safetensors").is_file()
-    bad = subprocess.run([sys.executable, "-m", "llmjp_ckpt", "import-peer", str(tmp_path / "nope"),
-                          "--out", str(tmp_path / "x")], capture_output=True, text=True, check=False)
-    assert bad.returncode == 2
-    assert len(bad.stderr.strip().splitlines()) == 1
+    capsys.readouterr()
+    assert main(["import-peer", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_hub_repo_from_the_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ the sequential stages, and a job killed mid-way then relaunched."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -109,6 +110,7 @@ def test_local_two_at_a_time_equals_sequential(cfg, sequential, tmp_path, capsys
 def test_killed_job_then_relaunch_runs_only_the_missing_work(cfg, sequential, tmp_path, capsys):
     run = tmp_path / "killed"
     lc = load_launch(cfg)
+    lc = dataclasses.replace(lc, cluster=dataclasses.replace(lc.cluster, max_parallel=2))  # two cores: half the wait
     flag = tmp_path / "killed.flag"
     assert launch(lc, run, "local", job_fn=KillingJob(KILLED, str(flag))) == 1
     assert flag.exists()
