@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from llmjp_ckpt.config import read_json
+from llmjp_ckpt.site.planted import FILE as PLANTED_FILE
+from llmjp_ckpt.site.planted import birth_matches, pct, pr_cell
 
-PLANTED_FILE = "planted_recovery.json"  # llmjp_ckpt.toy.recovery.FILE (the site does not import the toy)
 TABLE = "crosscoder_features.parquet"  # llmjp_ckpt.crosscoders.labels.TABLE (not imported: no torch here)
-
-
-def _pct(x: Any) -> str:
-    return "–" if x is None else f"{100 * float(x):.0f} %"
 
 
 def labels_context(cc_json: Path) -> dict[str, Any] | None:
@@ -32,15 +29,8 @@ def labels_context(cc_json: Path) -> dict[str, Any] | None:
             "n_labelled": labels.get("n_labelled"),
             "n_windows": labels.get("n_windows"), "n_top": labels.get("n_top"),
             "rows": [{"checkpoint": r["checkpoint"], "present": r["present"], "labelled": r["labelled"],
-                      "shares": [_pct(r.get(c, 0.0) if r["labelled"] else None) for c in share_cols]}
+                      "shares": [pct(r.get(c, 0.0) if r["labelled"] else None) for c in share_cols]}
                      for r in rows]}
-
-
-def _pr(score: dict[str, Any] | None) -> str:
-    if not score:
-        return "–"
-    counts = f"{score.get('tp', 0)}/{score.get('actual', 0)}"
-    return f"{_pct(score.get('precision'))} / {_pct(score.get('recall'))} ({counts})"
 
 
 def _planted(view: dict[str, Any] | None, analysis: Path) -> dict[str, Any] | None:
@@ -52,18 +42,18 @@ def _planted(view: dict[str, Any] | None, analysis: Path) -> dict[str, Any] | No
         c = view["checkpoints"][step]
         vs = c.get("vs_timeline") or {}
         rows.append({"step": step, "present": c.get("present_latents"), "planted": c.get("planted", 0),
-                     "bilingual": c.get("bilingual", 0), "mix_pr": _pr(c.get("mix_paper")),
-                     "concept_pr": _pr(c.get("concept_level")),
+                     "bilingual": c.get("bilingual", 0), "mix_pr": pr_cell(c.get("mix_paper")),
+                     "concept_pr": pr_cell(c.get("concept_level")),
                      "concepts": f"{vs.get('both', 0)} of {vs.get('timeline_bilingual', 0)}" if vs else "–"})
     b = view.get("births") or {}
     births = [{"who": "crosscoder (first checkpoint present)", "matches": b.get("present_from_matches_timeline"),
-               "of": b.get("with_timeline_step"), "share": _pct(b.get("match_fraction"))}]
+               "of": b.get("with_timeline_step"), "share": pct(b.get("match_fraction"))}]
     rec = analysis / PLANTED_FILE
     if rec.is_file():  # the lineage view of the same question (llmjp_ckpt.toy.recovery)
         for sae_id, entry in sorted((read_json(rec).get("saes") or {}).items()):
             lb = entry.get("lineage_births") or {}
             if lb:
                 births.append({"who": f"lineages of {sae_id} (first checkpoint a translation feature)",
-                               "matches": lb.get("from_matches_timeline", lb.get("bilingual_from_matches_timeline")),
-                               "of": lb.get("with_timeline_step"), "share": _pct(lb.get("match_fraction"))})
+                               "matches": birth_matches(lb),
+                               "of": lb.get("with_timeline_step"), "share": pct(lb.get("match_fraction"))})
     return {"rows": rows, "births": births}

@@ -15,15 +15,23 @@ FILE = "planted_recovery.json"  # llmjp_ckpt.toy.recovery.FILE (the site does no
 FIGURE = "planted_vs_recovered"
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.0f} %"
+def pct(x: Any) -> str:
+    """A share as a whole percentage, ``–`` when missing."""
+    return "–" if x is None else f"{100 * float(x):.0f} %"
 
 
-def _pr(score: dict[str, Any] | None) -> str:
+def pr_cell(score: dict[str, Any] | None) -> str:
+    """``precision / recall (tp/actual)`` of a :func:`llmjp_ckpt.toy.recovery` score, ``–`` when missing."""
     if not score:
         return "–"
     counts = f"{score.get('tp', 0)}/{score.get('actual', 0)}"
-    return f"{_pct(score.get('precision'))} / {_pct(score.get('recall'))} ({counts})"
+    return f"{pct(score.get('precision'))} / {pct(score.get('recall'))} ({counts})"
+
+
+def birth_matches(births: dict[str, Any]) -> int | None:
+    """Lineages whose birth is the timeline's step (files written before the variant births named
+    the count ``bilingual_from_matches_timeline``)."""
+    return births.get("from_matches_timeline", births.get("bilingual_from_matches_timeline"))
 
 
 def planted_context(run: Path, figs: list[Path]) -> dict[str, Any] | None:
@@ -42,16 +50,16 @@ def planted_context(run: Path, figs: list[Path]) -> dict[str, Any] | None:
             vv = c.get("variants_vs_timeline") or {}
             rows.append({
                 "sae_id": sae_id, "step": step,
-                "planted_bilingual": _pct(tl.get("bilingual_share")),
-                "translation_acc": _pct(tl.get("translation_acc")),
-                "grouped": _pct(tl.get("grouped_share")),
-                "mix": _pct(c["shares"].get("mix_paper")),
-                "concept_level": _pct(c["shares"].get("concept_level")),
-                "merged": _pct(tl.get("merged_share")),
-                "synonym": _pct(c["shares"].get("synonym")), "semantic": _pct(c["shares"].get("semantic")),
+                "planted_bilingual": pct(tl.get("bilingual_share")),
+                "translation_acc": pct(tl.get("translation_acc")),
+                "grouped": pct(tl.get("grouped_share")),
+                "mix": pct(c["shares"].get("mix_paper")),
+                "concept_level": pct(c["shares"].get("concept_level")),
+                "merged": pct(tl.get("merged_share")),
+                "synonym": pct(c["shares"].get("synonym")), "semantic": pct(c["shares"].get("semantic")),
                 "variants": f"{vv.get('both', 0)} of {vv.get('timeline', 0)}" if vv else "–",
                 "n_planted": c.get("planted", 0), "n_bilingual": c.get("bilingual", 0),
-                "mix_pr": _pr(c.get("mix_paper")), "concept_pr": _pr(c.get("concept_level")),
+                "mix_pr": pr_cell(c.get("mix_paper")), "concept_pr": pr_cell(c.get("concept_level")),
                 "concepts": f"{vs.get('both', 0)} of {vs.get('timeline_bilingual', 0)}" if vs else "–",
             })
     births = []
@@ -60,8 +68,8 @@ def planted_context(run: Path, figs: list[Path]) -> dict[str, Any] | None:
             b = entry.get(key) or {}
             if b:
                 births.append({"sae_id": sae_id, "kind": what, "of": b.get("with_timeline_step", 0),
-                               "matches": b.get("from_matches_timeline", b.get("bilingual_from_matches_timeline")),
-                               "share": _pct(b.get("match_fraction"))})
+                               "matches": birth_matches(b),
+                               "share": pct(b.get("match_fraction"))})
     names = {p.stem: p.name for p in figs if p.suffix == ".html"}
     return {"rows": rows, "births": births, "figure": f"figures/{names[FIGURE]}" if FIGURE in names else None,
             "min_share": res.get("min_share"), "json": "data/" + FILE}

@@ -177,12 +177,21 @@ def lineage_births(run: Path, sae_id: str, planted: dict[tuple[int, int], dict[s
     """Each lineage that holds a ``kind`` feature (``translation`` or ``variant``): its concept, the
     checkpoint from which its members are such features of that concept (``kind_from``), and the
     timeline's step for the concept (``bilingual_step`` or ``variant_step``)."""
+    df = _lineage_frame(run, sae_id)
+    return None if df is None else _births(df, planted, timeline_step, kind)
+
+
+def _lineage_frame(run: Path, sae_id: str):
+    """``analysis/lineages/<sae_id>.parquet`` sorted by chain and checkpoint, or ``None``."""
     import pandas as pd
 
     path = run / "analysis" / "lineages" / f"{sae_id}.parquet"
-    if not path.is_file():
-        return None
-    df = pd.read_parquet(path).sort_values(["chain", "checkpoint"])
+    return pd.read_parquet(path).sort_values(["chain", "checkpoint"]) if path.is_file() else None
+
+
+def _births(df, planted: dict[tuple[int, int], dict[str, Any]], timeline_step: Mapping[str, int | None],
+            kind: str) -> dict[str, Any]:
+    """:func:`lineage_births` on a lineage frame already read."""
     out = []
     for chain, g in df.groupby("chain"):
         members = [(int(s), planted.get((int(s), int(f)))) for s, f in zip(g["checkpoint"], g["feature"])]
@@ -246,9 +255,9 @@ def planted_recovery(run_dir: str | Path, toy_dir: str | Path | None = None,
                                     "language_paper": r["language_paper"], "granularity": r["granularity"]}
                                    for r in rows if r["bilingual"]][:50]}
     for sae_id, entry in saes.items():
-        planted = entry.pop("_planted")
-        entry["lineage_births"] = lineage_births(run, sae_id, planted, bilingual_step)
-        entry["variant_births"] = lineage_births(run, sae_id, planted, variant_step, kind="variant")
+        planted, df = entry.pop("_planted"), _lineage_frame(run, sae_id)  # one read for both kinds
+        entry["lineage_births"] = None if df is None else _births(df, planted, bilingual_step, "translation")
+        entry["variant_births"] = None if df is None else _births(df, planted, variant_step, "variant")
     summary = None
     if timeline:
         summary = [{"step": r["step"], "bilingual_share": r["bilingual_share"],

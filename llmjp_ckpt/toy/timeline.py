@@ -67,12 +67,16 @@ def form_vectors(model, sp, layer: int, forms: list) -> dict[tuple[str, str, str
     return {k: v - centre for k, v in vecs.items()}
 
 
-def concept_vectors(model, sp, layer: int, forms: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ja, en)``: one centred residual per concept (main Japanese form, English form)."""
-    vecs = form_vectors(model, sp, layer, forms)
+def main_vectors(vecs: dict[tuple[str, str, str], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ja, en)`` of :func:`form_vectors`: each concept's main Japanese form and English form."""
     ja = torch.stack([vecs[c.id, "ja", c.ja[0]] for c in CONCEPTS])
     en = torch.stack([vecs[c.id, "en", c.en] for c in CONCEPTS])
     return ja, en
+
+
+def concept_vectors(model, sp, layer: int, forms: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ja, en)``: one centred residual per concept (main Japanese form, English form)."""
+    return main_vectors(form_vectors(model, sp, layer, forms))
 
 
 def variant_vectors(vecs: dict[tuple[str, str, str], torch.Tensor]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
@@ -83,13 +87,19 @@ def variant_vectors(vecs: dict[tuple[str, str, str], torch.Tensor]) -> tuple[lis
     return [c.id for c in have], main, variant
 
 
+def _mutual_rank(cross: torch.Tensor) -> torch.Tensor:
+    """Per pair ``i`` of ``cross[i, j]``: how many partners beat ``j = i``, the worse of both ways."""
+    same = cross.diagonal()
+    return torch.maximum((cross > same[:, None]).sum(1), (cross > same[None, :]).sum(0))
+
+
 def decide_variants(ids: list[str], main: torch.Tensor, variant: torch.Tensor) -> dict[str, dict[str, Any]]:
     """Per concept with a variant: is it merged with its main form (see the module)?"""
     cross = _cos(variant, main)  # [variant, main form]
     n = len(ids)
     same = cross.diagonal()
     unrelated = (cross.sum(1) - same) / max(1, n - 1)
-    rank = torch.maximum((cross > same[:, None]).sum(1), (cross > same[None, :]).sum(0))
+    rank = _mutual_rank(cross)
     merged = (rank < RETRIEVAL_TOP) & (same - unrelated >= BILINGUAL_MARGIN)
     return {cid: {"cos_same": round(float(same[i]), 4), "margin": round(float(same[i] - unrelated[i]), 4),
                   "retrieval_rank": int(rank[i]), "merged": bool(merged[i])} for i, cid in enumerate(ids)}
@@ -114,9 +124,7 @@ def decide(ja: torch.Tensor, en: torch.Tensor) -> dict[str, Any]:
     unrel = torch.cat([cross[off].view(n, n - 1), cross.T[off].view(n, n - 1)], dim=1)
     unrelated = unrel.mean(1)
     margin = same - unrelated
-    rank_ja = (cross > same[:, None]).sum(1)  # en forms closer to the ja form than its translation
-    rank_en = (cross > same[None, :]).sum(0)  # ja forms closer to the en form than its translation
-    rank = torch.maximum(rank_ja, rank_en)
+    rank = _mutual_rank(cross)  # forms of the other language closer than the translation, both ways
     bilingual = (rank < RETRIEVAL_TOP) & (margin >= BILINGUAL_MARGIN)
     concepts = {
         c.id: {"category": c.category, "cos_same": round(float(same[i]), 4),
@@ -165,8 +173,7 @@ def planted_timeline(toy_dir: str | Path, per_form: int | None = None,
             path = toy / "checkpoints" / step_dir(int(step))
             model = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
             vecs = form_vectors(model, sp, layer, forms)
-            ja = torch.stack([vecs[c.id, "ja", c.ja[0]] for c in CONCEPTS])
-            en = torch.stack([vecs[c.id, "en", c.en] for c in CONCEPTS])
+            ja, en = main_vectors(vecs)
             preds, _ = _run(model, [p.ids for p in probes], layer)
             row = {"step": int(step), **decide(ja, en), "variants": decide_variants(*variant_vectors(vecs))}
             for cid, acc in per_concept_translation(preds, probes).items():
@@ -191,26 +198,25 @@ def summarise(rows: list[dict[str, Any]], seed: int, layer: int) -> dict[str, An
         row["variants_merged"] = [c for c, v in var.items() if v["merged"]]
         row["merged_share"] = round(len(row["variants_merged"]) / len(var), 4) if var else None
         row["translation_acc"] = round(sum(accs) / len(accs), 4) if accs else None
-    birth: dict[str, int | None] = {}
-    for c in CONCEPTS:
-        birth[c.id] = None
-        for row in reversed(rows):  # the first step from which the concept stays bilingual
-            if not row["concepts"][c.id]["bilingual"]:
-                break
-            birth[c.id] = row["step"]
-    merged: dict[str, int | None] = {}
-    for cid in (rows[0].get("variants") or {}) if rows else ():
-        merged[cid] = None
-        for row in reversed(rows):  # the first step from which the variant stays merged
-            if not row["variants"][cid]["merged"]:
-                break
-            merged[cid] = row["step"]
+    birth = {c.id: _stays_from(rows, "concepts", c.id, "bilingual") for c in CONCEPTS}
+    variants = (rows[0].get("variants") or {}) if rows else {}
+    merged = {cid: _stays_from(rows, "variants", cid, "merged") for cid in variants}
     return {
         "seed": seed, "layer": layer, "retrieval_top": RETRIEVAL_TOP,
         "bilingual_margin": BILINGUAL_MARGIN, "category_margin": CATEGORY_MARGIN,
         "steps": [r["step"] for r in rows], "checkpoints": rows, "bilingual_step": birth,
         "variant_step": merged,
     }
+
+
+def _stays_from(rows: list[dict[str, Any]], table: str, key: str, flag: str) -> int | None:
+    """The first step from which ``row[table][key][flag]`` holds at every later checkpoint."""
+    step = None
+    for row in reversed(rows):
+        if not row[table][key][flag]:
+            break
+        step = row["step"]
+    return step
 
 
 def write_timeline(toy_dir: str | Path, out: str | Path | None = None) -> Path:
