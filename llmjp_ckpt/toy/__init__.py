@@ -3,7 +3,8 @@
 ``make_toy(out_dir, quick=False, seed=0)`` writes::
 
     out_dir/corpus/{ja/ja_wiki,en/en_wiki}/train_0.jsonl.gz   llm-jp-corpus v3 layout
-    out_dir/concepts.json       planted truth: every form, its concept, category, language, pieces
+    out_dir/concepts.json       planted truth: every form, its concept, category, language, pieces;
+                                each concept's language-neutral tag
     out_dir/tokenizer/          HF tokenizer files (LlamaTokenizerFast, add_bos_token true)
     out_dir/checkpoints/iter_{step:07d}/   HF LlamaForCausalLM (safetensors) + tokenizer files
     out_dir/train_log.json      {"checkpoints": [{"step", "loss", ..., "signals"}]}

@@ -13,8 +13,8 @@ from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.models.adapter import study_layer_hook
 from llmjp_ckpt.runfolder import step_dir
 from llmjp_ckpt.toy.config import ToyConfig, default_config, parse_seed, quick_config
-from llmjp_ckpt.toy.corpus import Generator, write_corpus
-from llmjp_ckpt.toy.lexicon import COLOUR_OF, CONCEPTS, HOME_OF, LIKES
+from llmjp_ckpt.toy.corpus import TAG, Generator, write_corpus
+from llmjp_ckpt.toy.lexicon import COLOUR_OF, CONCEPTS, HOME_OF, LIKES, TAG_OF
 
 
 def check_writable(out_dir: Path) -> None:
@@ -127,7 +127,7 @@ def concepts_record(docs, tokenizer_dir: Path) -> dict:
     seen: dict[str, int] = {}
     for d in docs:
         for text, cid, lang in d.segments:
-            if cid:
+            if cid and lang != TAG:
                 seen[f"{lang}:{text}"] = seen.get(f"{lang}:{text}", 0) + 1
     forms = []
     for c in CONCEPTS:
@@ -142,7 +142,8 @@ def concepts_record(docs, tokenizer_dir: Path) -> dict:
                 "ids_attached": ids_of(attached, form),
             })
     return {
-        "concepts": [{"id": c.id, "category": c.category, "ja": list(c.ja), "en": c.en} for c in CONCEPTS],
+        "concepts": [{"id": c.id, "category": c.category, "ja": list(c.ja), "en": c.en, "tag": TAG_OF[c.id]}
+                     for c in CONCEPTS],
         "facts": {"colour_of": COLOUR_OF, "home_of": HOME_OF, "likes": LIKES},
         "forms": forms,
     }

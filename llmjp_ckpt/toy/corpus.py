@@ -4,6 +4,9 @@ Sentences come from templates ("frames") with concept slots, realised in Japanes
 Documents are mostly monolingual; a share are bilingual: parallel (each sentence followed by its
 translation), glossed (「猫 (cat) は…」) or code-switched (a concept named in the other
 language), so that the cross-lingual correspondence of the planted concepts is learnable.
+A share of the mentions, in either language, is followed by the concept's language-neutral tag
+(猫① / cat①): the ja and en forms then predict the same next token, which is what makes the
+model give them one direction late in training (``docs/toy-known-answer.md``).
 Output: ``ja/ja_wiki/train_0.jsonl.gz`` and ``en/en_wiki/train_0.jsonl.gz``, one
 ``{"text": ...}`` per line, gzip with a zero timestamp so the same seed gives the same bytes.
 """
@@ -18,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmjp_ckpt import atomic
-from llmjp_ckpt.toy.lexicon import BY_ID, COLOUR_OF, HOME_OF, LIKES, Concept, in_category
+from llmjp_ckpt.toy.lexicon import BY_ID, COLOUR_OF, HOME_OF, LIKES, TAG_OF, Concept, in_category
 from llmjp_ckpt.toy.tokenizer import DELIMITER, chunks
 
 LANGS = ("ja", "en")
 CORPUS_FILES = {"ja": "ja/ja_wiki/train_0.jsonl.gz", "en": "en/en_wiki/train_0.jsonl.gz"}
+TAG = "tag"  # the "language" of a tag segment (a concept's language-neutral mark, not a form)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ FRAMES: tuple[Frame, ...] = (
 )
 FRAME_WEIGHTS = (3, 2, 2, 1, 1, 1, 1, 1)
 
-# A segment of generated text: (text, concept id if it is a planted form, language of the form).
+# A segment of generated text: (text, concept id if it is a planted form or its tag, language of
+# the form or TAG).
 Segment = tuple[str, str | None, str | None]
 
 
@@ -68,6 +73,8 @@ class CorpusConfig:
             of one length distribution whatever their kind, so this is also their token share).
         kinds: relative weights of the bilingual kinds (parallel, gloss, codeswitch).
         variant_share: probability that a Japanese form is an orthographic variant (ネコ for 猫).
+        tag_share: probability that a mention (in either language) is followed by the concept's
+            language-neutral tag (``lexicon.TAG_OF``); 0 turns tags off.
         length: (min, max) target length of a document in tokens, drawn uniformly; sentences
             (or sentence pairs) are added until the estimate reaches it, so Japanese documents
             (about 4 tokens a sentence) get as long as English ones (about 8), like Wikipedia
@@ -78,6 +85,7 @@ class CorpusConfig:
     bilingual_share: float = 0.5
     kinds: tuple[float, float, float] = (0.5, 0.25, 0.25)
     variant_share: float = 0.35
+    tag_share: float = 0.05
     length: tuple[int, int] = (72, 136)
 
 
@@ -140,15 +148,16 @@ class Generator:
             ja = (forms or {}).get(c.id) or self.ja_form(c)
             own, other = (ja, c.en) if lang == "ja" else (c.en, ja)
             other_lang = "en" if lang == "ja" else "ja"
+            tag = [(TAG_OF[c.id], c.id, TAG)] if self.rng.random() < self.config.tag_share else []
             if style == "switch" and self.rng.random() < 0.5:
                 pad = " " if lang == "ja" else ""  # English words inside Japanese keep spaces
-                out += [(pad, None, None), (other, c.id, other_lang), (pad, None, None)]
+                out += [(pad, None, None), (other, c.id, other_lang), *tag, (pad, None, None)]
             elif style == "gloss":
                 pad = " " if lang == "ja" else ""
                 out += [(own, c.id, lang), (" (", None, None), (other, c.id, other_lang),
-                        (")" + pad, None, None)]
+                        (")", None, None), *tag, (pad, None, None)]
             else:
-                out.append((own, c.id, lang))
+                out += [(own, c.id, lang), *tag]
         return [s for s in out if s[0]]
 
     # -- documents -----------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Each concept has one English form and one or more Japanese forms; a second Japanese form is an
 orthographic variant (猫 / ネコ) so that "same meaning, different token" exists inside one
 language. Concepts also carry fixed facts (a colour, a home, a favourite food) that the corpus
-states in both languages, so that knowing *which* concept a form names pays off in prediction.
+states in both languages, so that knowing *which* concept a form names pays off in prediction,
+and a language-neutral tag (①, ②, …) that may follow a mention in either language.
 """
 
 from __future__ import annotations
@@ -105,6 +106,19 @@ def _fact(subjects: list[Concept], objects: list[Concept], stride: int) -> dict[
     # A fixed, spread-out assignment (not random) so the facts never depend on a seed.
     return {s.id: objects[(i * stride + 1) % len(objects)].id for i, s in enumerate(subjects)}
 
+
+def _tags(n: int) -> list[str]:
+    # Circled numbers ①…⑳, ❶…❿, ➀…➉, ➊…➓: one code point each, neither Japanese nor English to
+    # llmjp_ckpt.chars (and outside its CJK span), so a tag is the same token in both languages
+    # and evidence for neither. (㉑… would fall inside the CJK span.)
+    points = [*range(0x2460, 0x2474), *range(0x2776, 0x2794)]
+    return [chr(points[i]) for i in range(n)]
+
+
+# A concept's tag: a mark that follows a mention of it in either language, as an identifier, a
+# year or a formula follows an entity in both Wikipedias. Its only job in the toy is to make the
+# ja and en forms of a concept predict the same next token.
+TAG_OF: dict[str, str] = dict(zip((c.id for c in CONCEPTS), _tags(len(CONCEPTS)), strict=True))
 
 # Facts the corpus states in both languages.
 COLOUR_OF: dict[str, str] = _fact(in_category("animal", "food", "instrument"), in_category("colour"), 5)

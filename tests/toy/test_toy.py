@@ -58,6 +58,31 @@ def test_forms_never_hide_inside_templates_or_other_forms():
     assert not {c.en for c in CONCEPTS} & en_words
 
 
+def test_tags_follow_mentions_in_both_languages_and_belong_to_neither():
+    from llmjp_ckpt.chars import char_script
+    from llmjp_ckpt.toy.corpus import TAG
+    from llmjp_ckpt.toy.lexicon import TAG_OF
+
+    assert len(set(TAG_OF.values())) == len(CONCEPTS)
+    assert all(len(t) == 1 and char_script(t) == "neutral" for t in TAG_OF.values())
+    mentions = tags = 0
+    after: dict[str, set[str]] = {}  # concept -> languages of the forms its tag followed
+    for d in Generator(0, CorpusConfig(n_docs=300, tag_share=0.2)).documents():
+        last = None  # the last planted form: (concept, language)
+        for text, cid, lang in d.segments:
+            if lang == TAG:
+                tags += 1
+                assert last is not None and last[0] == cid and text == TAG_OF[cid]
+                after.setdefault(cid, set()).add(last[1])
+            elif cid:
+                mentions += 1
+                last = (cid, lang)
+    assert 0.1 < tags / mentions < 0.25  # a glossed mention has two forms and one draw
+    assert all(after.get(c.id) == {"ja", "en"} for c in CONCEPTS)
+    off = "".join(d.text for d in Generator(0, CorpusConfig(n_docs=100, tag_share=0.0)).documents())
+    assert not set(off) & set(TAG_OF.values())
+
+
 # --- the quick toy world -------------------------------------------------------------------
 
 
@@ -112,6 +137,21 @@ def test_every_planted_form_occurs_and_tokenises_as_recorded(toy_dir):
             assert got == (entry["pieces"] if after_space else entry["pieces_attached"]), (form, text)
             checked += 1
     assert checked > 500
+
+
+def test_a_tag_is_one_piece_the_same_after_either_language(toy_dir):
+    import sentencepiece as spm
+
+    from llmjp_ckpt.toy.lexicon import TAG_OF
+
+    truth = json.loads((toy_dir / "concepts.json").read_text(encoding="utf-8"))
+    assert {c["id"]: c["tag"] for c in truth["concepts"]} == TAG_OF
+    sp = spm.SentencePieceProcessor(model_file=str(toy_dir / "tokenizer" / "tokenizer.model"))
+    for c in CONCEPTS:
+        tag = sp.piece_to_id(TAG_OF[c.id])
+        assert tag != sp.unk_id(), c.id
+        ja, en = sp.encode(f"{c.ja[0]}{TAG_OF[c.id]}は"), sp.encode(f"The {c.en}{TAG_OF[c.id]} is")
+        assert tag in ja and tag in en, c.id
 
 
 def test_documents_of_both_languages_hold_a_study_window(toy_dir):
