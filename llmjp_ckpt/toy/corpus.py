@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmjp_ckpt import atomic
-from llmjp_ckpt.toy.lexicon import BY_ID, COLOUR_OF, HOME_OF, LIKES, TAG_OF, Concept, in_category
+from llmjp_ckpt.toy.lexicon import BY_ID, CATEGORIES, COLOUR_OF, HOME_OF, LIKES, TAG_OF, Concept, in_category
 from llmjp_ckpt.toy.tokenizer import DELIMITER, chunks
 
 LANGS = ("ja", "en")
@@ -56,7 +56,16 @@ FRAMES: tuple[Frame, ...] = (
     Frame("count", ("animal", "food"), ("number",), "{a}の数は{b}だ。", "The number of {a} is {b}."),
     Frame("play", ("instrument",), ("place",), "{b}で友達が{a}を演奏した。", "My friend played the {a} in {b}."),
 )
-FRAME_WEIGHTS = (3, 2, 2, 1, 1, 1, 1, 1)
+ANY = CATEGORIES
+# Generic frames take a concept of any category in either slot, so that a form's neighbours say
+# less about its category: the category frames above no longer decide it by step 30, and the
+# concept level (categories, synonyms) is learned after the tokens. Half of all sentences.
+FRAMES += (
+    Frame("about", ANY, ANY, "{a}と{b}について書いた。", "I wrote about the {a} and the {b}."),
+    Frame("photo", ANY, ANY, "{a}の写真の横に{b}の絵がある。", "Next to a photo of the {a} is a picture of the {b}."),
+    Frame("list", ANY, ANY, "表には{a}と{b}が並んでいる。", "The list shows the {a} and the {b}."),
+)
+FRAME_WEIGHTS = (3, 2, 2, 1, 1, 1, 1, 1, 4, 4, 4)
 
 # A segment of generated text: (text, concept id if it is a planted form or its tag, language of
 # the form or TAG).

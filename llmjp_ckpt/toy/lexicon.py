@@ -1,10 +1,11 @@
 """The toy world's lexicon: concepts in semantic categories, with Japanese and English forms.
 
-Each concept has one English form and one or more Japanese forms; a second Japanese form is an
-orthographic variant (猫 / ネコ) so that "same meaning, different token" exists inside one
-language. Concepts also carry fixed facts (a colour, a home, a favourite food) that the corpus
-states in both languages, so that knowing *which* concept a form names pays off in prediction,
-and a language-neutral tag (①, ②, …) that may follow a mention in either language.
+Each concept has one English form and two Japanese forms: the main one and an orthographic
+variant (猫 / ネコ, 赤 / あか, 金閣寺 / きんかくじ, 一 / 壱 the formal numeral) so that "same
+meaning, different token" exists inside one language, for every concept. Concepts also carry
+fixed facts (a colour, a home, a favourite food) that the corpus states in both languages, so
+that knowing *which* concept a form names pays off in prediction, and a language-neutral tag
+(①, ②, …) that may follow a mention in either language.
 """
 
 from __future__ import annotations
@@ -50,47 +51,47 @@ CONCEPTS: tuple[Concept, ...] = (
     _c("animal", "deer", "鹿", "シカ"),
     _c("animal", "bear", "熊", "クマ"),
     # colours
-    _c("colour", "red", "赤"),
-    _c("colour", "blue", "青"),
-    _c("colour", "white", "白"),
-    _c("colour", "black", "黒"),
+    _c("colour", "red", "赤", "あか"),
+    _c("colour", "blue", "青", "あお"),
+    _c("colour", "white", "白", "しろ"),
+    _c("colour", "black", "黒", "くろ"),
     _c("colour", "green", "緑", "みどり"),
-    _c("colour", "yellow", "黄色"),
+    _c("colour", "yellow", "黄色", "きいろ"),
     # foods: kanji / hiragana / katakana variants
     _c("food", "apple", "りんご", "リンゴ"),
     _c("food", "rice", "米", "コメ"),
     _c("food", "fish", "魚", "さかな"),
-    _c("food", "bread", "パン"),
+    _c("food", "bread", "パン", "麺麭"),
     _c("food", "tofu", "豆腐", "とうふ"),
     _c("food", "sushi", "寿司", "すし"),
     _c("food", "egg", "卵", "たまご"),
-    _c("food", "tea", "茶"),
+    _c("food", "tea", "茶", "ちゃ"),
     # places in Kyoto
-    _c("place", "Kinkakuji", "金閣寺"),
-    _c("place", "Ginkakuji", "銀閣寺"),
-    _c("place", "Kiyomizudera", "清水寺"),
-    _c("place", "Arashiyama", "嵐山"),
-    _c("place", "Gion", "祇園"),
-    _c("place", "Fushimi", "伏見"),
-    _c("place", "Kamogawa", "鴨川"),
-    _c("place", "Sagano", "嵯峨野"),
+    _c("place", "Kinkakuji", "金閣寺", "きんかくじ"),
+    _c("place", "Ginkakuji", "銀閣寺", "ぎんかくじ"),
+    _c("place", "Kiyomizudera", "清水寺", "きよみずでら"),
+    _c("place", "Arashiyama", "嵐山", "あらしやま"),
+    _c("place", "Gion", "祇園", "ぎおん"),
+    _c("place", "Fushimi", "伏見", "ふしみ"),
+    _c("place", "Kamogawa", "鴨川", "かもがわ"),
+    _c("place", "Sagano", "嵯峨野", "さがの"),
     # instruments
-    _c("instrument", "piano", "ピアノ"),
-    _c("instrument", "guitar", "ギター"),
+    _c("instrument", "piano", "ピアノ", "ぴあの"),
+    _c("instrument", "guitar", "ギター", "ぎたー"),
     _c("instrument", "drum", "太鼓", "たいこ"),
     _c("instrument", "flute", "笛", "ふえ"),
     _c("instrument", "violin", "バイオリン", "ヴァイオリン"),
-    _c("instrument", "koto", "琴"),
-    _c("instrument", "trumpet", "トランペット"),
+    _c("instrument", "koto", "琴", "箏"),
+    _c("instrument", "trumpet", "トランペット", "喇叭"),
     # numbers
-    _c("number", "one", "一"),
-    _c("number", "two", "二"),
-    _c("number", "three", "三"),
-    _c("number", "four", "四"),
-    _c("number", "five", "五"),
-    _c("number", "six", "六"),
-    _c("number", "seven", "七"),
-    _c("number", "eight", "八"),
+    _c("number", "one", "一", "壱"),
+    _c("number", "two", "二", "弐"),
+    _c("number", "three", "三", "参"),
+    _c("number", "four", "四", "肆"),
+    _c("number", "five", "五", "伍"),
+    _c("number", "six", "六", "陸"),
+    _c("number", "seven", "七", "漆"),
+    _c("number", "eight", "八", "捌"),
 )
 
 BY_ID: dict[str, Concept] = {c.id: c for c in CONCEPTS}

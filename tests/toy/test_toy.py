@@ -100,7 +100,7 @@ def test_corpus_layout_is_llm_jp_v3_and_readable_by_the_loader(toy_dir):
     en = [d.text for d in iter_documents(cfg, "en", Counts())]
     assert ja == corpus_texts(toy_dir, "ja") and en == corpus_texts(toy_dir, "en")
     assert all(re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", t) for t in ja)
-    assert all(t.startswith(("The", "I", "In", "My")) for t in en)
+    assert all(t.startswith(("The", "I", "In", "My", "Next")) for t in en)
     assert not any("  " in t or t != t.strip() or " 。" in t or " ." in t for t in ja + en)
     # a share of documents holds both languages
     mixed = [t for t in ja + en if re.search(r"[A-Za-z]", t) and re.search(r"[\u3040-\u9fff]", t)]
