@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmjp_ckpt import atomic
 from llmjp_ckpt.config import build, read_json, read_yaml
@@ -19,21 +20,38 @@ from llmjp_ckpt.resources import CONFIG_DIR
 from llmjp_ckpt.runfolder import RunFolder
 from llmjp_ckpt.saes.config import TrainConfig
 
+if TYPE_CHECKING:
+    from llmjp_ckpt.toy.config import ToyConfig
+
 log = logging.getLogger(__name__)
 TOY_STAGE = "toy"
 PLANTED_STAGE = "planted"
 
 
+def toy_stage_config(quick: bool, seed: int, tokenizer: str = "sentencepiece") -> tuple[dict, ToyConfig]:
+    """The toy stage's manifest config (seed, size, tokenizer kind, the world's fingerprint) and
+    the :class:`~llmjp_ckpt.toy.ToyConfig` it builds."""
+    from llmjp_ckpt.toy import default_config, quick_config
+    from llmjp_ckpt.toy.config import world_fingerprint
+
+    toy_cfg = quick_config(tokenizer=tokenizer) if quick else default_config(tokenizer=tokenizer)
+    cfg: dict = {"quick": quick, "seed": seed, "world": world_fingerprint(toy_cfg)}
+    if tokenizer != "sentencepiece":
+        cfg["tokenizer"] = tokenizer
+    return cfg, toy_cfg
+
+
 def ensure_toy(run: RunFolder, quick: bool, seed: int, tokenizer: str = "sentencepiece") -> Path:
     """Make the toy world in ``OUT/toy`` unless it is already there for this seed, size and
     tokenizer kind (``sentencepiece`` or ``byte-bpe``)."""
-    from llmjp_ckpt.toy import default_config, make_toy, quick_config
+    from llmjp_ckpt.toy import make_toy
 
     toy_dir = run.path("toy")
-    cfg: dict = {"quick": quick, "seed": seed}
-    if tokenizer != "sentencepiece":  # the default keeps the config (and its hash) as it was
-        cfg["tokenizer"] = tokenizer
-    toy_cfg = quick_config(tokenizer=tokenizer) if quick else default_config(tokenizer=tokenizer)
+    cfg, toy_cfg = toy_stage_config(quick, seed, tokenizer)
+    later = [s for s in ("data", "train", "features") if (run.stage_record(s) or {}).get("status") == "done"]
+    if later and not run.is_done(TOY_STAGE, cfg):  # later stages do not hash the toy: never mix two worlds
+        raise UserError(f"{run.root}: its {', '.join(later)} stages were built on another toy world (seed, size, "
+                        "tokenizer or version of the toy); use a new --out, or delete the folder")
     with run.stage(TOY_STAGE, cfg, outputs=[toy_dir / "toy.json"]) as stage:
         if stage.skipped:
             return toy_dir

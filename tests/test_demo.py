@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llmjp_ckpt.demo import TOY_STAGE, run_demo
+from llmjp_ckpt.demo import TOY_STAGE, run_demo, toy_stage_config
 from llmjp_ckpt.runfolder import RunFolder
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def demo(toy_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     shutil.copytree(toy_dir, out / "toy")
     assert plant_payloads(out / "toy" / "corpus") > 10
-    RunFolder(out).record(TOY_STAGE, {"quick": True, "seed": 0}, "done")  # the toy is given
+    RunFolder(out).record(TOY_STAGE, toy_stage_config(True, 0)[0], "done")  # the toy is given
     return run_demo(out, quick=True)
 
 

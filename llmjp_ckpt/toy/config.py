@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -62,6 +63,18 @@ def default_config(steps: tuple[int, ...] | None = None,
         train=LMTrainConfig(steps=steps or (10, 30, 100, 300, 1000, 2000), batch=16),
         tokenizer=tokenizer,
     )
+
+
+def world_fingerprint(config: ToyConfig) -> str:
+    """A short hash of everything that decides the toy world besides the seed: ``config`` and the
+    generator's lexicon, tags and frames (which live in code, not in the config)."""
+    from llmjp_ckpt.runfolder import config_hash
+    from llmjp_ckpt.toy.corpus import FRAME_WEIGHTS, FRAMES
+    from llmjp_ckpt.toy.lexicon import CONCEPTS, TAG_OF
+
+    return config_hash({"config": dataclasses.asdict(config), "concepts": [dataclasses.asdict(c) for c in CONCEPTS],
+                        "tags": TAG_OF, "frames": [dataclasses.asdict(f) for f in FRAMES],
+                        "weights": list(FRAME_WEIGHTS)})
 
 
 def parse_seed(seed: object) -> int:
