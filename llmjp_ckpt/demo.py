@@ -35,20 +35,20 @@ def toy_stage_config(quick: bool, seed: int, tokenizer: str = "sentencepiece") -
     from llmjp_ckpt.toy.config import world_fingerprint
 
     toy_cfg = quick_config(tokenizer=tokenizer) if quick else default_config(tokenizer=tokenizer)
-    cfg: dict = {"quick": quick, "seed": seed, "world": world_fingerprint(toy_cfg)}
-    if tokenizer != "sentencepiece":
-        cfg["tokenizer"] = tokenizer
-    return cfg, toy_cfg
+    return {"quick": quick, "seed": seed, "tokenizer": tokenizer, "world": world_fingerprint(toy_cfg)}, toy_cfg
 
 
 def ensure_toy(run: RunFolder, quick: bool, seed: int, tokenizer: str = "sentencepiece") -> Path:
     """Make the toy world in ``OUT/toy`` unless it is already there for this seed, size and
     tokenizer kind (``sentencepiece`` or ``byte-bpe``)."""
+    from llmjp_ckpt.data.corpus import STAGE as DATA
+    from llmjp_ckpt.features.analyze import STAGE as FEATURES
+    from llmjp_ckpt.saes.training import STAGE as TRAIN
     from llmjp_ckpt.toy import make_toy
 
     toy_dir = run.path("toy")
     cfg, toy_cfg = toy_stage_config(quick, seed, tokenizer)
-    later = [s for s in ("data", "train", "features") if (run.stage_record(s) or {}).get("status") == "done"]
+    later = [s for s in (DATA, TRAIN, FEATURES) if (run.stage_record(s) or {}).get("status") == "done"]
     if later and not run.is_done(TOY_STAGE, cfg):  # later stages do not hash the toy: never mix two worlds
         raise UserError(f"{run.root}: its {', '.join(later)} stages were built on another toy world (seed, size, "
                         "tokenizer or version of the toy); use a new --out, or delete the folder")

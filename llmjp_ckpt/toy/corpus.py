@@ -55,15 +55,13 @@ FRAMES: tuple[Frame, ...] = (
     Frame("hear", ("place",), ("instrument",), "{a}で{b}の音を聞いた。", "In {a} I heard the {b}."),
     Frame("count", ("animal", "food"), ("number",), "{a}の数は{b}だ。", "The number of {a} is {b}."),
     Frame("play", ("instrument",), ("place",), "{b}で友達が{a}を演奏した。", "My friend played the {a} in {b}."),
-)
-ANY = CATEGORIES
-# Generic frames take a concept of any category in either slot, so that a form's neighbours say
-# less about its category: the category frames above no longer decide it by step 30, and the
-# concept level (categories, synonyms) is learned after the tokens. Half of all sentences.
-FRAMES += (
-    Frame("about", ANY, ANY, "{a}と{b}について書いた。", "I wrote about the {a} and the {b}."),
-    Frame("photo", ANY, ANY, "{a}の写真の横に{b}の絵がある。", "Next to a photo of the {a} is a picture of the {b}."),
-    Frame("list", ANY, ANY, "表には{a}と{b}が並んでいる。", "The list shows the {a} and the {b}."),
+    # Generic frames take a concept of any category in either slot, so that a form's neighbours
+    # say less about its category: the category frames above no longer decide it by step 30, and
+    # the concept level (categories, synonyms) is learned after the tokens. Half of all sentences.
+    Frame("about", CATEGORIES, CATEGORIES, "{a}と{b}について書いた。", "I wrote about the {a} and the {b}."),
+    Frame("photo", CATEGORIES, CATEGORIES, "{a}の写真の横に{b}の絵がある。",
+          "Next to a photo of the {a} is a picture of the {b}."),
+    Frame("list", CATEGORIES, CATEGORIES, "表には{a}と{b}が並んでいる。", "The list shows the {a} and the {b}."),
 )
 FRAME_WEIGHTS = (3, 2, 2, 1, 1, 1, 1, 1, 4, 4, 4)
 
