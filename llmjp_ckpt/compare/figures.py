@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 __all__ = ["write_figures"]  # with the figure builders below
 
 SHARE_COLUMNS = ("language_paper", "language_script", "granularity")
+BAND_NOTE = ("lines: shares as labelled; bands: 95% bootstrap intervals over latents and, for "
+             "granularity, the classifier's LOCO confusion (a band off its line: a known bias)")
 
 
 def shares_figure(per_ckpt: dict, sae_id: str) -> go.Figure:
@@ -36,15 +38,27 @@ def shares_figure(per_ckpt: dict, sae_id: str) -> go.Figure:
             for k in classes:
                 first = k not in colour
                 colour.setdefault(k, palette[len(colour) % len(palette)])
+                x = [int(s) for s in steps]
+                ivs = [per_ckpt[subset][s].get("intervals", {}).get(col, {}).get(k) for s in steps]
+                if all(ivs):  # the bootstrap band (older transitions.json: none)
+                    fig.add_trace(go.Scatter(
+                        x=x + x[::-1], y=[i["hi"] for i in ivs] + [i["lo"] for i in ivs][::-1],
+                        fill="toself", fillcolor=colour[k], opacity=0.2, mode="lines",
+                        line={"width": 0}, hoverinfo="skip", legendgroup=k, showlegend=False,
+                        name=f"{k} interval"), row=r, col=c)
                 fig.add_trace(go.Scatter(
-                    x=[int(s) for s in steps], y=[per_ckpt[subset][s][col].get(k, 0.0) for s in steps],
+                    x=x, y=[per_ckpt[subset][s][col].get(k, 0.0) for s in steps],
                     mode="lines+markers", name=k, legendgroup=k, showlegend=first,
                     line={"color": colour[k]},
+                    customdata=[[i["lo"], i["hi"]] if i else [None, None] for i in ivs],
+                    hovertemplate=f"{html.escape(k)}: %{{y:.3f}} [%{{customdata[0]:.3f}}–"
+                                  "%{customdata[1]:.3f}]<extra>step %{x}</extra>",
                 ), row=r, col=c)
     fig.update_xaxes(type="log", title_text="training step")
     fig.update_yaxes(range=[0, 1])
-    fig.update_layout(title=f"Class shares over training steps — {html.escape(sae_id)}",
-                      height=320 * len(subsets), width=1200)
+    fig.update_layout(title=f"Class shares over training steps — {html.escape(sae_id)}<br><sup>"
+                            f"{BAND_NOTE}</sup>",
+                      height=320 * len(subsets) + 60, width=1200, margin={"t": 110})
     return fig
 
 

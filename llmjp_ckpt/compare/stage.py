@@ -82,7 +82,25 @@ def _check_rows_current(rows, want: str, folder: Path) -> None:
                         f"the SAE has {want}; expected current rows (rerun `llmjp-ckpt features`)")
 
 
-def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg: CompareConfig) -> dict:
+def granularity_confusion(run: RunFolder) -> list[list[int]] | None:
+    """The granularity classifier's pooled LOCO confusion that the features stage used (its
+    manifest record; else the thresholds file its config names, the shipped one by default), so
+    the share intervals carry the classifier's errors; ``None`` (one log line) when unknown."""
+    from llmjp_ckpt.labels.uncertainty import load_confusion
+
+    rec = run.stage_record("features") or {}
+    if rec.get("granularity_confusion"):
+        return rec["granularity_confusion"]
+    path = ((rec.get("config") or {}).get("features") or {}).get("granularity_params")
+    try:
+        return load_confusion(path)
+    except (OSError, ValueError) as exc:
+        log.warning("granularity intervals cover latents only: %s", str(exc).splitlines()[0])
+        return None
+
+
+def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg: CompareConfig,
+            confusion: list[list[int]] | None = None) -> dict:
     """Everything for one SAE family across its checkpoints; returns its JSON part and figures."""
     steps = [s for s, _ in series]
     fam_df = df[df["sae_id"] == sae_id]
@@ -90,7 +108,7 @@ def _family(run: RunFolder, sae_id: str, series: list[tuple[int, Path]], df, cfg
     for (step, folder), d in zip(series, decoders):
         _check_rows_current(fam_df[fam_df["checkpoint"] == step], d.weights_hash, folder)
     alive = {s: d.alive.numpy() for s, d in zip(steps, decoders)}
-    out: dict[str, Any] = {"checkpoints": steps, "per_checkpoint": tr.per_checkpoint(fam_df, alive),
+    out: dict[str, Any] = {"checkpoints": steps, "per_checkpoint": tr.per_checkpoint(fam_df, alive, confusion),
                            "pairs": [],
                            "dead_latents": {str(s): int((~a).sum()) for s, a in alive.items()},
                            "sae_weights_hash": {str(s): d.weights_hash
@@ -173,7 +191,8 @@ def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force:
     if peer_saes:  # a re-imported peer reruns the comparison
         cfg_dict["peer_weights_hashes"] = {f"{step_dir(s)}/{k}": weights_hash(p)
                                            for k, v in peer_saes.items() for s, p in v.items()}
-    stage_cfg = {**cfg_dict,
+    confusion = granularity_confusion(run)  # the share intervals depend on it: hashed
+    stage_cfg = {**cfg_dict, "granularity_confusion": confusion,
                  "inputs": {k: [s for s, _ in v] for k, v in series.items()},
                  "sae_weights_hashes": hashes,
                  "features_parquet": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}
@@ -188,7 +207,7 @@ def compare_run(run_dir: str | Path, config: CompareConfig | None = None, force:
                                   "families": {}, "notes": [], "figures": {}}
         fig_objs = {}
         for sae_id, ser in series.items():
-            fam = _family(run, sae_id, ser, df, cfg)
+            fam = _family(run, sae_id, ser, df, cfg, confusion)
             result["families"][sae_id] = fam
             if "note" in fam:
                 result["notes"].append(f"{sae_id}: {fam['note']}")

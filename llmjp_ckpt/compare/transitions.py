@@ -9,7 +9,7 @@ shared between consecutive checkpoints, the pairs (class before → class after)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,11 +80,31 @@ def alive_rows(df: pd.DataFrame, alive: dict[int, np.ndarray]) -> pd.Series:
     return out
 
 
-def per_checkpoint(df: pd.DataFrame, alive: dict[int, np.ndarray] | None = None) -> dict:
-    """For one SAE family: ``{subset: {step: {n, <column>: shares, crosstab}}}``.
+def intervals(df: pd.DataFrame, column: str, confusion: Sequence[Sequence[int]] | None = None,
+              n_boot: int = 1000, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Each class's bootstrap interval of its share in ``df``
+    (:func:`llmjp_ckpt.labels.uncertainty.share_intervals`): latents resampled and, given the
+    LOCO ``confusion`` of the granularity classifier, each one's true class drawn through it.
+    ``{class: {share, corrected, lo, hi}}``; with a confusion, ``corrected`` is the centre."""
+    from llmjp_ckpt.labels.uncertainty import share_intervals
+
+    labs = _labels(df, column).tolist()
+    if not labs:
+        return {}
+    iv = share_intervals({0: labs}, confusion, classes=sorted(set(labs)), n_boot=n_boot,
+                         level=level)[0]
+    return {k: {"share": round(v.share, 4), "corrected": round(v.corrected, 4),
+                "lo": round(v.lo, 4), "hi": round(v.hi, 4)} for k, v in sorted(iv.items())}
+
+
+def per_checkpoint(df: pd.DataFrame, alive: dict[int, np.ndarray] | None = None,
+                   confusion: Sequence[Sequence[int]] | None = None, n_boot: int = 1000) -> dict:
+    """For one SAE family: ``{subset: {step: {n, <column>: shares, crosstab, intervals}}}``.
 
     ``alive`` (``{step: mask [d_sae]}``, from :func:`llmjp_ckpt.saes.dead.alive_mask`) decides
-    the ``alive`` subset when given.
+    the ``alive`` subset when given. ``intervals[column]`` (:func:`intervals`) carries the
+    granularity classifier's LOCO ``confusion`` when given; the language columns are resampled
+    over latents only (the paper rule reproduces the authors' labels).
     """
     out: dict = {}
     for name, pick in SUBSETS.items():
@@ -96,6 +116,8 @@ def per_checkpoint(df: pd.DataFrame, alive: dict[int, np.ndarray] | None = None)
                 "n": len(d),
                 **{c: shares(d, c) for c in CLASS_COLUMNS},
                 "crosstab": crosstab(d),
+                "intervals": {c: intervals(d, c, confusion if c == "granularity" else None, n_boot)
+                              for c in CLASS_COLUMNS},
             }
     return out
 

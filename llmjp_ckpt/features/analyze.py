@@ -233,6 +233,7 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
 
     gran_backend = backend_from_params(cfg.granularity_params,
                                        "features config: granularity_params")
+    confusion = _confusion_of(cfg.granularity_params)
     hashed = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "label_workers"}
     stage_cfg = {"features": without_runtime(hashed),  # device/dtype/label_workers: not hashed
                  "granularity_thresholds": dataclasses.asdict(gran_backend.params),
@@ -264,12 +265,22 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         atomic.write_bytes(parquet, buf.getvalue())
-        figures = write_figures(df, run / "analysis" / "figures", cfg.png)
+        figures = write_figures(df, run / "analysis" / "figures", cfg.png, confusion)
         if cfg.norm_study:
             figures += normstudy.write_norm_study(run, norms, cfg.png)
-        stage.info.update(steps=sorted(all_saes), n_features=len(df),
+        stage.info.update(steps=sorted(all_saes), n_features=len(df), granularity_confusion=confusion,
                           outputs=[str(p.relative_to(run)) for p in [parquet, *figures]])
     return parquet
+
+
+def _confusion_of(params_path: str | None) -> list[list[int]] | None:
+    """The LOCO confusion recorded with the thresholds in use (for the share intervals)."""
+    from llmjp_ckpt.labels.uncertainty import load_confusion
+
+    try:
+        return load_confusion(params_path)
+    except ValueError as exc:
+        raise UserError(f"features config: granularity_params: {exc}") from None
 
 
 def _token_text_of(model: Any) -> TokenText | None:
@@ -278,8 +289,9 @@ def _token_text_of(model: Any) -> TokenText | None:
 
 
 # --- figures --------------------------------------------------------------------------------
-def write_figures(df: Any, out_dir: Path, png: bool = True) -> list[Path]:
-    """Firing-frequency distributions and label shares per checkpoint."""
+def write_figures(df: Any, out_dir: Path, png: bool = True, confusion: Any = None) -> list[Path]:
+    """Firing-frequency distributions and label shares per checkpoint (``confusion``: the
+    granularity classifier's LOCO confusion, drawn into that figure's bands)."""
     import numpy as np
     import plotly.graph_objects as go
 
@@ -297,7 +309,8 @@ def write_figures(df: Any, out_dir: Path, png: bool = True) -> list[Path]:
                        ("granularity", "Granularity")):
         if df[col].notna().sum() == 0:
             continue
-        figs[f"features_{col}"] = share_figure(df, col, title)
+        figs[f"features_{col}"] = share_figure(df, col, title,
+                                               confusion=confusion if col == "granularity" else None)
     return [Path(f) for paths in plotting.write_figures(figs, out_dir, png).values() for f in paths]
 
 
@@ -311,10 +324,12 @@ def short_titles(ids: list[str]) -> tuple[list[str], str]:
     return ["_".join(p[n:]) for p in parts], "_".join(parts[0][:n])
 
 
-def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float = 0.95) -> Any:
+def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float = 0.95,
+                 confusion: Any = None) -> Any:
     """Each label's share of the live latents over checkpoints, one panel per SAE, with its
-    bootstrap interval (:func:`llmjp_ckpt.labels.uncertainty.share_intervals`, latents
-    resampled) as a band."""
+    bootstrap interval (:func:`llmjp_ckpt.labels.uncertainty.share_intervals`: latents
+    resampled and, given the classifier's LOCO ``confusion``, each one's true class drawn
+    through it) as a band; the line is the share as labelled."""
     import math
 
     import plotly.graph_objects as go
@@ -325,6 +340,10 @@ def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float
     ids = sorted(df["sae_id"].unique())
     live = df.dropna(subset=[col])
     classes = sorted(live[col].astype(str).unique())
+    if confusion is not None:  # a true class may be one nobody was labelled
+        from llmjp_ckpt.labels.granularity import LABELS
+
+        classes += [c for c in LABELS if c not in classes]
     titles, shared = short_titles(ids)
     cols = min(3, len(ids))
     rows = math.ceil(len(ids) / cols)
@@ -334,7 +353,7 @@ def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float
         part = live[live["sae_id"] == sid]
         steps = sorted(part["checkpoint"].unique())
         iv = share_intervals({st: part.loc[part["checkpoint"] == st, col].astype(str).tolist() for st in steps},
-                             classes=classes, n_boot=n_boot, level=level)
+                             confusion, classes=classes, n_boot=n_boot, level=level)
         x = [f"{st:,}" for st in steps]  # the step (iter_0000100 is 100): short under narrow panels
         r, c = i // cols + 1, i % cols + 1
         for k, label in enumerate(classes):
@@ -357,7 +376,10 @@ def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float
     fig.update_yaxes(title_text="share", col=1)
     fig.update_annotations(font_size=12)
     head = f"{title}: share of live latents per checkpoint" + (f" ({shared})" if shared else "")
-    fig.update_layout(title=f"{head}<br><sup>bands: {level:.0%} bootstrap intervals over latents</sup>",
+    band = ("over latents and the classifier's LOCO confusion (a band off its line: a known bias)"
+            if confusion is not None else "over latents")
+    fig.update_layout(title=f"{head}<br><sup>lines: shares as labelled; bands: {level:.0%} "
+                            f"bootstrap intervals {band}</sup>",
                       height=360 * rows + 140, margin={"t": 110})
     return fig
 

@@ -207,6 +207,16 @@ def loco_confusion(rotations: Sequence[Rotation]) -> list[list[int]]:
     return m
 
 
+def confusion_info(rotations: Sequence[Rotation]) -> dict:
+    """``{"loco_confusion": {labels, matrix}}`` for a thresholds file's ``fit`` record (empty
+    without rotations): what :func:`llmjp_ckpt.labels.uncertainty.load_confusion` reads so the
+    share figures' intervals carry the classifier's errors."""
+    if not rotations:
+        return {}
+    return {"loco_confusion": {"labels": list(LABELS), "matrix": loco_confusion(rotations),
+                               "rows": "authors' (true) label", "columns": "ours (predicted)"}}
+
+
 def format_loco(rotations: Sequence[Rotation], title: str = "LOCO") -> str:
     """Per rotation: κ, recall per class and every class share, ours / the authors'."""
     lines = [f"{title}: fit on the other checkpoints, scored on the held-out one"]
@@ -283,7 +293,8 @@ def refit(records: Sequence[FeatureRecord], labels_path: str | Path, out: str | 
         "input": Path(labels_path).name, "n_fit": len(recs), "split": "all given labels",
         "dictionary": "JMdict (jamdict-data)" if dic is not None else "none",
         "shrink": lam,
-        "loco_kappa": {str(r.held): round(r.agreement.kappa, 3) for r in rotations}})
+        "loco_kappa": {str(r.held): round(r.agreement.kappa, 3) for r in rotations},
+        **confusion_info(rotations)})
     lines.append(f"fitted (pull toward the a-priori thresholds {lam}, chosen by inner LOCO): "
                  + ", ".join(f"{k} {v}" for k, v in asdict(params).items()))
     lines.append(f"wrote {out} (use it: features config `granularity_params: {out}`)")
@@ -406,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             "input": args.input.name, "n_fit": len(records), "split": "all labelled features",
             "dictionary": "JMdict (jamdict-data)" if dic is not None else "none",
             "shrink": lam,
-            "loco_kappa": {str(r.held): round(r.agreement.kappa, 3) for r in rotations}})
+            "loco_kappa": {str(r.held): round(r.agreement.kappa, 3) for r in rotations},
+            **confusion_info(rotations)})
         print(f"\nwrote {PARAMS_FILE} (fitted on all {len(records)} features)")
     return 0
 

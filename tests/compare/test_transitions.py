@@ -209,3 +209,48 @@ def test_compare_cli(tmp_path, capsys):
     assert main(["compare", "--run", str(root), "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "fam 10→1000: shared" in out and "solo: only one checkpoint" in out
+
+
+def test_share_intervals_in_transitions_json_carry_the_loco_confusion(done_run):
+    from llmjp_ckpt.compare import transitions as tr
+    from llmjp_ckpt.labels.uncertainty import load_confusion
+
+    root, result = done_run
+    assert RunFolder(root).stage_record("compare")["config"]["granularity_confusion"] == load_confusion()
+    df = tr.load_features(root / "analysis" / "features.parquet")
+    per = result["families"]["fam"]["per_checkpoint"]
+    for subset, steps in per.items():
+        for step, row in steps.items():
+            for col in tr.CLASS_COLUMNS:
+                iv = row["intervals"][col]
+                assert set(row[col]) <= set(iv), (subset, step, col)
+                for k, v in iv.items():
+                    assert 0.0 <= v["lo"] <= v["corrected"] <= v["hi"] <= 1.0
+                    if col != "granularity":  # latents resampled only: the band holds the share
+                        assert v["lo"] <= row[col][k] <= v["hi"] and v["share"] == pytest.approx(row[col][k], abs=1e-4)
+    d = df[(df["sae_id"] == "fam") & (df["checkpoint"] == STEPS[-1])]
+    plain = tr.intervals(d, "granularity")
+    got = per["all"][str(STEPS[-1])]["intervals"]["granularity"]
+    assert got == tr.intervals(d, "granularity", load_confusion())  # seeded: reproducible
+    assert got["unlabelled"]["corrected"] == pytest.approx(plain["unlabelled"]["corrected"], abs=0.03)
+    widths = [got[k]["hi"] - got[k]["lo"] - (plain[k]["hi"] - plain[k]["lo"]) for k in ("token", "semantic")]
+    assert all(w > 0 for w in widths)  # the classifier's errors widen the band
+    from llmjp_ckpt.compare.figures import shares_figure
+
+    fig = shares_figure(per, "fam")
+    bands = [t for t in fig.data if t.fill == "toself"]
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert len(bands) == len(lines) > 0
+
+
+def test_features_record_decides_the_confusion(tmp_path):
+    from llmjp_ckpt.compare.stage import granularity_confusion
+
+    run = RunFolder(tmp_path)
+    mine = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    run.record("features", {"features": {"granularity_params": None}}, "done", granularity_confusion=mine)
+    assert granularity_confusion(run) == mine
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"fit": {}, "params": {}}), encoding="utf-8")
+    run.record("features", {"features": {"granularity_params": str(params)}}, "done")
+    assert granularity_confusion(run) is None  # a refit file without LOCO: latents only

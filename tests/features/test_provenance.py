@@ -61,6 +61,10 @@ def test_retrained_sae_invalidates_its_store_and_rows(tmp_path: Path) -> None:
     assert freq == pytest.approx(after.frequency.tolist())
     assert RunFolder(run).stage_record("features")["config"]["sae_weights_hashes"][
         "iter_0000100/scalar"] == new
+    # the confusion of the thresholds in use, for the compare stage's share intervals
+    from llmjp_ckpt.labels.uncertainty import load_confusion
+
+    assert RunFolder(run).stage_record("features")["granularity_confusion"] == load_confusion()
 
 
 def test_compare_and_site_record_hashes_and_rerun_on_a_retrain(tmp_path: Path) -> None:

@@ -43,3 +43,25 @@ def test_share_figure_draws_each_label_with_its_interval() -> None:
     assert all(b.y[0] >= ln.y[0] >= b.y[-1] for b, ln in zip(bands, lines))  # band around the line
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["none", "standardization"] and "x4_k8_lr0.003" in fig.layout.title.text
+
+
+def test_granularity_bands_carry_the_classifier_confusion() -> None:
+    from llmjp_ckpt.labels.granularity import LABELS
+    from llmjp_ckpt.labels.uncertainty import load_confusion
+
+    df = _table().rename(columns={"language_script": "granularity"})
+    df["granularity"] = df["granularity"].map({"ja": "token", "en": "semantic"})
+    m = load_confusion()
+    plain = share_figure(df, "granularity", "Granularity", n_boot=200)
+    fig = share_figure(df, "granularity", "Granularity", n_boot=200, confusion=m)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert sorted({t.name for t in lines}) == sorted(LABELS)  # true classes nobody was labelled
+    assert "LOCO confusion" in fig.layout.title.text and "LOCO" not in plain.layout.title.text
+
+    def width(f, name):
+        band = next(t for t in f.data if t.fill == "toself" and t.name.startswith(name))
+        return band.y[0] - band.y[-1]
+
+    assert width(fig, "token") > width(plain, "token")
+    tok = next(t for t in lines if t.name == "token")
+    assert list(tok.y) == [5 / 38, 30 / 38]  # the line stays the share as labelled

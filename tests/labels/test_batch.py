@@ -28,7 +28,7 @@ from llmjp_ckpt.labels.granularity import (
     token_stats,
 )
 from llmjp_ckpt.labels.language import paper_language, script_language
-from llmjp_ckpt.labels.uncertainty import share_intervals
+from llmjp_ckpt.labels.uncertainty import load_confusion, share_intervals
 from tests.labels_builders import PEER, build_examples, peer_records
 
 
@@ -173,6 +173,9 @@ def test_label_fit_writes_params_and_reports_loco(tmp_path, capsys):
     assert data["fit"]["n_fit"] == sum(r.feature % 2 == 0 for r in recs)
     assert set(data["fit"]["loco_kappa"]) == {"10", "1000", "100000"}
     assert backend_from_params(str(out)).params == RuleParams(**data["params"])
+    # the pooled LOCO confusion on those labels, for the share figures' intervals
+    m = load_confusion(out)
+    assert m is not None and sum(map(sum, m)) == data["fit"]["n_fit"]
 
 
 def test_label_fit_bad_input(tmp_path, capsys):
