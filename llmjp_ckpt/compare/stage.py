@@ -89,7 +89,7 @@ def granularity_confusion(run: RunFolder) -> list[list[int]] | None:
     from llmjp_ckpt.labels.uncertainty import load_confusion
 
     rec = run.stage_record("features") or {}
-    if rec.get("granularity_confusion"):
+    if "granularity_confusion" in rec:  # what the features stage used (None: latents only)
         return rec["granularity_confusion"]
     path = ((rec.get("config") or {}).get("features") or {}).get("granularity_params")
     try:

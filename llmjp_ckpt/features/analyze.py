@@ -55,6 +55,9 @@ class FeaturesConfig:
     dtype: str = "float32"  # the model's dtype: float32 / bfloat16 / float16; SAEs stay fp32 (not hashed)
     label_examples: int = 50  # top examples handed to the language/granularity labels
     granularity_params: str | None = None  # thresholds file from `label --fit`; None: shipped
+    # synonym by meaning from the model itself: two max-token forms relate when their input
+    # embeddings (W_E of the *last* checkpoint) have cosine >= this; None: off (docs/labels-eval.md)
+    granularity_embed_threshold: float | None = None
     norm_study: bool = True  # also run the norm study (RUN/analysis/norms.json)
     norm_windows: int = 256  # test windows used by the norm study
     model: str | None = None  # model name or folder; None: from the SAEs' cfg.json
@@ -72,6 +75,10 @@ class FeaturesConfig:
             raise UserError(f"features config: max_windows={self.max_windows}, expected >= 1 or null")
         if self.label_workers is not None and self.label_workers < 1:
             raise UserError(f"features config: label_workers={self.label_workers}, expected >= 1 or null")
+        t = self.granularity_embed_threshold
+        if t is not None and not -1.0 < t <= 1.0:
+            raise UserError(f"features config: granularity_embed_threshold={t}, expected a cosine "
+                            "in (-1, 1] or null")
 
     def topn(self) -> TopNConfig:
         return TopNConfig(self.n_top, self.batch_size)
@@ -235,6 +242,8 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
                                        "features config: granularity_params")
     confusion = _confusion_of(cfg.granularity_params)
     hashed = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "label_workers"}
+    if cfg.granularity_embed_threshold is None:
+        hashed.pop("granularity_embed_threshold")  # off: runs from before the option keep their hash
     stage_cfg = {"features": without_runtime(hashed),  # device/dtype/label_workers: not hashed
                  "granularity_thresholds": dataclasses.asdict(gran_backend.params),
                  "saes": [f"{step_dir(st)}/{sid}" for st in sorted(all_saes) for sid in sorted(all_saes[st])],
@@ -248,6 +257,12 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
         tokens = load_test_tokens(run, cfg.max_windows)
         first = next(iter(next(iter(all_saes.values())).values()))
         loader = model_loader or default_model_loader(run, cfg, first)
+        if cfg.granularity_embed_threshold is not None:
+            gran_backend = embedding_backend(gran_backend, loader(max(all_saes)),
+                                             cfg.granularity_embed_threshold)
+            if confusion is not None:
+                log.warning("granularity: the share intervals use the LOCO confusion measured "
+                            "without the embeddings (the dev file has no model to measure them)")
         rows: list[dict[str, Any]] = []
         norms: list[dict[str, Any]] = []
         norm_tokens = tokens[: cfg.norm_windows]
@@ -271,6 +286,24 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
         stage.info.update(steps=sorted(all_saes), n_features=len(df), granularity_confusion=confusion,
                           outputs=[str(p.relative_to(run)) for p in [parquet, *figures]])
     return parquet
+
+
+def embedding_backend(backend: Any, model: Any, threshold: float) -> Any:
+    """``backend`` with the model's own input embeddings as a synonym relation (``W_E`` rows of
+    the tokenizer's pieces, cosine >= ``threshold``; :func:`labels.granularity.embedder_from_vocab`)."""
+    import numpy as np
+
+    from llmjp_ckpt.labels.granularity import RuleBackend, embedder_from_vocab
+
+    tok = getattr(model, "tokenizer", None)
+    if tok is None or not hasattr(tok, "get_vocab"):
+        raise UserError("features config: granularity_embed_threshold needs the model's tokenizer "
+                        "(its vocabulary names the rows of W_E); this model has none")
+    weights = model.W_E.detach().float().cpu().numpy().astype(np.float32)
+    log.info("granularity: input embeddings of the last checkpoint as a synonym relation "
+             "(%d x %d, cosine >= %s)", *weights.shape, threshold)
+    return RuleBackend(params=backend.params, embed=embedder_from_vocab(tok.get_vocab(), weights),
+                       embed_threshold=threshold)
 
 
 def _confusion_of(params_path: str | None) -> list[list[int]] | None:

@@ -299,7 +299,8 @@ def label_flat(flat: FlatFeatures, backend: gr.RuleBackend | None = None,
         pieces, words, prevs = pieces_all[lo:hi], words_all[lo:hi], prevs_all[lo:hi]
         votes = {"en": float(v_en[j]), "ja": float(v_ja[j])}
         st = gr.stats_from_max_tokens(pieces, words, prevs, votes, embed=backend.embed,
-                                      lexicon=backend.lexicon, dictionary=backend.resolved(),
+                                      embed_threshold=backend.embed_threshold, lexicon=backend.lexicon,
+                                      dictionary=backend.resolved(),
                                       surfaces=surfs_all[lo:hi], vectors=vectors)
         lab, conf = gr.decide(st, backend.params)
         out.append(FeatureLabels(majority_language({"en": int(p_en[j]), "ja": int(p_ja[j])}),

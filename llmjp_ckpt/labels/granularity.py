@@ -329,17 +329,18 @@ def _related_pairs(
             for skl, g in ls:
                 if f != g and match(ska, skl):
                     pairs.append((f, g))
-    if embed is not None:
-        vecs = {f: embed(f) for f in alias}
-        forms = [f for f in alias if vecs[f] is not None]
-        for i, a in enumerate(forms):
-            for b in forms[i + 1 :]:
-                va, vb = vecs[a], vecs[b]
-                dot = sum(p * q for p, q in zip(va, vb))
-                na = math.sqrt(sum(p * p for p in va))
-                nb = math.sqrt(sum(q * q for q in vb))
-                if na > 0 and nb > 0 and dot / (na * nb) >= thr:
-                    pairs.append((a, b))
+    if embed is not None:  # every pair's cosine in one matrix product (rows of d ~ 2,048)
+        import numpy as np
+
+        got = [(f, v) for f in alias if (v := embed(f)) is not None]
+        if len(got) >= 2:
+            m = np.asarray([v for _, v in got], dtype=np.float64)
+            norm = np.linalg.norm(m, axis=1)
+            ok = norm > 0
+            m[ok] /= norm[ok, None]
+            sim = m @ m.T
+            for i, j in zip(*np.nonzero(np.triu(sim >= thr - 1e-12, 1) & ok[:, None] & ok[None, :])):
+                pairs.append((got[i][0], got[j][0]))
     return pairs
 
 
@@ -403,18 +404,24 @@ def _dictionary_pairs(alias: dict[str, tuple[str, ...]], dictionary: Dictionary,
 
 
 def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[float]]) -> Embedder:
-    """An ``embed`` hook from a SentencePiece vocabulary and an embedding matrix.
+    """An ``embed`` hook from a tokenizer's vocabulary (piece -> id) and an embedding matrix.
 
-    ``weights[i]`` is the row of token id ``i`` — e.g. ``model.W_E`` of the *final* checkpoint
-    (early checkpoints' embeddings are close to their random start). A form is looked up as
-    ``▁form``, ``form`` and their capitalised spellings; forms that are no single piece give
+    ``weights[i]`` is the row of token id ``i`` (a list, NumPy array or CPU tensor) — e.g.
+    ``model.W_E`` of the *final* checkpoint (early checkpoints' embeddings are close to their
+    random start). A form is looked up as ``▁form`` (SentencePiece), ``Ġform`` (byte-level
+    BPE), ``form`` and their capitalised spellings; forms that are no single piece give
     ``None`` and simply add no relation.
     """
+    n = len(weights)
+
+    @functools.lru_cache(maxsize=1 << 16)  # forms recur across features
     def embed(form: str) -> Sequence[float] | None:
-        for piece in ("\u2581" + form, form, "\u2581" + form.capitalize(), form.capitalize()):
-            i = vocab.get(piece)
-            if i is not None and 0 <= i < len(weights):
-                return [float(x) for x in weights[i]]
+        for f in (form, form.capitalize()):
+            for piece in ("\u2581" + f, "\u0120" + f, f):
+                i = vocab.get(piece)
+                if i is not None and 0 <= i < n:
+                    row = weights[i]
+                    return row.tolist() if hasattr(row, "tolist") else [float(x) for x in row]
         return None
 
     return embed
@@ -477,6 +484,7 @@ class RuleBackend:
 
     params: RuleParams = field(default_factory=RuleParams.load)
     embed: Embedder | None = None
+    embed_threshold: float = 0.6  # cosine at/above which ``embed`` relates two forms (synonym)
     lexicon: Mapping[str, set[str]] | None = None
     dictionary: Dictionary | None = None  # None: JMdict when ``jamdict-data`` is installed
     use_dictionary: bool = True  # False: spelling, inflection and loanword rules only
@@ -497,7 +505,8 @@ class RuleBackend:
         return self.vectors
 
     def classify(self, examples: Sequence[Sequence]) -> tuple[str, float]:
-        st = token_stats(examples, embed=self.embed, lexicon=self.lexicon,
+        st = token_stats(examples, embed=self.embed, embed_threshold=self.embed_threshold,
+                         lexicon=self.lexicon,
                          dictionary=self.resolved(), vectors=self.resolved_vectors())
         return decide(st, self.params)
 

@@ -306,3 +306,23 @@ def test_jmdict_keeps_unrelated_words_apart(jmdict, a, b):
 def test_jmdict_translation_feature_is_synonym(jmdict):
     ex = build_examples([" grid"] * 5 + ["格子"] * 3 + [" lattice"] * 2)
     assert RuleBackend(dictionary=jmdict).classify(ex)[0] == "synonym"
+
+
+def test_embedding_relation_is_cosine_at_or_over_the_threshold():
+    import numpy as np
+    import torch
+
+    vocab = {"\u2581grid": 0, "\u0120lattice": 1, "格子": 2, "\u2581zero": 3, "\u2581far": 4}
+    w = np.array([[1.0, 0.0], [0.6, 0.8], [0.6, 0.8], [0.0, 0.0], [-1.0, 0.0]], dtype=np.float32)
+    for weights in (w, torch.from_numpy(w)):  # NumPy rows or tensor rows (W_E)
+        embed = embedder_from_vocab(vocab, weights)
+        assert embed("lattice") == pytest.approx([0.6, 0.8])  # a byte-level BPE piece (Ġ)
+        ex = build_examples([" grid"] * 5 + [" lattice"] * 5)
+        at = RuleBackend(embed=embed, embed_threshold=0.6, use_dictionary=False)
+        over = RuleBackend(embed=embed, embed_threshold=0.61, use_dictionary=False)
+        assert at.classify(ex)[0] == "synonym" and over.classify(ex)[0] == "token"  # cos 0.6
+        # a zero row and an opposite row relate to nothing
+        for other in (" zero", " far"):
+            ex = build_examples([" grid"] * 5 + [other] * 5)
+            assert RuleBackend(embed=embed, embed_threshold=-0.5, use_dictionary=False
+                               ).classify(ex)[0] == "token"
