@@ -96,6 +96,27 @@ def test_planted_timeline_and_recovery_cover_every_checkpoint(demo):
     assert "Planted truth vs recovered" in demo.read_text(encoding="utf-8")
 
 
+def test_meaning_sources_scored_against_the_planted_synonyms(demo):
+    from llmjp_ckpt.toy.recovery import synonym_sources
+
+    run = demo.parents[1]
+    res = synonym_sources(run, thresholds=(-1.0,))  # every pair of forms with a W_E row related
+    assert res["sources"] == ["rules", "rules+JMdict", "rules+W_E>=-1.0", "rules+JMdict+W_E>=-1.0"]
+    timeline = json.loads((run / "toy" / "planted_timeline.json").read_text(encoding="utf-8"))
+    last = str(timeline["steps"][-1])
+    assert len(res["saes"]) == 3 and res["embeddings_of_step"] == int(last)
+    for steps in res["saes"].values():
+        assert sorted(steps, key=int) == [str(s) for s in timeline["steps"]]
+        for row in steps.values():
+            assert len({v["actual"] for v in row.values()}) == 1  # one planted truth per step
+            for v in row.values():
+                assert v["tp"] <= min(v["predicted"], v["actual"]) and 0 <= (v["synonym_share"] or 0) <= 1
+    # the embeddings are read: with every pair related, most multi-form latents become synonym
+    share = {src: sum(steps[last][src]["synonym_share"] for steps in res["saes"].values())
+             for src in res["sources"]}
+    assert share["rules+W_E>=-1.0"] > share["rules"] + 0.3
+
+
 def test_transitions_equal_recomputation_on_the_toy_series(demo):
     import pandas as pd
 

@@ -354,7 +354,7 @@ def ablation(records: Sequence[FeatureRecord], dictionary: Dictionary | None,
     if vectors is None:
         lines.append("  word vectors: skipped (ja-ginza not installed: pip install 'llmjp-ckpt[meaning]')")
     lines.append("  input embeddings of the checkpoint: not measurable here (the dev file has no "
-                 "checkpoint); hook: RuleBackend(embed=embedder_from_vocab(vocab, W_E))")
+                 "checkpoint); measured on the toy: scripts/toy_synonym_sources.py (docs/labels-eval.md)")
     return "\n".join(lines)
 
 

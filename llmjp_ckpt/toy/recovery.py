@@ -30,6 +30,7 @@ from typing import Any
 
 from llmjp_ckpt.chars import LANGUAGE_THRESHOLD, char_script, strip_byte_pieces
 from llmjp_ckpt.config import read_json
+from llmjp_ckpt.errors import UserError
 
 FILE = "planted_recovery.json"
 MIN_SIDE = 0.1  # each language (or each of two concepts) must hold this share of the examples
@@ -311,3 +312,50 @@ def write_recovery(run_dir: str | Path, toy_dir: str | Path | None = None, png: 
     path = atomic.write_json(run / "analysis" / FILE, result)
     plotting.write_figures({"planted_vs_recovered": figure(result)}, run / "analysis" / "figures", png)
     return path
+
+
+# --- meaning sources for the synonym label, against the planted truth ---------------------------
+def synonym_sources(run_dir: str | Path, thresholds: Iterable[float] = (0.6,), toy_dir: str | Path | None = None,
+                    n_examples: int = 50) -> dict[str, Any]:
+    """What each source of meaning adds to the ``synonym`` label on the toy, where the truth is
+    known: every live feature of every SAE is relabelled with the rules alone, with JMdict, and
+    with the model's own input embeddings (``W_E`` of the last checkpoint, cosine ≥ each of
+    ``thresholds``) with and without JMdict; per source, precision and recall of ``synonym`` for
+    the planted ``variant`` / ``translation`` features, and the ``synonym`` share of all live
+    features. ``{"sources", "saes": {sae_id: {step: {source: scores}}}}``."""
+    from llmjp_ckpt.features.analyze import FeaturesConfig, _token_text_of, default_model_loader, feature_rows
+    from llmjp_ckpt.features.store import FeatureStore
+    from llmjp_ckpt.labels.granularity import RuleBackend, RuleParams, embedder_from_vocab
+    from llmjp_ckpt.runfolder import sae_folders, step_dir
+    from llmjp_ckpt.saes.dead import alive_mask
+    from llmjp_ckpt.toy.planted import scored_inputs
+
+    run, _, concepts, _ = scored_inputs(run_dir, toy_dir)
+    folders = [(s, sid, f) for s, sid, f in sae_folders(run) if (run / "features" / step_dir(s) / sid).is_dir()]
+    if not folders:
+        raise UserError(f"{run}: no features/iter_*/<sae_id>/ stores (run the features stage first)")
+    last = default_model_loader(run, FeaturesConfig(), folders[0][2])(max(s for s, _, _ in folders))
+    tt = _token_text_of(last)
+    w_e = last.W_E.detach().float().cpu().numpy()
+    embed = embedder_from_vocab(last.tokenizer.get_vocab(), w_e)
+    params = RuleParams.load()
+    sources: dict[str, RuleBackend] = {"rules": RuleBackend(params=params, use_dictionary=False),
+                                       "rules+JMdict": RuleBackend(params=params)}
+    for t in thresholds:
+        sources[f"rules+W_E>={t}"] = RuleBackend(params=params, embed=embed, embed_threshold=t, use_dictionary=False)
+        sources[f"rules+JMdict+W_E>={t}"] = RuleBackend(params=params, embed=embed, embed_threshold=t)
+    forms = token_forms(concepts)
+    out: dict[str, Any] = {"sources": list(sources), "embeddings_of_step": max(s for s, _, _ in folders), "saes": {}}
+    for step, sae_id, folder in folders:
+        store = FeatureStore.load(run / "features" / step_dir(step) / sae_id)
+        live = [int(f) for f in alive_mask(folder).nonzero()[0]]
+        kinds = {f: p for f in live if (p := planted_kind(store_top_ids(store, f), forms)) is not None}
+        row: dict[str, Any] = {}
+        for name, backend in sources.items():
+            gran = {r["feature"]: r["granularity"] for r in feature_rows(store, step, sae_id, tt, n_examples, backend)}
+            scored = score_rows([{**p, "granularity": gran[f]} for f, p in kinds.items()])["synonym"]
+            labelled = [gran[f] for f in live if gran[f]]
+            row[name] = {**scored, "synonym_share": round(sum(g == "synonym" for g in labelled) / len(labelled), 4)
+                         if labelled else None}
+        out["saes"].setdefault(sae_id, {})[str(step)] = row
+    return out
