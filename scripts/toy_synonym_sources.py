@@ -8,8 +8,10 @@ rules alone, with JMdict, and with the last checkpoint's input embeddings (llmjp
 
 import argparse
 import json
+import sys
 
 from llmjp_ckpt import atomic
+from llmjp_ckpt.errors import UserError
 from llmjp_ckpt.toy.recovery import synonym_sources
 
 ap = argparse.ArgumentParser()
@@ -17,7 +19,11 @@ ap.add_argument("run", nargs="?", default="runs/demo")
 ap.add_argument("--threshold", type=float, action="append", help="W_E cosine (repeatable; default 0.6)")
 ap.add_argument("--json", help="also write the result here")
 args = ap.parse_args()
-res = synonym_sources(args.run, args.threshold or [0.6])
+try:
+    res = synonym_sources(args.run, args.threshold or [0.6])
+except UserError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
 if args.json:
     atomic.write_json(args.json, res)
 
