@@ -22,7 +22,10 @@ float16 activations) labelled by ``features.analyze.feature_rows`` (the store's 
 batched call) against the per-feature path it replaced (``FeatureStore.examples`` +
 ``labels.assign.label_feature`` latent by latent) on a sample, side by side:
 
-    .venv/bin/python benchmarks/bench_labels.py --store [--features 32768] [--workers 2]
+    .venv/bin/python benchmarks/bench_labels.py --store [--features 32768] [--workers 2] [--embed-dim 2048]
+
+``--embed-dim D`` adds, in the same process, ``feature_rows`` with the optional input-embedding
+synonym relation over a random ``vocabulary x D`` matrix (the cost only: random rows relate nothing).
 """
 
 from __future__ import annotations
@@ -162,6 +165,20 @@ def main_store(args: argparse.Namespace) -> None:
           f"({one / ref_fs:.1f}x the per-feature path); identical labels {same}/{len(sample)}")
     print(f"feature_rows, {args.workers} workers: {st.d_sae} latents in {wall:.2f} wall s = "
           f"{st.d_sae / wall:,.0f} features/s (wall clock: a busy machine lowers it)")
+    if args.embed_dim:  # the optional W_E synonym relation (features granularity_embed_threshold)
+        import numpy as np
+
+        from llmjp_ckpt.labels.granularity import RuleBackend, embedder_from_vocab
+
+        w_e = np.random.default_rng(args.seed).standard_normal((len(tt.pieces), args.embed_dim), dtype=np.float32)
+        emb = RuleBackend(params=backend.params, embed=embedder_from_vocab(
+            {p: i for i, p in enumerate(tt.pieces)}, w_e), embed_threshold=0.6)
+        t = time.process_time()
+        feature_rows(st, 0, "bench", tt, 50, emb)
+        t_emb = time.process_time() - t
+        print(f"feature_rows + W_E relation ({len(tt.pieces)} x {args.embed_dim}), 1 process: {st.d_sae} "
+              f"latents in {t_emb:.2f} CPU s = {st.d_sae / t_emb:,.0f} features/s ({t_emb / t_one:.2f}x the "
+              "time without it)")
 
 
 def main() -> None:
@@ -173,6 +190,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--store", action="store_true", help="the features stage's path on a synthetic store")
     ap.add_argument("--windows", type=int, default=16384, help="test windows of the --store run")
+    ap.add_argument("--embed-dim", type=int, default=0,
+                    help="--store: also time the W_E synonym relation with a random d x vocab matrix")
     args = ap.parse_args()
     if args.store:
         main_store(args)

@@ -334,7 +334,7 @@ def _related_pairs(
 
         got = [(f, v) for f in alias if (v := embed(f)) is not None]
         if len(got) >= 2:
-            m = np.asarray([v for _, v in got], dtype=np.float64)
+            m = np.array([v for _, v in got], dtype=np.float64)  # a copy: normalised in place
             norm = np.linalg.norm(m, axis=1)
             ok = norm > 0
             m[ok] /= norm[ok, None]
@@ -412,7 +412,10 @@ def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[flo
     BPE), ``form`` and their capitalised spellings; forms that are no single piece give
     ``None`` and simply add no relation.
     """
-    n = len(weights)
+    import numpy as np
+
+    w = weights.detach().cpu().numpy() if hasattr(weights, "detach") else np.asarray(weights, dtype=np.float32)
+    n = len(w)
 
     @functools.lru_cache(maxsize=1 << 16)  # forms recur across features
     def embed(form: str) -> Sequence[float] | None:
@@ -420,8 +423,7 @@ def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[flo
             for piece in ("\u2581" + f, "\u0120" + f, f):
                 i = vocab.get(piece)
                 if i is not None and 0 <= i < n:
-                    row = weights[i]
-                    return row.tolist() if hasattr(row, "tolist") else [float(x) for x in row]
+                    return w[i]  # a row view: the relation stacks rows, no Python floats
         return None
 
     return embed
