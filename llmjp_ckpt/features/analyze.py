@@ -290,20 +290,16 @@ def analyze_run(run_dir: str | Path, cfg: FeaturesConfig | None = None, *,
 
 def embedding_backend(backend: Any, model: Any, threshold: float) -> Any:
     """``backend`` with the model's own input embeddings as a synonym relation (``W_E`` rows of
-    the tokenizer's pieces, cosine >= ``threshold``; :func:`labels.granularity.embedder_from_vocab`)."""
-    import numpy as np
+    the tokenizer's pieces, cosine >= ``threshold``; :func:`labels.granularity.embedder_from_model`)."""
+    from llmjp_ckpt.labels.granularity import RuleBackend, embedder_from_model
 
-    from llmjp_ckpt.labels.granularity import RuleBackend, embedder_from_vocab
-
-    tok = getattr(model, "tokenizer", None)
-    if tok is None or not hasattr(tok, "get_vocab"):
-        raise UserError("features config: granularity_embed_threshold needs the model's tokenizer "
-                        "(its vocabulary names the rows of W_E); this model has none")
-    weights = model.W_E.detach().float().cpu().numpy().astype(np.float32)
+    try:
+        embed = embedder_from_model(model)
+    except ValueError as exc:
+        raise UserError(f"features config: granularity_embed_threshold needs the model's tokenizer: {exc}") from None
     log.info("granularity: input embeddings of the last checkpoint as a synonym relation "
-             "(%d x %d, cosine >= %s)", *weights.shape, threshold)
-    return RuleBackend(params=backend.params, embed=embedder_from_vocab(tok.get_vocab(), weights),
-                       embed_threshold=threshold)
+             "(%d x %d, cosine >= %s)", *model.W_E.shape, threshold)
+    return RuleBackend(params=backend.params, embed=embed, embed_threshold=threshold)
 
 
 def _confusion_of(params_path: str | None) -> list[list[int]] | None:
@@ -373,10 +369,6 @@ def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float
     ids = sorted(df["sae_id"].unique())
     live = df.dropna(subset=[col])
     classes = sorted(live[col].astype(str).unique())
-    if confusion is not None:  # a true class may be one nobody was labelled
-        from llmjp_ckpt.labels.granularity import LABELS
-
-        classes += [c for c in LABELS if c not in classes]
     titles, shared = short_titles(ids)
     cols = min(3, len(ids))
     rows = math.ceil(len(ids) / cols)
@@ -387,9 +379,10 @@ def share_figure(df: Any, col: str, title: str, n_boot: int = 1000, level: float
         steps = sorted(part["checkpoint"].unique())
         iv = share_intervals({st: part.loc[part["checkpoint"] == st, col].astype(str).tolist() for st in steps},
                              confusion, classes=classes, n_boot=n_boot, level=level)
+        drawn = list(iv[steps[0]])  # with a confusion, also true classes nobody was labelled
         x = [f"{st:,}" for st in steps]  # the step (iter_0000100 is 100): short under narrow panels
         r, c = i // cols + 1, i % cols + 1
-        for k, label in enumerate(classes):
+        for k, label in enumerate(drawn):
             color = PALETTE[k % len(PALETTE)]
             lo = [iv[st][label].lo for st in steps]
             hi = [iv[st][label].hi for st in steps]

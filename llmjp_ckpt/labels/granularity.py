@@ -414,7 +414,8 @@ def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[flo
     """
     import numpy as np
 
-    w = weights.detach().cpu().numpy() if hasattr(weights, "detach") else np.asarray(weights, dtype=np.float32)
+    w = (weights.detach().float().cpu().numpy() if hasattr(weights, "detach")  # bf16 W_E too
+         else np.asarray(weights, dtype=np.float32))
     n = len(w)
 
     @functools.lru_cache(maxsize=1 << 16)  # forms recur across features
@@ -427,6 +428,15 @@ def embedder_from_vocab(vocab: Mapping[str, int], weights: Sequence[Sequence[flo
         return None
 
     return embed
+
+
+def embedder_from_model(model: object) -> Embedder:
+    """:func:`embedder_from_vocab` on a loaded model's ``W_E`` and its tokenizer's vocabulary;
+    ``ValueError`` when the model carries no tokenizer to name the rows."""
+    tok = getattr(model, "tokenizer", None)
+    if tok is None or not hasattr(tok, "get_vocab"):
+        raise ValueError("the model has no tokenizer (its vocabulary names the rows of W_E)")
+    return embedder_from_vocab(tok.get_vocab(), model.W_E)
 
 
 # ------------------------------------------------------------------------------- backends

@@ -325,7 +325,7 @@ def synonym_sources(run_dir: str | Path, thresholds: Iterable[float] = (0.6,), t
     features. ``{"sources", "saes": {sae_id: {step: {source: scores}}}}``."""
     from llmjp_ckpt.features.analyze import FeaturesConfig, _token_text_of, default_model_loader, feature_rows
     from llmjp_ckpt.features.store import FeatureStore
-    from llmjp_ckpt.labels.granularity import RuleBackend, RuleParams, embedder_from_vocab
+    from llmjp_ckpt.labels.granularity import RuleBackend, RuleParams, embedder_from_model
     from llmjp_ckpt.runfolder import sae_folders, step_dir
     from llmjp_ckpt.saes.dead import alive_mask
     from llmjp_ckpt.toy.planted import scored_inputs
@@ -336,8 +336,7 @@ def synonym_sources(run_dir: str | Path, thresholds: Iterable[float] = (0.6,), t
         raise UserError(f"{run}: no features/iter_*/<sae_id>/ stores (run the features stage first)")
     last = default_model_loader(run, FeaturesConfig(), folders[0][2])(max(s for s, _, _ in folders))
     tt = _token_text_of(last)
-    w_e = last.W_E.detach().float().cpu().numpy()
-    embed = embedder_from_vocab(last.tokenizer.get_vocab(), w_e)
+    embed = embedder_from_model(last)
     params = RuleParams.load()
     sources: dict[str, RuleBackend] = {"rules": RuleBackend(params=params, use_dictionary=False),
                                        "rules+JMdict": RuleBackend(params=params)}
